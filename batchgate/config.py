@@ -1,0 +1,333 @@
+"""LiteLLM proxy `config.yaml` → typed deployments, fallbacks and limits.
+
+A LiteLLM config loads unchanged. Unknown keys are ignored with a warning; wrong types are
+errors that name the key. API keys stay references (`os.environ/NAME`) until a worker resolves
+them at call time, so nothing secret is copied into the database or task messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from batchgate.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "os.environ/"
+
+# LiteLLM model prefix → (adapter module, default api_base). The vendor (queue) name is the prefix.
+PREFIXES: dict[str, tuple[str, str | None]] = {
+    "openai": ("openai", "https://api.openai.com"),
+    "azure": ("azure", None),
+    "anthropic": ("anthropic", "https://api.anthropic.com"),
+    "gemini": ("gemini", "https://generativelanguage.googleapis.com"),
+    "hosted_vllm": ("compatible", None),
+    "vllm": ("compatible", None),
+    "ollama": ("compatible", "http://127.0.0.1:11434"),
+    "ollama_chat": ("compatible", "http://127.0.0.1:11434"),
+    "openai_compatible": ("compatible", None),
+    "lm_studio": ("compatible", "http://127.0.0.1:1234"),
+    "text-generation-inference": ("compatible", None),
+}
+
+DEFAULT_MAX_CONCURRENCY = 64
+
+
+class _Lenient(BaseModel):
+    """Keep unknown keys so we can warn about them instead of failing."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _LitellmParams(_Lenient):
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    max_parallel_requests: int | None = Field(default=None, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
+    input_cost_per_token: Decimal | None = Field(default=None, ge=0)
+    output_cost_per_token: Decimal | None = Field(default=None, ge=0)
+    # LiteLLM passes unknown litellm_params through to the provider; so do not warn about them.
+    model_config = ConfigDict(extra="ignore")
+
+
+class _ModelEntry(_Lenient):
+    model_name: str
+    litellm_params: _LitellmParams
+    model_info: dict[str, Any] | None = None
+
+
+class _RouterSettings(_Lenient):
+    fallbacks: list[dict[str, list[str]]] = []
+    context_window_fallbacks: list[dict[str, list[str]]] = []
+    content_policy_fallbacks: list[dict[str, list[str]]] = []
+    num_retries: int = Field(default=2, ge=0)
+    allowed_fails: int = Field(default=3, ge=1)
+    cooldown_time: float = Field(default=30.0, ge=0)
+    routing_strategy: str | None = None
+
+
+class _GeneralSettings(_Lenient):
+    master_key: str | None = None
+
+
+class _VendorSettings(_Lenient):
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1)
+    chunk_size: int | None = Field(default=None, ge=1)
+    worker_concurrency: int = Field(default=2, ge=1)
+
+
+class _Tenant(_Lenient):
+    name: str
+    api_key: str
+    max_cost_usd: Decimal | None = None
+
+
+class _BatchgateSettings(_Lenient):
+    vendors: dict[str, _VendorSettings] = {}
+    tenants: list[_Tenant] = []
+    attempt_timeout: float = Field(default=120.0, gt=0)
+
+
+class _RawConfig(_Lenient):
+    model_list: list[_ModelEntry] = []
+    router_settings: _RouterSettings = _RouterSettings()
+    general_settings: _GeneralSettings = _GeneralSettings()
+    batchgate_settings: _BatchgateSettings = _BatchgateSettings()
+    litellm_settings: dict[str, Any] | None = None
+    environment_variables: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One `model_list` entry. `id` is stable and secret-free: safe for logs, Redis and the DB."""
+
+    id: str
+    alias: str
+    vendor: str
+    adapter: str
+    model: str
+    api_base: str | None
+    api_key_ref: str | None = field(repr=False)
+    api_version: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel_requests: int | None = None
+    timeout: float | None = None
+    input_cost_per_token: Decimal | None = None
+    output_cost_per_token: Decimal | None = None
+
+    def api_key(self) -> str | None:
+        """Resolve the key now, in the calling process; never store the result."""
+        return resolve_secret(self.api_key_ref)
+
+
+@dataclass(frozen=True, slots=True)
+class VendorLimits:
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    chunk_size: int | None = None
+    worker_concurrency: int = 2
+
+    def effective_chunk_size(self) -> int:
+        # Each worker process should be able to fill the whole vendor limit on its own, so a
+        # chunk's tail never starves the vendor; capped so a crash redoes little.
+        return self.chunk_size or max(32, min(500, self.max_concurrency))
+
+
+@dataclass(frozen=True, slots=True)
+class TenantKey:
+    name: str
+    api_key_ref: str = field(repr=False)
+    max_cost_usd: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    deployments: tuple[Deployment, ...] = ()
+    fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    context_window_fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    content_policy_fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    num_retries: int = 2
+    allowed_fails: int = 3
+    cooldown_time: float = 30.0
+    master_key_ref: str | None = field(default=None, repr=False)
+    tenants: tuple[TenantKey, ...] = ()
+    vendor_limits: dict[str, VendorLimits] = field(default_factory=dict)
+    attempt_timeout: float = 120.0
+    source: str | None = None
+
+    @property
+    def aliases(self) -> list[str]:
+        return sorted({d.alias for d in self.deployments})
+
+    @property
+    def vendors(self) -> list[str]:
+        return sorted({d.vendor for d in self.deployments})
+
+    def deployments_for(self, alias: str) -> list[Deployment]:
+        return [d for d in self.deployments if d.alias == alias]
+
+    def deployment(self, deployment_id: str) -> Deployment:
+        for d in self.deployments:
+            if d.id == deployment_id:
+                return d
+        raise KeyError(deployment_id)
+
+    def vendor_of(self, alias: str) -> str:
+        deps = self.deployments_for(alias)
+        if not deps:
+            raise KeyError(alias)
+        return deps[0].vendor
+
+    def limits(self, vendor: str) -> VendorLimits:
+        return self.vendor_limits.get(vendor, VendorLimits())
+
+    def master_key(self) -> str | None:
+        return resolve_secret(self.master_key_ref)
+
+    def chain(self, alias: str, extra: Iterable[str] = ()) -> list[str]:
+        """The fallback chain for an alias: itself, then per-batch extras, then the config's."""
+        chain = [alias]
+        for a in [*extra, *self.fallbacks.get(alias, ())]:
+            if a not in chain:
+                chain.append(a)
+        return chain
+
+
+def resolve_secret(ref: str | None) -> str | None:
+    if ref is None:
+        return None
+    if ref.startswith(ENV_PREFIX):
+        return os.environ.get(ref[len(ENV_PREFIX) :]) or None
+    return ref
+
+
+def _split_model(value: str, where: str) -> tuple[str, str]:
+    prefix, sep, model_id = value.partition("/")
+    if not sep or not model_id:
+        raise ConfigError(f"{where}: model must look like '<vendor>/<model id>', got {value!r}")
+    if prefix not in PREFIXES:
+        known = ", ".join(sorted(PREFIXES))
+        raise ConfigError(f"{where}: unknown vendor prefix {prefix!r} (known: {known})")
+    return prefix, model_id
+
+
+def _warn_unknown(model: BaseModel, where: str) -> None:
+    for key in (model.model_extra or {}):
+        log.warning("config: ignoring unknown key %s%s", f"{where}." if where else "", key)
+    for name, value in model:
+        if isinstance(value, _Lenient):
+            _warn_unknown(value, f"{where}.{name}" if where else name)
+
+
+def _fallback_map(entries: list[dict[str, list[str]]], where: str) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        for alias, chain in entry.items():
+            out[alias] = tuple(chain)
+    return out
+
+
+def parse_config(data: dict[str, Any] | None, source: str | None = None) -> Config:
+    """Build a Config from the parsed YAML mapping."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source or 'config'}: the top level must be a mapping")
+    try:
+        raw = _RawConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source or 'config'}: {loc}: {first['msg']}") from None
+    _warn_unknown(raw, "")
+
+    deployments: list[Deployment] = []
+    per_alias: dict[str, int] = {}
+    for i, entry in enumerate(raw.model_list):
+        where = f"model_list.{i}.litellm_params.model"
+        prefix, model_id = _split_model(entry.litellm_params.model, where)
+        adapter, default_base = PREFIXES[prefix]
+        p = entry.litellm_params
+        # api_base may name an env var too (not a secret, but set per machine).
+        api_base = resolve_secret(p.api_base) or default_base
+        if api_base is None:
+            raise ConfigError(f"model_list.{i}.litellm_params.api_base: required for {prefix}/")
+        n = per_alias.get(entry.model_name, 0)
+        per_alias[entry.model_name] = n + 1
+        deployments.append(
+            Deployment(
+                id=f"{entry.model_name}#{n}",
+                alias=entry.model_name,
+                vendor=prefix,
+                adapter=adapter,
+                model=model_id,
+                api_base=api_base.rstrip("/"),
+                api_key_ref=p.api_key,
+                api_version=p.api_version,
+                rpm=p.rpm,
+                tpm=p.tpm,
+                max_parallel_requests=p.max_parallel_requests,
+                timeout=p.timeout,
+                input_cost_per_token=p.input_cost_per_token,
+                output_cost_per_token=p.output_cost_per_token,
+            )
+        )
+
+    rs = raw.router_settings
+    cfg = Config(
+        deployments=tuple(deployments),
+        fallbacks=_fallback_map(rs.fallbacks, "router_settings.fallbacks"),
+        context_window_fallbacks=_fallback_map(rs.context_window_fallbacks, "cw"),
+        content_policy_fallbacks=_fallback_map(rs.content_policy_fallbacks, "cp"),
+        num_retries=rs.num_retries,
+        allowed_fails=rs.allowed_fails,
+        cooldown_time=rs.cooldown_time,
+        master_key_ref=raw.general_settings.master_key,
+        tenants=tuple(
+            TenantKey(name=t.name, api_key_ref=t.api_key, max_cost_usd=t.max_cost_usd)
+            for t in raw.batchgate_settings.tenants
+        ),
+        vendor_limits={
+            name: VendorLimits(v.max_concurrency, v.chunk_size, v.worker_concurrency)
+            for name, v in raw.batchgate_settings.vendors.items()
+        },
+        attempt_timeout=raw.batchgate_settings.attempt_timeout,
+        source=source,
+    )
+    aliases = set(cfg.aliases)
+    for kind, mapping in (
+        ("fallbacks", cfg.fallbacks),
+        ("context_window_fallbacks", cfg.context_window_fallbacks),
+        ("content_policy_fallbacks", cfg.content_policy_fallbacks),
+    ):
+        for alias, chain in mapping.items():
+            for a in (alias, *chain):
+                if a not in aliases:
+                    raise ConfigError(f"router_settings.{kind}: unknown model_name {a!r}")
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, source=str(path))

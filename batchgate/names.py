@@ -1,0 +1,37 @@
+"""Every queue name, task name and Redis key, defined once."""
+
+from __future__ import annotations
+
+KEY_PREFIX = "bg"
+
+TASK_RUN_CHUNK = "batchgate.run_chunk"
+TASK_FINALIZE = "batchgate.finalize"
+
+# The control queue carries finalize work; each vendor has its own queue named after it.
+CONTROL_QUEUE = "batchgate"
+
+
+def vendor_queue(vendor: str) -> str:
+    return vendor
+
+
+def slots_key(scope: str) -> str:
+    """Sorted set of held call slots for a vendor or deployment; score = expiry (server time)."""
+    return f"{KEY_PREFIX}:slots:{scope}"
+
+
+def rate_key(deployment_id: str, kind: str, window: int) -> str:
+    """Per-minute request (rpm) or token (tpm) counter of a deployment."""
+    return f"{KEY_PREFIX}:rate:{deployment_id}:{kind}:{window}"
+
+
+def cooldown_key(deployment_id: str) -> str:
+    return f"{KEY_PREFIX}:cooldown:{deployment_id}"
+
+
+def failures_key(deployment_id: str) -> str:
+    return f"{KEY_PREFIX}:fails:{deployment_id}"
+
+
+def worker_heartbeat_key(vendor: str, hostname: str) -> str:
+    return f"{KEY_PREFIX}:worker:{vendor}:{hostname}"

@@ -1,0 +1,1 @@
+"""The unified adapter layer: one interface, one module per vendor wire format."""

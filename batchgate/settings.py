@@ -1,0 +1,55 @@
+"""The one settings object: environment (`BATCHGATE_*`) and CLI flags, read once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BATCHGATE_", extra="ignore")
+
+    # Where things live. With no URLs set, `batchgate up` starts embedded Valkey and uses SQLite
+    # under data_dir, then passes the resulting URLs to every process it starts.
+    data_dir: Path = Field(default=Path(".batchgate"))
+    redis_url: str | None = None
+    database_url: str | None = None
+    config: Path | None = None
+
+    # Client side (CLI talking to a running API).
+    api_base: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+
+    # Execution.
+    lease_seconds: float = 60.0
+    reconcile_interval: float = 5.0
+    stale_enqueue_seconds: float = 30.0
+    inline_backoff_max: float = 30.0
+    slot_ttl_margin: float = 10.0
+    max_response_bytes: int = 16 * 1024 * 1024
+
+    # Validation limits (OpenAI's defaults).
+    max_lines: int = 50_000
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_line_bytes: int = 10 * 1024 * 1024
+
+    flower_basic_auth: str | None = None
+    # Fault hooks for durability tests; never set in production.
+    test_faults: str | None = None
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'batchgate.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
