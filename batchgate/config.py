@@ -152,6 +152,9 @@ class TenantKey:
     api_key_ref: str = field(repr=False)
     max_cost_usd: Decimal | None = None
 
+    def api_key(self) -> str | None:
+        return resolve_secret(self.api_key_ref)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -225,7 +228,7 @@ def _split_model(value: str, where: str) -> tuple[str, str]:
 
 
 def _warn_unknown(model: BaseModel, where: str) -> None:
-    for key in (model.model_extra or {}):
+    for key in model.model_extra or {}:
         log.warning("config: ignoring unknown key %s%s", f"{where}." if where else "", key)
     for name, value in model:
         if isinstance(value, _Lenient):

@@ -1,0 +1,1 @@
+"""The HTTP API: OpenAI Batch API compatible files and batches, plus health."""

@@ -1,0 +1,44 @@
+"""The FastAPI application: state wiring, routers, error shape, upload size cap."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI
+
+from batchgate import __version__
+from batchgate.api import batches, errors, files, health
+from batchgate.api.auth import KeyRing
+from batchgate.config import Config
+from batchgate.filestore import FileStore
+from batchgate.queueing import enqueue, make_celery
+from batchgate.settings import Settings
+from batchgate.store.db import init_db, make_engine
+
+
+def create_app(settings: Settings, config: Config) -> FastAPI:
+    app = FastAPI(
+        title="batchgate",
+        version=__version__,
+        description="OpenAI Batch API compatible batch runner for LLM inference.",
+    )
+    engine = make_engine(settings.resolved_database_url())
+    init_db(engine)
+    celery = make_celery(settings, name="batchgate-api")
+
+    def send(batch_id: str, vendor: str, ids: list[int]) -> int:
+        return enqueue(celery, batch_id, vendor, ids, config.limits(vendor).effective_chunk_size())
+
+    app.state.settings = settings
+    app.state.config = config
+    app.state.engine = engine
+    app.state.files = FileStore(settings.files_dir)
+    app.state.celery = celery
+    app.state.enqueue = send
+    app.state.keys = KeyRing(config)
+    app.state.ingest_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest")
+    errors.install(app)
+    app.include_router(files.router)
+    app.include_router(batches.router)
+    app.include_router(health.router)
+    return app

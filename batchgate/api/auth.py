@@ -1,0 +1,67 @@
+"""Bearer keys → tenant. Keys are kept as SHA-256 digests and compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from batchgate.api.errors import APIError
+from batchgate.config import Config
+
+ADMIN = "default"
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    admin: bool
+
+
+class KeyRing:
+    def __init__(self, config: Config) -> None:
+        self._keys: list[tuple[bytes, Caller]] = []
+        master = config.master_key()
+        if master:
+            self._keys.append((_digest(master), Caller(ADMIN, admin=True)))
+        for t in config.tenants:
+            key = t.api_key()
+            if key:
+                self._keys.append((_digest(key), Caller(t.name, admin=False)))
+
+    @property
+    def open(self) -> bool:
+        """No key configured: a local, single-tenant setup (refused on non-loopback binds)."""
+        return not self._keys
+
+    def caller(self, key: str | None) -> Caller | None:
+        if self.open:
+            return Caller(ADMIN, admin=True)
+        if not key:
+            return None
+        digest = _digest(key)
+        found = None
+        for known, caller in self._keys:  # no early exit: same time whichever key matches
+            if hmac.compare_digest(known, digest):
+                found = caller
+        return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def current_caller(request: Request) -> Caller:
+    ring: KeyRing = request.app.state.keys
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    key = token.strip() if scheme.lower() == "bearer" else None
+    caller = ring.caller(key)
+    if caller is None:
+        raise APIError(
+            401, "Incorrect or missing API key.", code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return caller

@@ -1,0 +1,45 @@
+"""/healthz: broker, database and workers, each reported separately."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> JSONResponse:
+    st = request.app.state
+    report: dict[str, Any] = {}
+    try:
+        with st.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        report["database"] = {"ok": True}
+    except Exception as exc:
+        report["database"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        with st.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=1)
+        report["broker"] = {"ok": True}
+    except Exception as exc:
+        report["broker"] = {"ok": False, "error": type(exc).__name__}
+    workers: list[str] = []
+    if report["broker"]["ok"]:
+        try:
+            replies = st.celery.control.ping(timeout=0.5) or []
+            workers = sorted(name for reply in replies for name in reply)
+        except Exception:
+            workers = []
+    vendors = st.config.vendors
+    report["workers"] = {
+        "ok": all(any(w.startswith(f"{v}@") for w in workers) for v in vendors),
+        "online": workers,
+        "vendors": vendors,
+    }
+    ok = report["database"]["ok"] and report["broker"]["ok"]
+    report["ok"] = ok
+    return JSONResponse(report, status_code=200 if ok else 503)

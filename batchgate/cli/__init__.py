@@ -1,0 +1,29 @@
+"""The `batchgate` command: a thin Typer shell over the library and the HTTP API."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from batchgate.cli import client_cmds, demo, servers
+
+app = typer.Typer(
+    name="batchgate",
+    help=(
+        "Run large LLM batches across vendors: OpenAI-compatible Batch API, per-vendor workers, "
+        "retries, fallbacks and exact cost.\n\n"
+        "Try it with no keys and no servers:  batchgate demo"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+servers.register(app)
+client_cmds.register(app)
+demo.register(app)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app()

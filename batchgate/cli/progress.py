@@ -1,0 +1,80 @@
+"""Rich progress while a batch runs, and the summary table when it ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+TERMINAL = {"completed", "failed", "expired", "cancelled"}
+
+
+def wait_with_progress(
+    fetch: Callable[[], dict[str, Any]], console: Console, interval: float = 0.5, timeout: float | None = None
+) -> dict[str, Any]:
+    """Poll a batch until it ends, showing done/failed/in-flight, rate, ETA and cost so far."""
+    start = time.monotonic()
+    batch = fetch()
+    columns = (
+        TextColumn("[bold]{task.fields[status]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("failed {task.fields[failed]}  in-flight {task.fields[in_flight]}"),
+        TextColumn("{task.fields[rate]}/s  ${task.fields[cost]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("batch", total=None, status=batch["status"], failed=0, in_flight=0, rate="0", cost="0")
+        while True:
+            counts = batch["request_counts"]
+            done = counts["completed"] + counts["failed"]
+            elapsed = max(1e-6, time.monotonic() - start)
+            progress.update(
+                task,
+                total=counts["total"] or None,
+                completed=done,
+                status=batch["status"],
+                failed=counts["failed"],
+                in_flight=(batch.get("batchgate") or {}).get("in_flight", 0),
+                rate=f"{done / elapsed:.0f}",
+                cost=_short(batch.get("cost_usd", "0")),
+            )
+            if batch["status"] in TERMINAL:
+                return batch
+            if timeout is not None and time.monotonic() - start > timeout:
+                raise TimeoutError(f"batch {batch['id']} still {batch['status']} after {timeout}s")
+            time.sleep(interval)
+            batch = fetch()
+
+
+def _short(usd: str) -> str:
+    try:
+        return f"{float(usd):.6f}"
+    except ValueError:
+        return usd
+
+
+def summary_table(batch: dict[str, Any]) -> Table:
+    counts = batch["request_counts"]
+    ext = batch.get("batchgate") or {}
+    table = Table(title=f"batch {batch['id']} — {batch['status']}", show_footer=True)
+    table.add_column("model", footer="total")
+    table.add_column("lines", justify="right", footer=str(counts["completed"]))
+    table.add_column("calls", justify="right")
+    table.add_column("input tok", justify="right")
+    table.add_column("output tok", justify="right")
+    table.add_column("cost USD", justify="right", footer=batch.get("cost_usd", "0"))
+    for alias, m in sorted((ext.get("models") or {}).items()):
+        cost = m["cost_usd"] + (" (unpriced)" if m.get("unpriced") else "")
+        table.add_row(alias, str(m["lines"]), str(m["calls"]), str(m["input_tokens"]), str(m["output_tokens"]), cost)
+    table.caption = (
+        f"lines {counts['total']}, succeeded {counts['completed']}, failed {counts['failed']}, "
+        f"served by a fallback {ext.get('fallback_lines', 0)}, "
+        f"duplicate calls {ext.get('duplicate_calls', 0)}"
+    )
+    return table

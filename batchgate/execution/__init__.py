@@ -1,0 +1,1 @@
+"""Running leased items inside a worker process: one event loop, one client per vendor."""

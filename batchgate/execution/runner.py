@@ -1,0 +1,303 @@
+"""Run one chunk of items: claim, call concurrently, retry, fall back, record.
+
+One retry layer only: this one. Adapters never retry; Celery never retries a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from batchgate.errors import ErrorKind, ProviderError, ServerError
+from batchgate.execution.recorder import Recorder
+from batchgate.execution.runtime import BatchInfo, Runtime
+from batchgate.money import usd_to_pusd
+from batchgate.names import slots_key
+from batchgate.pricing import cost_of
+from batchgate.providers._http import send
+from batchgate.providers.base import Completion, Usage
+from batchgate.providers.registry import get_adapter
+from batchgate.routing.policy import choose_deployment, decide, next_aliases
+from batchgate.store.items import AttemptRow, ClaimedItem, ItemUpdate, claim, renew
+
+log = logging.getLogger(__name__)
+
+AUTH_PAUSE_SECONDS = 300.0
+COOLDOWN_WINDOW = 60.0
+
+
+@dataclass
+class ChunkReport:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    rerouted: int = 0
+    deferred: int = 0
+    cancelled: int = 0
+    batches: set[str] = field(default_factory=set)
+
+
+def _crash_hook(custom_id: str) -> None:
+    """Durability tests only: die between a paid response and its commit."""
+    faults = os.environ.get("BATCHGATE_TEST_FAULTS", "")
+    if faults.startswith("crash_after_response=") and custom_id in faults.split("=", 1)[1].split(
+        ","
+    ):
+        os._exit(137)
+
+
+class ChunkRun:
+    def __init__(
+        self,
+        rt: Runtime,
+        vendor: str,
+        enqueue: Callable[[str, str, list[int]], None],
+    ) -> None:
+        self.rt = rt
+        self.vendor = vendor
+        self.owner = f"{rt.worker_id}:{uuid.uuid4().hex[:12]}"
+        self.recorder = Recorder(rt, self.owner, enqueue)
+        self.report = ChunkReport()
+        self.in_flight: set[int] = set()
+
+    async def run(self, ids: list[int]) -> ChunkReport:
+        rt = self.rt
+        items = await rt.db(
+            claim, rt.engine, ids, self.owner, time.time(), rt.settings.lease_seconds
+        )
+        self.report.claimed = len(items)
+        if not items:
+            return self.report
+        self.in_flight = {i.id for i in items}
+        self.recorder.start()
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+        try:
+            await asyncio.gather(*(self._run_item(item) for item in items))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self.recorder.close()
+        self.report.batches = {i.batch_id for i in items}
+        return self.report
+
+    async def _heartbeat(self) -> None:
+        lease = self.rt.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            ids = list(self.in_flight)
+            await self.rt.db(renew, self.rt.engine, self.owner, ids, time.time() + lease)
+
+    def _finish(self, item: ClaimedItem, state: str, **kw: Any) -> None:
+        now = time.time()
+        update = ItemUpdate(
+            id=item.id,
+            state=state,
+            attempts=item.attempts,
+            model_attempts=item.model_attempts,
+            alias=item.alias,
+            vendor=item.vendor,
+            chain_pos=item.chain_pos,
+            tried=item.tried,
+            chain=item.chain,
+            finished_at=now if state in ("succeeded", "failed", "cancelled") else None,
+            **kw,
+        )
+        reroute = state == "queued" and kw.get("enqueued_at") is not None
+        self.recorder.finish(update, item.batch_id, reroute=reroute)
+        self.in_flight.discard(item.id)
+        key = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"}.get(state)
+        if key:
+            setattr(self.report, key, getattr(self.report, key) + 1)
+        elif reroute:
+            self.report.rerouted += 1
+        else:
+            self.report.deferred += 1
+
+    def _fail(self, item: ClaimedItem, err: ProviderError | None, code: str, message: str) -> None:
+        error: dict[str, Any] = {"code": code, "message": message}
+        if err is not None:
+            error["status_code"] = err.status_code
+            error["vendor_code"] = err.code
+            error["request_id"] = err.request_id
+        self._finish(item, "failed", error=error)
+
+    async def _run_item(self, item: ClaimedItem) -> None:
+        try:
+            await self._run_item_inner(item)
+        except Exception:  # never let one item take the chunk down; it ends with an error line
+            log.exception("item %s failed unexpectedly", item.id)
+            self._fail(item, None, "internal_error", "batchgate failed to process this line")
+
+    async def _run_item_inner(self, item: ClaimedItem) -> None:
+        rt = self.rt
+        config = rt.config
+        while True:
+            info = await rt.batch(item.batch_id)
+            if info is None or info.status != "in_progress":
+                self._finish(item, "cancelled")
+                return
+            deps = config.deployments_for(item.alias)
+            if not deps:
+                self._fail(
+                    item, None, "model_not_configured", f"model {item.alias!r} is not configured"
+                )
+                return
+            if deps[0].vendor != self.vendor:
+                item.vendor = deps[0].vendor
+                self._finish(item, "queued", enqueued_at=time.time())
+                return
+            cooling = await rt.cooldowns.cooling([d.id for d in deps])
+            dep = choose_deployment(deps, cooling, rt.rng)
+            if dep is None:
+                err: ProviderError = ServerError("every deployment of this model is cooling down")
+            else:
+                err_or_done = await self._attempt(item, info, dep)
+                if err_or_done is None:
+                    return
+                err = err_or_done
+            if await self._after_error(item, err):
+                continue
+            return
+
+    async def _attempt(self, item: ClaimedItem, info: BatchInfo, dep: Any) -> ProviderError | None:
+        rt = self.rt
+        limits = rt.config.limits(self.vendor)
+        target = rt.target(dep)
+        scopes = [(slots_key(self.vendor), limits.max_concurrency)]
+        if dep.max_parallel_requests:
+            scopes.append((slots_key(dep.id), dep.max_parallel_requests))
+        if dep.rpm or dep.tpm:
+            await rt.rates.wait_turn(dep.id, dep.rpm, dep.tpm, _estimate_tokens(item.body))
+        body = dict(item.body)
+        adapter = get_adapter(dep.adapter)
+        started = time.time()
+        completion: Completion | None = None
+        error: ProviderError | None = None
+        async with rt.slots.hold_all(scopes, ttl=target.deadline + rt.settings.slot_ttl_margin):
+            started = time.time()
+            try:
+                completion = await send(
+                    adapter,
+                    rt.client(self.vendor),
+                    info.endpoint,
+                    body,
+                    target,
+                    max_bytes=rt.settings.max_response_bytes,
+                )
+            except ProviderError as exc:
+                error = exc
+        finished = time.time()
+        item.attempts += 1
+        item.model_attempts += 1
+        usage = completion.usage if completion is not None else (error.usage if error else None)
+        entry = info.prices.entry(dep.id)
+        cost = cost_of(usage, entry) if usage is not None else Decimal(0)
+        self.recorder.attempt(
+            AttemptRow(
+                item_id=item.id,
+                batch_id=item.batch_id,
+                alias=item.alias,
+                deployment_id=dep.id,
+                vendor=self.vendor,
+                started_at=started,
+                finished_at=finished,
+                status="ok" if completion is not None else "error",
+                provider_model=completion.provider_model if completion else dep.model,
+                error_kind=error.kind.value if error else None,
+                status_code=completion.status_code
+                if completion
+                else error.status_code
+                if error
+                else None,
+                input_tokens=usage.input_tokens if usage else 0,
+                output_tokens=usage.output_tokens if usage else 0,
+                cache_read_tokens=usage.cache_read_tokens if usage else 0,
+                cache_write_tokens=usage.cache_write_tokens if usage else 0,
+                cost_pusd=usd_to_pusd(cost),
+                unpriced=entry.unpriced,
+            )
+        )
+        if completion is not None:
+            _crash_hook(item.custom_id)
+            await rt.cooldowns.record_success(dep.id)
+            self._finish(
+                item,
+                "succeeded",
+                served_deployment=dep.id,
+                result={
+                    "status_code": completion.status_code,
+                    "request_id": completion.request_id,
+                    "body": completion.body,
+                    "provider_model": completion.provider_model or dep.model,
+                    "usage": _usage_dict(completion.usage),
+                },
+            )
+            return None
+        assert error is not None
+        if error.kind == ErrorKind.authentication:
+            await rt.cooldowns.pause(dep.id, AUTH_PAUSE_SECONDS)
+        elif error.kind in (ErrorKind.server_error, ErrorKind.overloaded, ErrorKind.timeout):
+            await rt.cooldowns.record_failure(
+                dep.id, rt.config.allowed_fails, COOLDOWN_WINDOW, rt.config.cooldown_time
+            )
+        return error
+
+    async def _after_error(self, item: ClaimedItem, err: ProviderError) -> bool:
+        """Decide what an error means for the item. True: try again now (same or next model)."""
+        rt = self.rt
+        decision = decide(
+            err,
+            attempts_on_model=item.model_attempts,
+            num_retries=rt.config.num_retries,
+            rng=rt.rng,
+        )
+        if decision.action == "retry":
+            if decision.delay <= rt.settings.inline_backoff_max:
+                # The slot was released on leaving hold_all: waiting costs the vendor nothing.
+                await asyncio.sleep(decision.delay)
+                return True
+            self._finish(item, "queued", not_before=time.time() + decision.delay)
+            return False
+        if decision.action == "fallback":
+            rest = next_aliases(err.kind, item.alias, item.chain[item.chain_pos + 1 :], rt.config)
+            rest = [a for a in rest if rt.config.deployments_for(a)]
+            if rest:
+                item.tried = [*item.tried, item.alias]
+                item.chain = [*item.chain[: item.chain_pos + 1], *rest]
+                item.chain_pos += 1
+                item.alias = rest[0]
+                item.model_attempts = 0
+                item.vendor = rt.config.vendor_of(item.alias)
+                if item.vendor == self.vendor:
+                    return True
+                self._finish(item, "queued", enqueued_at=time.time())
+                return False
+        self._fail(item, err, err.kind.value, err.message)
+        return False
+
+
+def _usage_dict(u: Usage) -> dict[str, int]:
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+    }
+
+
+def _estimate_tokens(body: dict[str, Any]) -> int:
+    text = 0
+    for m in body.get("messages") or []:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, str):
+            text += len(c)
+    return max(1, text // 4) + int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)

@@ -1,0 +1,124 @@
+"""Per-process state of a worker: config, engine, Redis, HTTP clients, limiters, batch cache.
+
+Built lazily after fork (one per process id) and kept for the process's life, so HTTP
+connections and the event loop are reused across tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import redis.asyncio as aioredis
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from batchgate.config import Config, Deployment, load_config
+from batchgate.pricing import PriceTable
+from batchgate.providers._http import make_client
+from batchgate.providers.base import Target
+from batchgate.routing.limits import Cooldowns, RateWindow, Slots
+from batchgate.settings import Settings, get_settings
+from batchgate.store.db import make_engine
+from batchgate.store.models import Batch
+
+T = TypeVar("T")
+
+BATCH_CACHE_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class BatchInfo:
+    id: str
+    endpoint: str
+    status: str
+    prices: PriceTable
+    fetched_at: float
+
+
+class Runtime:
+    def __init__(self, settings: Settings, config: Config, engine: Engine) -> None:
+        self.settings = settings
+        self.config = config
+        self.engine = engine
+        self.pid = os.getpid()
+        self.worker_id = f"{socket.gethostname()}:{self.pid}"
+        self.rng = random.Random()
+        self.loop = asyncio.new_event_loop()
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-db")
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._batches: dict[str, BatchInfo] = {}
+        self.redis = aioredis.from_url(settings.redis_url or "", decode_responses=False)
+        self.slots = Slots(self.redis)
+        self.cooldowns = Cooldowns(self.redis)
+        self.rates = RateWindow(self.redis)
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking database call off the event loop, one at a time per process."""
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    def client(self, vendor: str) -> httpx.AsyncClient:
+        client = self._clients.get(vendor)
+        if client is None:
+            limit = self.config.limits(vendor).max_concurrency
+            client = self._clients[vendor] = make_client(max_connections=limit)
+        return client
+
+    def target(self, dep: Deployment) -> Target:
+        # The key is read here, in the worker, at call time; it is never stored or sent anywhere.
+        return Target(
+            vendor=dep.vendor,
+            model=dep.model,
+            api_base=dep.api_base or "",
+            api_key=dep.api_key(),
+            api_version=dep.api_version,
+            deadline=dep.timeout or self.config.attempt_timeout,
+        )
+
+    async def batch(self, batch_id: str) -> BatchInfo | None:
+        info = self._batches.get(batch_id)
+        now = time.monotonic()
+        if info is not None and now - info.fetched_at < BATCH_CACHE_SECONDS:
+            return info
+        row = await self.db(self._load_batch, batch_id)
+        if row is None:
+            return None
+        endpoint, status, prices_json = row
+        prices = info.prices if info is not None else PriceTable.from_json(json.loads(prices_json))
+        info = self._batches[batch_id] = BatchInfo(batch_id, endpoint, status, prices, now)
+        return info
+
+    def _load_batch(self, batch_id: str) -> tuple[str, str, str] | None:
+        t = Batch.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.c.endpoint, t.c.status, t.c.price_table_json).where(t.c.id == batch_id)
+            ).first()
+        return tuple(row) if row else None  # type: ignore[return-value]
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The runtime of this process; rebuilt in a forked child (sockets don't survive fork)."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        settings = get_settings()
+        if settings.config is None:
+            raise RuntimeError("BATCHGATE_CONFIG is not set: workers need the config file")
+        config = load_config(settings.config)
+        _runtime = Runtime(settings, config, make_engine(settings.resolved_database_url()))
+    return _runtime

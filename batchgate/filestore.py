@@ -1,0 +1,82 @@
+"""Files on disk under the data dir, addressed by generated ids only (never client names).
+
+Uploads stream to a temporary file with a running byte cap and are renamed into place; outputs
+are written to a temporary file, fsynced and renamed, so no partial file is ever visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+class TooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"file exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, rel: str) -> Path:
+        p = (self.root / rel).resolve()
+        if self.root.resolve() not in p.parents:
+            raise ValueError("path escapes the file store")
+        return p
+
+    async def save_stream(
+        self, file_id: str, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> tuple[str, int, str]:
+        """Stream an upload to disk; returns (relative path, size, sha256)."""
+        rel = file_id
+        final = self.path(rel)
+        tmp = final.with_suffix(".part")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as fp:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TooLarge(max_bytes)
+                    digest.update(chunk)
+                    fp.write(chunk)
+            os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return rel, size, digest.hexdigest()
+
+    @contextlib.contextmanager
+    def atomic_writer(self, file_id: str) -> Iterator[tuple[str, BinaryIO]]:
+        rel = file_id
+        final = self.path(rel)
+        tmp = final.with_suffix(".part")
+        try:
+            with open(tmp, "wb") as fp:
+                yield rel, fp
+                fp.flush()
+                os.fsync(fp.fileno())
+            os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def open(self, rel: str) -> BinaryIO:
+        return open(self.path(rel), "rb")
+
+    def delete(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(rel).unlink()

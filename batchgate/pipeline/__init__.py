@@ -1,0 +1,1 @@
+"""What a batch goes through: ingest → (workers run items) → finalize; cancel; reconcile."""

@@ -1,0 +1,226 @@
+"""Finalize: once every item is terminal, write the output and error files in input order.
+
+Exactly one finalizer wins the `→ finalizing` transition; a finalizer that dies is redone by the
+reconciler. Files are written to a temp file, fsynced and renamed (never a partial file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.engine import Engine
+
+from batchgate.filestore import FileStore, new_id
+from batchgate.money import usd_str
+from batchgate.store.items import ATTEMPT, BATCH, ITEM, pending_count
+from batchgate.store.models import File
+
+FILE = File.__table__  # type: ignore[attr-defined]
+
+
+def try_finalize(engine: Engine, files: FileStore, batch_id: str, *, force: bool = False) -> bool:
+    """Finalize the batch if all its items are terminal. Returns True if this call did it."""
+    if pending_count(engine, batch_id) > 0:
+        return False
+    now = int(time.time())
+    with engine.begin() as conn:
+        states = ["in_progress", "cancelling"] + (["finalizing"] if force else [])
+        won = conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch_id, BATCH.c.status.in_(states))
+            .values(status="finalizing", finalizing_at=now)
+        ).rowcount
+    if not won:
+        return False
+    write_results(engine, files, batch_id)
+    return True
+
+
+def output_line(row: Any, cost: str) -> dict[str, Any]:
+    result = json.loads(row.result_json) if row.result_json else None
+    error = json.loads(row.error_json) if row.error_json else None
+    tried = json.loads(row.tried_json)
+    meta = {
+        "model": row.alias,
+        "vendor": row.vendor,
+        "deployment": row.served_deployment,
+        "provider_model": result.get("provider_model") if result else None,
+        "attempts": row.attempts,
+        "tried": tried,
+        "usage": {
+            "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens,
+            "cache_read_tokens": row.cache_read_tokens,
+            "cache_write_tokens": row.cache_write_tokens,
+        },
+        "cost_usd": cost,
+        "unpriced": bool(row.unpriced),
+    }
+    line: dict[str, Any] = {"id": f"batch_req_{row.id:012d}", "custom_id": row.custom_id}
+    if row.state == "succeeded" and result is not None:
+        line["response"] = {
+            "status_code": result.get("status_code", 200),
+            "request_id": result.get("request_id"),
+            "body": result["body"],
+        }
+        line["error"] = None
+    else:
+        error = error or {"code": row.state, "message": f"request {row.state}"}
+        if error.get("status_code"):
+            line["response"] = {
+                "status_code": error["status_code"],
+                "request_id": error.get("request_id"),
+                "body": {
+                    "error": {
+                        "message": error["message"],
+                        "type": error["code"],
+                        "code": error.get("vendor_code"),
+                    }
+                },
+            }
+        else:
+            line["response"] = None
+        line["error"] = {"code": error["code"], "message": error["message"]}
+    line["batchgate"] = meta
+    return line
+
+
+def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
+    with engine.connect() as conn:
+        batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).one()
+    out_id, err_id = new_id("file-"), new_id("file-")
+    counts = {"completed": 0, "failed": 0}
+    shas = {"out": hashlib.sha256(), "err": hashlib.sha256()}
+    sizes = {"out": 0, "err": 0}
+    expired = False
+    with (
+        files.atomic_writer(out_id) as (out_rel, out_fp),
+        files.atomic_writer(err_id) as (err_rel, err_fp),
+        engine.connect() as conn,
+    ):
+        rows = conn.execution_options(yield_per=2000).execute(
+            select(ITEM).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
+        )
+        for row in rows:
+            line = output_line(row, usd_str(row.cost_pusd))
+            data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+            key = "out" if row.state == "succeeded" else "err"
+            (out_fp if key == "out" else err_fp).write(data)
+            shas[key].update(data)
+            sizes[key] += len(data)
+            counts["completed" if key == "out" else "failed"] += 1
+            expired = expired or row.state == "expired"
+    now = int(time.time())
+    summary = summarize(engine, batch_id)
+    status = "cancelled" if batch.cancelling_at else "expired" if expired else "completed"
+    with engine.begin() as conn:
+        file_rows = []
+        for key, fid, rel, n in (
+            ("out", out_id, out_rel, counts["completed"]),
+            ("err", err_id, err_rel, counts["failed"]),
+        ):
+            file_rows.append(
+                {
+                    "id": fid,
+                    "tenant": batch.tenant,
+                    "purpose": "batch_output",
+                    "filename": f"{batch_id}_{'output' if key == 'out' else 'error'}.jsonl",
+                    "bytes": sizes[key],
+                    "line_count": n,
+                    "sha256": shas[key].hexdigest(),
+                    "created_at": now,
+                    "path": rel,
+                    "status": "processed",
+                }
+            )
+        conn.execute(FILE.insert(), file_rows)
+        stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "completed": "completed_at"}
+        conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch_id)
+            .values(
+                status=status,
+                output_file_id=out_id,
+                error_file_id=err_id if counts["failed"] else None,
+                completed_count=counts["completed"],
+                failed_count=counts["failed"],
+                summary_json=json.dumps(summary),
+                **{stamp[status]: now},
+            )
+        )
+    if not counts["failed"]:
+        files.delete(err_rel)
+        with engine.begin() as conn:
+            conn.execute(FILE.delete().where(FILE.c.id == err_id))
+
+
+def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
+    """Cost and usage totals from the attempts (the ledger of what was paid for)."""
+    with engine.connect() as conn:
+        by_model = conn.execute(
+            select(
+                ATTEMPT.c.alias,
+                func.count(),
+                func.coalesce(func.sum(ATTEMPT.c.input_tokens), 0),
+                func.coalesce(func.sum(ATTEMPT.c.output_tokens), 0),
+                func.coalesce(func.sum(ATTEMPT.c.cache_read_tokens), 0),
+                func.coalesce(func.sum(ATTEMPT.c.cost_pusd), 0),
+                func.max(case((ATTEMPT.c.unpriced.is_(True), 1), else_=0)),
+            )
+            .where(ATTEMPT.c.batch_id == batch_id, ATTEMPT.c.status != "lost")
+            .group_by(ATTEMPT.c.alias)
+        ).all()
+        lines_by_model = dict(
+            conn.execute(
+                select(ITEM.c.alias, func.count())
+                .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "succeeded")
+                .group_by(ITEM.c.alias)
+            ).all()
+        )
+        dup = conn.execute(
+            select(func.coalesce(func.sum(ATTEMPT.c.cost_pusd), 0), func.count()).where(
+                ATTEMPT.c.batch_id == batch_id, ATTEMPT.c.duplicate.is_(True)
+            )
+        ).one()
+        lost = conn.execute(
+            select(func.count()).where(ATTEMPT.c.batch_id == batch_id, ATTEMPT.c.status == "lost")
+        ).scalar_one()
+        fallbacks = conn.execute(
+            select(func.count()).where(
+                ITEM.c.batch_id == batch_id, ITEM.c.state == "succeeded", ITEM.c.chain_pos > 0
+            )
+        ).scalar_one()
+    models = {}
+    total_pusd = 0
+    usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cached_tokens": 0}
+    unpriced = False
+    for alias, calls, tin, tout, tcache, pusd, unp in by_model:
+        total_pusd += int(pusd)
+        usage["input_tokens"] += int(tin)
+        usage["output_tokens"] += int(tout)
+        usage["cached_tokens"] += int(tcache)
+        unpriced = unpriced or bool(unp)
+        models[alias] = {
+            "lines": int(lines_by_model.get(alias, 0)),
+            "calls": int(calls),
+            "input_tokens": int(tin),
+            "output_tokens": int(tout),
+            "cost_usd": usd_str(int(pusd)),
+            "unpriced": bool(unp),
+        }
+    usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    return {
+        "cost_usd": usd_str(total_pusd),
+        "cost_pusd": total_pusd,
+        "duplicate_spend_usd": usd_str(int(dup[0])),
+        "duplicate_calls": int(dup[1]),
+        "lost_calls": int(lost),
+        "fallback_lines": int(fallbacks),
+        "unpriced": unpriced,
+        "usage": usage,
+        "models": models,
+    }

@@ -1,0 +1,212 @@
+"""Create a batch from an uploaded file: validate it whole, store one item per line, enqueue.
+
+Nothing is called before the whole file has validated; a bad file ends as a `failed` batch with
+line-numbered errors and no items.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from batchgate.config import Config
+from batchgate.filestore import FileStore, new_id
+from batchgate.pricing import pin_prices
+from batchgate.settings import Settings
+from batchgate.store.items import BATCH, ITEM, insert_items
+from batchgate.store.models import Batch, File
+from batchgate.validation import Limits, LineError, iter_requests, validate_file
+
+log = logging.getLogger(__name__)
+
+WINDOWS = {"24h": 24 * 3600}
+
+# (batch_id, vendor, ids) → messages sent
+Enqueue = Callable[[str, str, list[int]], int]
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    tenant: str
+    input_file_id: str
+    endpoint: str
+    completion_window: str = "24h"
+    metadata: dict[str, str] | None = None
+    fallbacks: tuple[str, ...] = ()
+    max_cost_usd: Decimal | None = None
+    model: str | None = None
+
+
+def window_seconds(window: str) -> int:
+    if window in WINDOWS:
+        return WINDOWS[window]
+    # Extension: any "<n>h" / "<n>m" / "<n>s"; short windows make expiry testable.
+    unit = {"h": 3600, "m": 60, "s": 1}.get(window[-1:])
+    if unit is None or not window[:-1].isdigit() or int(window[:-1]) <= 0:
+        raise ValueError(f"completion_window must be like '24h', got {window!r}")
+    return int(window[:-1]) * unit
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_lines=settings.max_lines,
+        max_file_bytes=settings.max_file_bytes,
+        max_line_bytes=settings.max_line_bytes,
+    )
+
+
+def create_batch(engine: Engine, req: BatchRequest) -> Batch:
+    now = int(time.time())
+    batch = Batch(
+        id=new_id("batch_"),
+        tenant=req.tenant,
+        input_file_id=req.input_file_id,
+        endpoint=req.endpoint,
+        completion_window=req.completion_window,
+        status="validating",
+        created_at=now,
+        expires_at=now + window_seconds(req.completion_window),
+        metadata_json=json.dumps(req.metadata) if req.metadata else None,
+        model_override=req.model,
+        fallbacks_json=json.dumps(list(req.fallbacks)),
+        max_cost_usd=str(req.max_cost_usd) if req.max_cost_usd is not None else None,
+    )
+    with engine.begin() as conn:
+        conn.execute(BATCH.insert().values(**batch.model_dump()))
+    return batch
+
+
+def _fail(engine: Engine, batch_id: str, errors: list[LineError]) -> None:
+    data = [{"code": e.code, "message": e.message, "line": e.line, "param": None} for e in errors]
+    with engine.begin() as conn:
+        conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch_id)
+            .values(
+                status="failed",
+                failed_at=int(time.time()),
+                errors_json=json.dumps({"object": "list", "data": data}),
+            )
+        )
+
+
+def ingest(
+    engine: Engine,
+    settings: Settings,
+    config: Config,
+    files: FileStore,
+    batch_id: str,
+    enqueue: Enqueue,
+) -> str:
+    """Validate, store items and enqueue; returns the batch's new status."""
+    with engine.connect() as conn:
+        batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).first()
+        file = conn.execute(
+            select(File.__table__).where(File.__table__.c.id == batch.input_file_id)
+        ).first()  # type: ignore[attr-defined]
+    if batch is None or batch.status != "validating":
+        return batch.status if batch else "missing"
+    if file is None:
+        _fail(engine, batch_id, [LineError(None, "file_not_found", "input file not found")])
+        return "failed"
+    fallbacks = json.loads(batch.fallbacks_json)
+    unknown = [a for a in [batch.model_override, *fallbacks] if a and not config.deployments_for(a)]
+    if unknown:
+        _fail(engine, batch_id, [LineError(None, "unknown_model", f"unknown model {unknown[0]!r}")])
+        return "failed"
+    limits = limits_from(settings)
+    with files.open(file.path) as fp:
+        report = validate_file(
+            fp,
+            endpoint=batch.endpoint,
+            known_models=None if batch.model_override else config.aliases,
+            default_model=batch.model_override,
+            limits=limits,
+        )
+    if not report.ok:
+        _fail(engine, batch_id, report.errors)
+        return "failed"
+
+    chains: dict[str, list[str]] = {}
+
+    def rows() -> Iterator[dict[str, Any]]:
+        with files.open(file.path) as fp:
+            for line in iter_requests(fp, limits=limits, default_model=batch.model_override):
+                body = line.body
+                if batch.model_override:
+                    body = {**body, "model": batch.model_override}
+                alias = body["model"]
+                chain = chains.get(alias)
+                if chain is None:
+                    chain = chains[alias] = config.chain(alias, fallbacks)
+                yield {
+                    "batch_id": batch_id,
+                    "idx": line.index,
+                    "custom_id": line.custom_id,
+                    "body": json.dumps(body, ensure_ascii=False),
+                    "alias": alias,
+                    "vendor": config.vendor_of(alias),
+                    "chain_json": json.dumps(chain),
+                }
+
+    now = time.time()
+    with engine.begin() as conn:
+        total = insert_items(conn, rows())
+        aliases = {a for chain in chains.values() for a in chain}
+        aliases |= {a for alias in aliases for a in config.context_window_fallbacks.get(alias, ())}
+        deployments = [d for d in config.deployments if d.alias in aliases]
+        prices = pin_prices(deployments)
+        conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch_id, BATCH.c.status == "validating")
+            .values(
+                status="in_progress",
+                in_progress_at=int(now),
+                total=total,
+                price_table_json=json.dumps(prices.to_json()),
+            )
+        )
+    enqueue_batch(engine, config, batch_id, enqueue)
+    return "in_progress"
+
+
+def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueue) -> int:
+    """Enqueue every queued, never-enqueued item of a batch, chunked per vendor."""
+    by_vendor: dict[str, list[int]] = defaultdict(list)
+    with engine.connect() as conn:
+        result = conn.execute(
+            select(ITEM.c.id, ITEM.c.vendor)
+            .where(
+                ITEM.c.batch_id == batch_id, ITEM.c.state == "queued", ITEM.c.enqueued_at.is_(None)
+            )
+            .order_by(ITEM.c.idx)
+        )
+        for item_id, vendor in result:
+            by_vendor[vendor].append(item_id)
+    sent = 0
+    for vendor, ids in by_vendor.items():
+        sent += enqueue(batch_id, vendor, ids)
+        mark_enqueued(engine, ids)
+    return sent
+
+
+def mark_enqueued(engine: Engine, ids: list[int]) -> None:
+    now = time.time()
+    with engine.begin() as conn:
+        for i in range(0, len(ids), 5000):
+            conn.execute(
+                update(ITEM).where(ITEM.c.id.in_(ids[i : i + 5000])).values(enqueued_at=now)
+            )
+
+
+def new_file_id() -> str:
+    return new_id("file-")

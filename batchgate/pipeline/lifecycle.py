@@ -1,0 +1,51 @@
+"""Cancel and expire: stop new calls, let in-flight ones finish, end the rest with a line each."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+
+from batchgate.filestore import FileStore
+from batchgate.pipeline.finalize import try_finalize
+from batchgate.store.items import BATCH, ITEM
+
+CANCELLED_ERROR = json.dumps({"code": "batch_cancelled", "message": "the batch was cancelled"})
+EXPIRED_ERROR = json.dumps(
+    {
+        "code": "batch_expired",
+        "message": "this request could not be executed before the completion window expired",
+    }
+)
+
+
+def cancel(engine: Engine, files: FileStore, batch_id: str) -> bool:
+    """Move a running batch to `cancelling`; returns False if it was not cancellable."""
+    now = int(time.time())
+    with engine.begin() as conn:
+        moved = conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch_id, BATCH.c.status.in_(("validating", "in_progress")))
+            .values(status="cancelling", cancelling_at=now)
+        ).rowcount
+        if not moved:
+            return False
+        conn.execute(
+            update(ITEM)
+            .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
+            .values(state="cancelled", error_json=CANCELLED_ERROR, finished_at=time.time())
+        )
+    try_finalize(engine, files, batch_id)
+    return True
+
+
+def expire_items(engine: Engine, batch_id: str) -> int:
+    """End the queued items of a batch past its window; running ones finish or expire later."""
+    with engine.begin() as conn:
+        return conn.execute(
+            update(ITEM)
+            .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
+            .values(state="expired", error_json=EXPIRED_ERROR, finished_at=time.time())
+        ).rowcount

@@ -1,0 +1,138 @@
+"""The reconciler: the database is the truth, the broker only a doorbell.
+
+Periodically: release expired leases (recording the possibly-made call as `lost`), enqueue items
+that are due but have no message (deferred retries, lost messages, a Redis restart without
+persistence), expire batches past their window, and finalize batches whose items are all done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import Engine
+
+from batchgate.filestore import FileStore
+from batchgate.pipeline.finalize import try_finalize
+from batchgate.pipeline.ingest import mark_enqueued
+from batchgate.pipeline.lifecycle import expire_items
+from batchgate.store.items import ATTEMPT, BATCH, ITEM
+
+log = logging.getLogger(__name__)
+
+FINALIZE_STALE_SECONDS = 120
+ENQUEUE_LIMIT = 100_000
+
+
+@dataclass
+class ReconcileReport:
+    released: int = 0
+    enqueued: int = 0
+    expired: int = 0
+    finalized: int = 0
+
+
+def release_expired_leases(engine: Engine, now: float) -> int:
+    with engine.begin() as conn:
+        rows = conn.execute(
+            update(ITEM)
+            .where(ITEM.c.state == "running", ITEM.c.lease_until < now)
+            .values(state="queued", lease_owner=None, lease_until=None, enqueued_at=None)
+            .returning(ITEM.c.id, ITEM.c.batch_id, ITEM.c.alias, ITEM.c.vendor)
+        ).all()
+        if rows:
+            # The holder died: it may have paid for a call we never saw. Count it, never hide it.
+            conn.execute(
+                insert(ATTEMPT),
+                [
+                    {
+                        "item_id": r.id,
+                        "batch_id": r.batch_id,
+                        "alias": r.alias,
+                        "deployment_id": "",
+                        "vendor": r.vendor,
+                        "started_at": now,
+                        "finished_at": now,
+                        "status": "lost",
+                        "duplicate": True,
+                    }
+                    for r in rows
+                ],
+            )
+    return len(rows)
+
+
+def due_items(
+    engine: Engine, now: float, stale_before: float, idle_vendors: set[str]
+) -> dict[tuple[str, str], list[int]]:
+    """Queued items of running batches that need a message: never enqueued (or deferred and now
+    due), or enqueued long ago on a vendor queue that is now empty (the message was lost)."""
+    never = and_(ITEM.c.enqueued_at.is_(None))
+    lost = and_(ITEM.c.enqueued_at < stale_before, ITEM.c.vendor.in_(sorted(idle_vendors)))
+    running = select(BATCH.c.id).where(BATCH.c.status == "in_progress", BATCH.c.expires_at > now)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ITEM.c.id, ITEM.c.batch_id, ITEM.c.vendor)
+            .where(
+                ITEM.c.state == "queued",
+                or_(ITEM.c.not_before.is_(None), ITEM.c.not_before <= now),
+                or_(never, lost) if idle_vendors else never,
+                ITEM.c.batch_id.in_(running),
+            )
+            .order_by(ITEM.c.batch_id, ITEM.c.idx)
+            .limit(ENQUEUE_LIMIT)
+        ).all()
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for item_id, batch_id, vendor in rows:
+        groups[(batch_id, vendor)].append(item_id)
+    return groups
+
+
+def reconcile_once(
+    engine: Engine,
+    files: FileStore,
+    enqueue: Callable[[str, str, list[int]], int],
+    queue_length: Callable[[str], int],
+    *,
+    stale_enqueue_seconds: float,
+    now: float | None = None,
+) -> ReconcileReport:
+    now = time.time() if now is None else now
+    report = ReconcileReport()
+    report.released = release_expired_leases(engine, now)
+
+    with engine.connect() as conn:
+        vendors = set(
+            conn.execute(select(ITEM.c.vendor).where(ITEM.c.state == "queued").distinct()).scalars()
+        )
+    idle = {v for v in vendors if queue_length(v) == 0}
+    for (batch_id, vendor), ids in due_items(
+        engine, now, now - stale_enqueue_seconds, idle
+    ).items():
+        try:
+            enqueue(batch_id, vendor, ids)
+        except Exception:  # broker down: try again next round
+            log.warning("reconciler: could not enqueue %d items of %s", len(ids), batch_id)
+            continue
+        mark_enqueued(engine, ids)
+        report.enqueued += len(ids)
+
+    with engine.connect() as conn:
+        active = conn.execute(
+            select(BATCH.c.id, BATCH.c.status, BATCH.c.expires_at, BATCH.c.finalizing_at).where(
+                BATCH.c.status.in_(("in_progress", "cancelling", "finalizing"))
+            )
+        ).all()
+    for batch_id, status, expires_at, finalizing_at in active:
+        if status == "in_progress" and expires_at <= now:
+            report.expired += expire_items(engine, batch_id)
+        if status == "finalizing":
+            if finalizing_at and finalizing_at < now - FINALIZE_STALE_SECONDS:
+                report.finalized += try_finalize(engine, files, batch_id, force=True)
+        elif try_finalize(engine, files, batch_id):
+            report.finalized += 1
+    return report

@@ -1,0 +1,234 @@
+"""Sending one vendor call: the pooled client, the per-attempt deadline, the byte cap, and the
+classification of every transport failure into `batchgate.errors`.
+
+Build one client per worker process with `make_client` (inside the event loop that will use it,
+since the aiohttp session binds to its loop) and pass it to every `send`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from batchgate.errors import InvalidRequest, ProviderError, ServerError, Timeout
+from batchgate.providers import _errors
+from batchgate.providers.base import Adapter, Completion, HttpRequest, Target
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+# Error bodies are only read for their message; a proxy's multi-megabyte HTML page is cut here.
+ERROR_BODY_BYTES = 64 * 1024
+
+# The per-attempt deadline in `send` is the real cap on a call. These guard the phases the
+# deadline cannot see apart. `read` is long because a non-streamed completion sends its headers
+# only once the whole answer is generated.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 600.0
+WRITE_TIMEOUT = 60.0
+POOL_TIMEOUT = 60.0
+
+
+def make_client(max_connections: int) -> httpx.AsyncClient:
+    """An httpx client on aiohttp's connection pool, sized for `max_connections` calls at once.
+
+    Stock httpx's pool degrades sharply at hundreds of concurrent requests; aiohttp's does not
+    (research/performance.md).
+    """
+    size = max(1, max_connections)
+    limits = httpx.Limits(
+        max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
+    )
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits),
+        timeout=httpx.Timeout(
+            connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=POOL_TIMEOUT
+        ),
+        follow_redirects=False,
+    )
+
+
+async def send(
+    adapter: Adapter,
+    client: httpx.AsyncClient,
+    endpoint: str,
+    body: Mapping[str, Any],
+    target: Target,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Completion:
+    """One attempt: build the vendor request, send it, and return the OpenAI-shaped Completion.
+
+    Raises only `batchgate.errors.ProviderError` subclasses: UnsupportedParameter and
+    InvalidRequest before anything is sent, Timeout when the whole exchange (connect to last
+    byte) exceeds `target.deadline`, ServerError for broken connections, truncated, oversized or
+    malformed bodies, and the adapter's classification of any non-2xx response.
+    """
+    if endpoint not in adapter.endpoints:
+        raise InvalidRequest(f"{adapter.vendor} does not serve {endpoint}", code="bad_endpoint")
+    request = adapter.build_request(endpoint, body, target)
+    content = _encode(request)
+    deadline = asyncio.timeout(target.deadline)
+    try:
+        async with deadline:
+            status, headers, raw, truncated = await _exchange(client, request, content, max_bytes)
+    except ProviderError as exc:
+        raise _scrub(exc, target) from None
+    except Exception as exc:  # whatever httpx, aiohttp or the OS raised: classify it here
+        err = _transport_error(exc, request, target, expired=deadline.expired())
+        raise _scrub(err, target) from None
+
+    request_id = _errors.request_id_of(headers)
+    if 200 <= status < 300:
+        return _success(adapter, endpoint, raw, headers, target, status, request_id)
+    payload = _error_payload(raw, truncated)
+    try:
+        err = adapter.parse_error(status, headers, payload)
+    except Exception as exc:  # a vendor module tripping on a strange body must not hide the status
+        log.debug("%s parse_error failed: %s", adapter.vendor, type(exc).__name__)
+        err = _errors.classify_status(
+            status,
+            _errors.text_of_error(payload),
+            retry_after=_errors.retry_after(headers),
+        )
+    err.status_code = err.status_code or status
+    err.request_id = err.request_id or request_id
+    raise _scrub(err, target)
+
+
+def _encode(request: HttpRequest) -> bytes:
+    try:
+        text = json.dumps(request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"request body cannot be sent as JSON: {exc}") from None
+    return text.encode()
+
+
+async def _exchange(
+    client: httpx.AsyncClient, request: HttpRequest, content: bytes, max_bytes: int
+) -> tuple[int, httpx.Headers, bytes, bool]:
+    """(status, headers, body bytes, cut short) of one exchange, reading at most the cap."""
+    headers = {"Content-Type": "application/json", **request.headers}
+    async with client.stream(request.method, request.url, headers=headers, content=content) as r:
+        ok = 200 <= r.status_code < 300
+        limit = max_bytes if ok else ERROR_BODY_BYTES
+        declared = r.headers.get("content-length", "")
+        if ok and declared.isdigit() and int(declared) > max_bytes:
+            raise _too_large(max_bytes, _errors.request_id_of(r.headers))
+        buf = bytearray()
+        async for chunk in r.aiter_bytes():
+            buf += chunk
+            if len(buf) > limit:
+                if ok:
+                    raise _too_large(max_bytes, _errors.request_id_of(r.headers))
+                return r.status_code, r.headers, bytes(buf[:limit]), True
+        return r.status_code, r.headers, bytes(buf), False
+
+
+def _too_large(max_bytes: int, request_id: str | None) -> ServerError:
+    return ServerError(
+        f"response body over the {max_bytes} byte cap", code="response_too_large",
+        request_id=request_id,
+    )  # fmt: skip
+
+
+def _success(
+    adapter: Adapter,
+    endpoint: str,
+    raw: bytes,
+    headers: httpx.Headers,
+    target: Target,
+    status: int,
+    request_id: str | None,
+) -> Completion:
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        err = _errors.malformed(adapter.vendor, "body is not valid JSON", request_id=request_id)
+        raise _scrub(err, target, status) from None
+    if not isinstance(payload, dict):
+        err = _errors.malformed(adapter.vendor, "body is not a JSON object", request_id=request_id)
+        raise _scrub(err, target, status)
+    try:
+        completion = adapter.parse_response(endpoint, payload, headers, target)
+    except ProviderError as exc:
+        exc.request_id = exc.request_id or request_id
+        raise _scrub(exc, target, status) from None
+    except Exception as exc:  # wrong shape the vendor module did not check for
+        detail = f"unexpected shape ({type(exc).__name__})"
+        raise _scrub(
+            _errors.malformed(adapter.vendor, detail, request_id=request_id), target, status
+        ) from None
+    completion.status_code = status
+    completion.request_id = completion.request_id or request_id
+    return completion
+
+
+def _error_payload(raw: bytes, truncated: bool) -> Any:
+    """The parsed JSON error body, else its text, else None (what `parse_error` expects)."""
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    if not truncated:
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    # httpx_aiohttp re-raises aiohttp errors as httpx ones, and maps some oddly (a server that
+    # hangs up becomes ConnectTimeout); the original aiohttp error is the honest one.
+    seen = exc
+    while seen.__cause__ is not None:
+        seen = seen.__cause__
+    return seen
+
+
+def _transport_error(
+    exc: Exception, request: HttpRequest, target: Target, *, expired: bool
+) -> ProviderError:
+    host = urlsplit(request.url).hostname or "?"
+    root = _root_cause(exc)
+    what = f"{type(root).__name__}: {root}" if str(root) else type(root).__name__
+    if expired:
+        return Timeout(
+            f"no complete response from {host} within the {target.deadline:g}s attempt deadline",
+            code="deadline_exceeded",
+        )
+    if isinstance(root, aiohttp.ServerTimeoutError | TimeoutError) or (
+        root is exc and isinstance(exc, httpx.TimeoutException)
+    ):
+        return Timeout(f"timed out talking to {host}: {what}", code="transport_timeout")
+    if isinstance(root, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError) or (
+        isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
+    ):
+        return ServerError(
+            f"malformed response from {host}: connection closed mid-response ({what})",
+            code="truncated_response",
+        )
+    if isinstance(root, aiohttp.ClientConnectorError) or isinstance(exc, httpx.ConnectError):
+        return ServerError(f"cannot connect to {host}: {what}", code="connect_error")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return InvalidRequest(f"bad api_base for {target.vendor}: {what}", code="bad_api_base")
+    if isinstance(exc, httpx.HTTPError | aiohttp.ClientError | OSError):
+        return ServerError(f"connection to {host} failed: {what}", code="connection_error")
+    return ServerError(f"unexpected failure calling {host}: {type(exc).__name__}")
+
+
+def _scrub(err: ProviderError, target: Target, status: int | None = None) -> ProviderError:
+    """Mask the target's own key (and key-shaped text) in the message; fill the status."""
+    err.message = _errors.sanitize(err.message, target.api_key)
+    err.args = (err.message,)
+    if status is not None and err.status_code is None:
+        err.status_code = status
+    return err

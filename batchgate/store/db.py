@@ -1,0 +1,62 @@
+"""Engine creation (SQLite in WAL mode, or PostgreSQL by URL) and schema creation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine
+
+from batchgate.store import models  # noqa: F401  (registers the tables)
+
+
+def normalise_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; accept the URLs people paste.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            # Take the write lock up front: claims read-then-write and must not interleave.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        # Let our BEGIN IMMEDIATE take effect instead of pysqlite's implicit BEGIN.
+        @event.listens_for(engine, "connect")
+        def _sqlite_autocommit(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def init_db(engine: Engine) -> None:
+    """Create missing tables. Migrations can take over later; create_all never drops."""
+    SQLModel.metadata.create_all(engine)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)

@@ -1,0 +1,286 @@
+"""Hot-path item queries, in SQLAlchemy Core and in groups: claim, renew, apply outcomes.
+
+Per-item ORM round trips cap a pipeline below ~1,000 items/s (research/performance.md), so
+everything here works on a chunk of ids per statement or per transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from batchgate.store.models import PENDING_ITEM_STATES, Attempt, Batch, Item
+
+ITEM = Item.__table__  # type: ignore[attr-defined]
+ATTEMPT = Attempt.__table__  # type: ignore[attr-defined]
+BATCH = Batch.__table__  # type: ignore[attr-defined]
+
+INSERT_GROUP = 1000
+
+
+@dataclass(slots=True)
+class ClaimedItem:
+    id: int
+    batch_id: str
+    idx: int
+    custom_id: str
+    body: dict[str, Any]
+    alias: str
+    vendor: str
+    chain: list[str]
+    chain_pos: int
+    attempts: int
+    model_attempts: int
+    tried: list[str]
+
+
+@dataclass(slots=True)
+class ItemUpdate:
+    """The new state of one leased item; applied only while we still hold its lease."""
+
+    id: int
+    state: str
+    attempts: int
+    model_attempts: int
+    alias: str
+    vendor: str
+    chain_pos: int
+    tried: list[str]
+    chain: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    served_deployment: str | None = None
+    not_before: float | None = None
+    enqueued_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(slots=True)
+class AttemptRow:
+    item_id: int
+    batch_id: str
+    alias: str
+    deployment_id: str
+    vendor: str
+    started_at: float
+    finished_at: float
+    status: str
+    provider_model: str | None = None
+    error_kind: str | None = None
+    status_code: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_pusd: int = 0
+    unpriced: bool = False
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class Applied:
+    stale: set[int] = field(default_factory=set)  # lease lost: outcome dropped, attempts duplicate
+
+
+def insert_items(conn: Connection, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert item rows in groups; returns how many."""
+    n = 0
+    group: list[dict[str, Any]] = []
+    for row in rows:
+        group.append(row)
+        if len(group) >= INSERT_GROUP:
+            conn.execute(insert(ITEM), group)
+            n += len(group)
+            group = []
+    if group:
+        conn.execute(insert(ITEM), group)
+        n += len(group)
+    return n
+
+
+def claim(
+    engine: Engine, ids: Sequence[int], owner: str, now: float, lease: float
+) -> list[ClaimedItem]:
+    """Lease the queued, due items among `ids` whose batch is running. Others are left alone:
+    a redelivered message for a finished or leased item is a no-op."""
+    if not ids:
+        return []
+    running_batches = select(BATCH.c.id).where(BATCH.c.status == "in_progress")
+    stmt = (
+        update(ITEM)
+        .where(
+            ITEM.c.id.in_(list(ids)),
+            ITEM.c.state == "queued",
+            (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= now),
+            ITEM.c.batch_id.in_(running_batches),
+        )
+        .values(
+            state="running", lease_owner=owner, lease_until=now + lease, claims=ITEM.c.claims + 1
+        )
+        .returning(
+            ITEM.c.id,
+            ITEM.c.batch_id,
+            ITEM.c.idx,
+            ITEM.c.custom_id,
+            ITEM.c.body,
+            ITEM.c.alias,
+            ITEM.c.vendor,
+            ITEM.c.chain_json,
+            ITEM.c.chain_pos,
+            ITEM.c.attempts,
+            ITEM.c.model_attempts,
+            ITEM.c.tried_json,
+        )
+    )
+    with engine.begin() as conn:
+        rows = conn.execute(stmt).all()
+    out = [
+        ClaimedItem(
+            id=r.id,
+            batch_id=r.batch_id,
+            idx=r.idx,
+            custom_id=r.custom_id,
+            body=json.loads(r.body),
+            alias=r.alias,
+            vendor=r.vendor,
+            chain=json.loads(r.chain_json),
+            chain_pos=r.chain_pos,
+            attempts=r.attempts,
+            model_attempts=r.model_attempts,
+            tried=json.loads(r.tried_json),
+        )
+        for r in rows
+    ]
+    out.sort(key=lambda c: (c.batch_id, c.idx))
+    return out
+
+
+def renew(engine: Engine, owner: str, ids: Sequence[int], lease_until: float) -> None:
+    if not ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(ITEM)
+            .where(ITEM.c.id.in_(list(ids)), ITEM.c.lease_owner == owner, ITEM.c.state == "running")
+            .values(lease_until=lease_until)
+        )
+
+
+def apply(
+    engine: Engine, owner: str, updates: Sequence[ItemUpdate], attempts: Sequence[AttemptRow]
+) -> Applied:
+    """Record attempts and item outcomes in one transaction, fenced by the lease owner."""
+    result = Applied()
+    ids = list({u.id for u in updates} | {a.item_id for a in attempts})
+    if not ids:
+        return result
+    with engine.begin() as conn:
+        held = set(
+            conn.execute(
+                select(ITEM.c.id).where(
+                    ITEM.c.id.in_(ids), ITEM.c.lease_owner == owner, ITEM.c.state == "running"
+                )
+            ).scalars()
+        )
+        result.stale = set(ids) - held
+        if attempts:
+            rows = []
+            for a in attempts:
+                row = {k: getattr(a, k) for k in AttemptRow.__slots__}
+                row["duplicate"] = a.duplicate or a.item_id not in held
+                rows.append(row)
+            conn.execute(insert(ATTEMPT), rows)
+        # Add this round's spend and tokens to the items we still hold.
+        spend: dict[int, list[int]] = {}
+        for a in attempts:
+            if a.item_id in held:
+                s = spend.setdefault(a.item_id, [0, 0, 0, 0, 0, 0])
+                s[0] += a.cost_pusd
+                s[1] += a.input_tokens
+                s[2] += a.output_tokens
+                s[3] += a.cache_read_tokens
+                s[4] += a.cache_write_tokens
+                s[5] |= int(a.unpriced)
+        params = []
+        for u in updates:
+            if u.id not in held:
+                continue
+            s = spend.get(u.id, [0, 0, 0, 0, 0, 0])
+            params.append(
+                {
+                    "b_id": u.id,
+                    "b_owner": owner,
+                    "state": u.state,
+                    "attempts": u.attempts,
+                    "model_attempts": u.model_attempts,
+                    "alias": u.alias,
+                    "vendor": u.vendor,
+                    "chain_pos": u.chain_pos,
+                    "tried_json": json.dumps(u.tried),
+                    "chain_json": json.dumps(u.chain),
+                    "result_json": json.dumps(u.result) if u.result is not None else None,
+                    "error_json": json.dumps(u.error) if u.error is not None else None,
+                    "served_deployment": u.served_deployment,
+                    "not_before": u.not_before,
+                    "enqueued_at": u.enqueued_at,
+                    "finished_at": u.finished_at,
+                    "d_cost": s[0],
+                    "d_in": s[1],
+                    "d_out": s[2],
+                    "d_cr": s[3],
+                    "d_cw": s[4],
+                    "d_unpriced": bool(s[5]),
+                }
+            )
+        if params:
+            conn.execute(
+                update(ITEM)
+                .where(ITEM.c.id == bindparam("b_id"), ITEM.c.lease_owner == bindparam("b_owner"))
+                .values(
+                    state=bindparam("state"),
+                    attempts=bindparam("attempts"),
+                    model_attempts=bindparam("model_attempts"),
+                    alias=bindparam("alias"),
+                    vendor=bindparam("vendor"),
+                    chain_pos=bindparam("chain_pos"),
+                    tried_json=bindparam("tried_json"),
+                    chain_json=bindparam("chain_json"),
+                    result_json=bindparam("result_json"),
+                    error_json=bindparam("error_json"),
+                    served_deployment=bindparam("served_deployment"),
+                    not_before=bindparam("not_before"),
+                    enqueued_at=bindparam("enqueued_at"),
+                    finished_at=bindparam("finished_at"),
+                    lease_owner=None,
+                    lease_until=None,
+                    cost_pusd=ITEM.c.cost_pusd + bindparam("d_cost"),
+                    input_tokens=ITEM.c.input_tokens + bindparam("d_in"),
+                    output_tokens=ITEM.c.output_tokens + bindparam("d_out"),
+                    cache_read_tokens=ITEM.c.cache_read_tokens + bindparam("d_cr"),
+                    cache_write_tokens=ITEM.c.cache_write_tokens + bindparam("d_cw"),
+                    unpriced=ITEM.c.unpriced | bindparam("d_unpriced"),
+                ),
+                params,
+            )
+    return result
+
+
+def pending_count(engine: Engine, batch_id: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count())
+            .select_from(ITEM)
+            .where(ITEM.c.batch_id == batch_id, ITEM.c.state.in_(PENDING_ITEM_STATES))
+        ).scalar_one()
+
+
+def state_counts(conn: Connection, batch_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(ITEM.c.state, func.count()).where(ITEM.c.batch_id == batch_id).group_by(ITEM.c.state)
+    ).all()
+    return {state: n for state, n in rows}

@@ -1,0 +1,126 @@
+"""SQLModel tables. Secrets never go here; prompts live only in `item.body`.
+
+Item state machine: queued → running (leased) → succeeded | failed | cancelled | expired, with
+running → queued when a lease expires or an item is re-routed or deferred.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+TERMINAL_ITEM_STATES = ("succeeded", "failed", "cancelled", "expired")
+PENDING_ITEM_STATES = ("queued", "running")
+
+BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+BATCH_TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+class File(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    purpose: str
+    filename: str
+    bytes: int = 0
+    line_count: int = 0
+    sha256: str = ""
+    created_at: int
+    expires_at: int | None = None
+    # Relative to the files directory; built from the id only, never from the client filename.
+    path: str
+    status: str = "processed"
+
+
+class Batch(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    input_file_id: str
+    endpoint: str
+    completion_window: str = "24h"
+    status: str = Field(index=True)
+    created_at: int
+    expires_at: int
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    metadata_json: str | None = Field(default=None, sa_column=Column(Text))
+    errors_json: str | None = Field(default=None, sa_column=Column(Text))
+    model_override: str | None = None
+    fallbacks_json: str = "[]"
+    max_cost_usd: str | None = None
+    price_table_json: str = Field(default="{}", sa_column=Column(Text))
+    # Filled at finalize; while running they are computed from items and attempts.
+    total: int = 0
+    completed_count: int = 0
+    failed_count: int = 0
+    summary_json: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Item(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("batch_id", "idx", name="uq_item_batch_idx"),
+        UniqueConstraint("batch_id", "custom_id", name="uq_item_batch_custom_id"),
+        Index("ix_item_state_vendor", "state", "vendor"),
+        Index("ix_item_batch_state", "batch_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: str
+    idx: int
+    custom_id: str
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    alias: str
+    vendor: str
+    chain_json: str = "[]"
+    chain_pos: int = 0
+    state: str = "queued"
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    enqueued_at: float | None = None
+    not_before: float | None = None
+    claims: int = 0
+    attempts: int = 0
+    model_attempts: int = 0
+    tried_json: str = "[]"
+    result_json: str | None = Field(default=None, sa_column=Column(Text))
+    error_json: str | None = Field(default=None, sa_column=Column(Text))
+    served_deployment: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    # Money is integer picodollars (1e-12 USD): exact, and SQL can SUM it on any database.
+    cost_pusd: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    unpriced: bool = False
+    finished_at: float | None = None
+
+
+class Attempt(SQLModel, table=True):
+    """One vendor call (or one call that may have happened: status `lost`)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(index=True)
+    batch_id: str = Field(index=True)
+    alias: str
+    deployment_id: str
+    vendor: str
+    provider_model: str | None = None
+    started_at: float
+    finished_at: float | None = None
+    status: str  # ok | error | lost
+    error_kind: str | None = None
+    status_code: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_pusd: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    unpriced: bool = False
+    # A paid call whose result was not used because the item was finished or re-leased meanwhile.
+    duplicate: bool = False

@@ -1,0 +1,446 @@
+"""Validation of an OpenAI Batch input file, entirely and before any paid call.
+
+Holds the limits, the per-line error report, `validate_file` (one streaming pass that collects
+errors with line numbers) and `iter_requests` (re-reads a file that validated and yields its
+requests). Decoding rules (UTF-8, BOM, NaN, duplicate keys, NUL, surrogates...) are `jsonl`'s.
+
+Rules chosen here, beyond OpenAI's own:
+
+- Blank lines (empty or whitespace only) are errors (`blank_line`), wherever they are, so that a
+  line number is always a request number; a file with no request line is `empty_file`.
+- `custom_id`: a string of 1 to 512 characters without control characters (U+0000-U+001F,
+  U+007F-U+009F) or line/paragraph separators (U+2028, U+2029). Ids are compared exactly (case
+  and Unicode normalization matter) and are never used in paths.
+- Top-level keys are exactly `custom_id`, `method` (`"POST"`), `url` and `body`. One endpoint
+  per file: `/v1/chat/completions` or `/v1/embeddings`.
+- Reading stops, with one error, at the first line past `max_lines` or the byte past
+  `max_file_bytes`, and once `max_errors` errors are collected.
+
+Error codes (stable): see `ERROR_CODES`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from batchgate.jsonl import JSONLineError, LineTooLong, scan_lines, strict_loads
+
+__all__ = [
+    "ENDPOINTS",
+    "ERROR_CODES",
+    "InvalidBatchFile",
+    "LineError",
+    "Limits",
+    "Report",
+    "RequestLine",
+    "iter_requests",
+    "validate_file",
+]
+
+CHAT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
+ENDPOINTS = frozenset({CHAT, EMBEDDINGS})
+
+ERROR_CODES = frozenset(
+    {
+        # from jsonl.strict_loads
+        "invalid_utf8",
+        "bom",
+        "invalid_json",
+        "nan_not_allowed",
+        "duplicate_key",
+        "invalid_surrogate",
+        "nul_character",
+        "number_too_large",
+        "nesting_too_deep",
+        # file level
+        "empty_file",
+        "file_too_large",
+        "too_many_lines",
+        "line_too_long",
+        "blank_line",
+        # request lines
+        "not_an_object",
+        "unknown_field",
+        "missing_custom_id",
+        "invalid_custom_id",
+        "duplicate_custom_id",
+        "invalid_method",
+        "invalid_url",
+        "mismatched_url",
+        "missing_body",
+        "missing_model",
+        "unknown_model",
+        "invalid_body",
+    }
+)
+
+CUSTOM_ID_MAX_CHARS = 512
+_CUSTOM_ID_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TOP_KEYS = frozenset({"custom_id", "method", "url", "body"})
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# Roles whose content may be absent or null (a tool-call turn, a legacy function call).
+_OPTIONAL_CONTENT_ROLES = frozenset({"assistant", "function"})
+MAX_OUTPUT_TOKENS = 1_000_000  # far above any model; catches 10**9 typos before a cost estimate
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on one embeddings request
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """One problem; `line` is 1-based, or None for the file as a whole."""
+
+    line: int | None
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """OpenAI's per-file limits by default."""
+
+    max_lines: int = 50_000
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_line_bytes: int = 10 * 1024 * 1024
+    max_errors: int = 100
+
+
+@dataclass(slots=True)
+class Report:
+    """The outcome of `validate_file`. `line_count` counts the physical lines read (all of them
+    when the file is valid); `models` counts requests per effective model; `endpoint` is the
+    batch endpoint, or the first line's url; `bytes` is the number of bytes read."""
+
+    ok: bool
+    line_count: int
+    errors: list[LineError] = field(default_factory=list)
+    models: dict[str, int] = field(default_factory=dict)
+    endpoint: str | None = None
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLine:
+    """One request of a validated file: `index` from 0 in file order, `line` from 1."""
+
+    index: int
+    line: int
+    custom_id: str
+    body: dict[str, Any]
+
+
+class InvalidBatchFile(ValueError):
+    """`iter_requests` met a line that `validate_file` would have refused."""
+
+    def __init__(self, error: LineError) -> None:
+        super().__init__(f"line {error.line}: {error.message}")
+        self.error = error
+
+
+class _CappedReader:
+    """Reads at most `cap` bytes from `fp`, so a huge upload is never read past its limit."""
+
+    def __init__(self, fp: BinaryIO, cap: int) -> None:
+        self._fp = fp
+        self._left = cap
+        self.count = 0
+
+    def read(self, size: int) -> bytes:
+        if self._left <= 0:
+            return b""
+        data = self._fp.read(min(size, self._left))
+        if data:
+            self._left -= len(data)
+            self.count += len(data)
+        return data
+
+
+def _too_long(marker: LineTooLong, limit: int) -> LineError:
+    return LineError(
+        marker.line_no,
+        "line_too_long",
+        f"line is {marker.size:,} bytes or more; the limit is {limit:,} bytes",
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is an int subclass; true/false are not token counts
+
+
+def _check_chat(body: dict[str, Any]) -> str | None:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "body.messages must be a non-empty list"
+    for i, message in enumerate(messages):
+        if type(message) is not dict:
+            return f"body.messages[{i}] must be an object"
+        role = message.get("role")
+        if role not in _ROLES:
+            return f"body.messages[{i}].role must be one of {', '.join(sorted(_ROLES))}"
+        content = message.get("content")
+        if content is None:
+            if role not in _OPTIONAL_CONTENT_ROLES:
+                return f"body.messages[{i}].content is required for role {role!r}"
+        elif type(content) is list:
+            if any(type(part) is not dict for part in content):
+                return f"body.messages[{i}].content parts must be objects"
+        elif type(content) is not str:
+            return f"body.messages[{i}].content must be a string, a list of parts or null"
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and (not _is_int(value) or not 1 <= value <= MAX_OUTPUT_TOKENS):
+            return f"body.{key} must be an integer from 1 to {MAX_OUTPUT_TOKENS:,}"
+    n = body.get("n")
+    if n is not None and (not _is_int(n) or n != 1):
+        return "body.n must be 1"
+    if body.get("stream") is True:
+        return "body.stream cannot be true in a batch"
+    return None
+
+
+def _check_embeddings(body: dict[str, Any]) -> str | None:
+    value = body.get("input")
+    if type(value) is str:
+        return None if value else "body.input must not be an empty string"
+    if type(value) is not list or not value:
+        return "body.input must be a string or a non-empty list"
+    if len(value) > MAX_EMBEDDING_INPUTS:
+        return f"body.input has more than {MAX_EMBEDDING_INPUTS} items"
+    first = type(value[0])
+    if first is str:
+        if not all(type(v) is str and v for v in value):
+            return "body.input must be a list of non-empty strings"
+    elif first is int:
+        if not all(type(v) is int for v in value):
+            return "body.input must be a list of token ids (integers)"
+    elif first is list:
+        for tokens in value:
+            if type(tokens) is not list or not tokens or not all(type(t) is int for t in tokens):
+                return "body.input must be a list of non-empty token id lists"
+    else:
+        return "body.input must be a string, strings, token ids or token id lists"
+    return None
+
+
+class _Validator:
+    """The state of one pass: seen custom_ids, the file's endpoint, model counts, errors."""
+
+    def __init__(
+        self,
+        endpoint: str | None,
+        known_models: Collection[str] | None,
+        default_model: str | None,
+        limits: Limits,
+    ) -> None:
+        self.limits = limits
+        self.endpoint = endpoint
+        self.endpoint_line: int | None = None  # the line that fixed the endpoint, if any
+        self.known = frozenset(known_models) if known_models is not None else None
+        self.default_model = default_model
+        self.default_ok = default_model is not None and (
+            self.known is None or default_model in self.known
+        )
+        self.default_reported = False
+        # custom_id -> first line. About 130 bytes per id: ~7 MB at 50,000 lines.
+        self.seen: dict[str, int] = {}
+        self.models: dict[str, int] = {}
+        self.errors: list[LineError] = []
+        self.requests = 0  # non-blank lines
+
+    def add(self, line: int | None, code: str, message: str) -> None:
+        self.errors.append(LineError(line, code, message))
+
+    def check(self, line: int, data: bytes) -> None:
+        if not data.strip():
+            self.add(line, "blank_line", "blank line (blank lines are not allowed)")
+            return
+        self.requests += 1
+        try:
+            obj = strict_loads(data)
+        except JSONLineError as exc:
+            self.add(line, exc.code, exc.message)
+            return
+        if type(obj) is not dict:
+            self.add(line, "not_an_object", f"line is a JSON {_json_type(obj)}, not an object")
+            return
+        if len(obj) != 4 or obj.keys() != _TOP_KEYS:
+            extra = sorted(k for k in obj if k not in _TOP_KEYS)
+            if extra:
+                names = ", ".join(repr(k[:40]) for k in extra[:5])
+                self.add(line, "unknown_field", f"unknown top-level field(s): {names}")
+        self._check_custom_id(line, obj)
+        method = obj.get("method")
+        if method != "POST":
+            self.add(line, "invalid_method", f"method must be 'POST', not {_show(method)}")
+        url = obj.get("url")
+        url_ok = self._check_url(line, url)
+        if "body" not in obj:
+            self.add(line, "missing_body", "body is missing")
+            return
+        body = obj["body"]
+        if type(body) is not dict:
+            self.add(line, "invalid_body", "body must be an object")
+            return
+        self._check_model(line, body)
+        if url_ok:
+            problem = _check_chat(body) if url == CHAT else _check_embeddings(body)
+            if problem:
+                self.add(line, "invalid_body", problem)
+
+    def _check_custom_id(self, line: int, obj: dict[str, Any]) -> None:
+        if "custom_id" not in obj:
+            self.add(line, "missing_custom_id", "custom_id is missing")
+            return
+        cid = obj["custom_id"]
+        if type(cid) is not str:
+            self.add(line, "invalid_custom_id", f"custom_id must be a string, not {_show(cid)}")
+            return
+        if not cid or len(cid) > CUSTOM_ID_MAX_CHARS or _CUSTOM_ID_FORBIDDEN.search(cid):
+            self.add(
+                line,
+                "invalid_custom_id",
+                f"custom_id must be 1 to {CUSTOM_ID_MAX_CHARS} characters without control "
+                "characters or line separators",
+            )
+            return
+        first = self.seen.setdefault(cid, line)
+        if first != line:
+            self.add(
+                line,
+                "duplicate_custom_id",
+                f"custom_id {cid[:80]!r} on line {line} was already used on line {first}",
+            )
+
+    def _check_url(self, line: int, url: Any) -> bool:
+        if url not in ENDPOINTS:
+            allowed = " or ".join(sorted(ENDPOINTS))
+            self.add(line, "invalid_url", f"url must be {allowed}, not {_show(url)}")
+            return False
+        if self.endpoint is None:
+            self.endpoint, self.endpoint_line = url, line
+        elif url != self.endpoint:
+            where = f"line {self.endpoint_line}" if self.endpoint_line else "the batch"
+            self.add(
+                line,
+                "mismatched_url",
+                f"url {url} differs from {self.endpoint} of {where}; one endpoint per file",
+            )
+            return False
+        return True
+
+    def _check_model(self, line: int, body: dict[str, Any]) -> None:
+        model = body.get("model")
+        if model is None:
+            if self.default_model is None:
+                self.add(line, "missing_model", "body.model is missing and no default was given")
+                return
+            if not self.default_ok:
+                if not self.default_reported:
+                    self.default_reported = True
+                    self.add(line, "unknown_model", f"unknown model {self.default_model!r}")
+                return
+            model = self.default_model
+        elif type(model) is not str or not model:
+            self.add(line, "invalid_body", "body.model must be a non-empty string")
+            return
+        elif self.known is not None and model not in self.known:
+            self.add(line, "unknown_model", f"unknown model {model[:80]!r}")
+            return
+        self.models[model] = self.models.get(model, 0) + 1
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "array", str: "string", bool: "boolean"}.get(type(value), "number")
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "missing or null"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def validate_file(
+    fp: BinaryIO,
+    *,
+    endpoint: str | None = None,
+    known_models: Collection[str] | None = None,
+    default_model: str | None = None,
+    limits: Limits = Limits(),
+) -> Report:
+    """Validate a whole batch file in one streaming pass; `fp` is any binary stream (it need
+    not be seekable). Never raises for bad content: every problem is a `LineError` in the report.
+
+    `endpoint` is the batch's endpoint (None: the first line's url fixes it); `known_models`, if
+    given, is the set of allowed models; `default_model` stands in for a missing `body.model`.
+    """
+    v = _Validator(endpoint, known_models, default_model, limits)
+    if endpoint is not None and endpoint not in ENDPOINTS:
+        v.add(None, "invalid_url", f"endpoint must be {' or '.join(sorted(ENDPOINTS))}")
+    reader = _CappedReader(fp, limits.max_file_bytes + 1)
+    line_count = 0
+    stopped = False  # reading ended before the end of the file
+    for line, data, end in scan_lines(reader, max_line_bytes=limits.max_line_bytes):
+        if end > limits.max_file_bytes:
+            v.add(line, "file_too_large", f"file is over {limits.max_file_bytes:,} bytes")
+            stopped = True
+            break
+        if line > limits.max_lines:
+            v.add(line, "too_many_lines", f"file has more than {limits.max_lines:,} lines")
+            stopped = True
+            break
+        line_count = line
+        if type(data) is LineTooLong:
+            v.requests += 1
+            v.errors.append(_too_long(data, limits.max_line_bytes))
+        else:
+            v.check(line, data)
+        if len(v.errors) >= limits.max_errors:
+            stopped = True
+            break
+    if not stopped and v.requests == 0:
+        v.add(None, "empty_file", "the file has no requests (blank lines do not count)")
+    errors = v.errors[: limits.max_errors]
+    return Report(
+        ok=not errors,
+        line_count=line_count,
+        errors=errors,
+        models=v.models,
+        endpoint=v.endpoint,
+        bytes=reader.count,
+    )
+
+
+def iter_requests(
+    fp: BinaryIO, *, limits: Limits = Limits(), default_model: str | None = None
+) -> Iterator[RequestLine]:
+    """Yield the requests of a file that `validate_file` accepted, streaming, in file order.
+
+    `body.model` is filled from `default_model` when absent (the body is a new dict). Only the
+    structure needed here is re-checked; a line that does not fit raises `InvalidBatchFile`.
+    """
+    reader = _CappedReader(fp, limits.max_file_bytes + 1)
+    for index, (line, data, end) in enumerate(
+        scan_lines(reader, max_line_bytes=limits.max_line_bytes)
+    ):
+        if end > limits.max_file_bytes:
+            raise InvalidBatchFile(LineError(line, "file_too_large", "file is over the limit"))
+        if type(data) is LineTooLong:
+            raise InvalidBatchFile(_too_long(data, limits.max_line_bytes))
+        if not data.strip():
+            raise InvalidBatchFile(LineError(line, "blank_line", "blank line"))
+        try:
+            obj = strict_loads(data)
+        except JSONLineError as exc:
+            raise InvalidBatchFile(LineError(line, exc.code, exc.message)) from None
+        cid = obj.get("custom_id") if type(obj) is dict else None
+        body = obj.get("body") if type(obj) is dict else None
+        if type(cid) is not str or type(body) is not dict:
+            raise InvalidBatchFile(LineError(line, "not_an_object", "not a request line"))
+        if default_model is not None and body.get("model") is None:
+            body = {**body, "model": default_model}
+        yield RequestLine(index, line, cid, body)

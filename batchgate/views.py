@@ -1,0 +1,115 @@
+"""Wire objects: OpenAI-shaped file and batch objects, with batchgate's extensions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from batchgate.money import usd_str
+from batchgate.store.items import ATTEMPT, ITEM, state_counts
+
+
+def file_object(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "file",
+        "bytes": row.bytes,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "filename": row.filename,
+        "purpose": row.purpose,
+        "status": row.status,
+        "status_details": None,
+    }
+
+
+def _live(conn: Connection, batch_id: str) -> dict[str, Any]:
+    counts = state_counts(conn, batch_id)
+    pusd, tin, tout, tcache = conn.execute(
+        select(
+            func.coalesce(func.sum(ATTEMPT.c.cost_pusd), 0),
+            func.coalesce(func.sum(ATTEMPT.c.input_tokens), 0),
+            func.coalesce(func.sum(ATTEMPT.c.output_tokens), 0),
+            func.coalesce(func.sum(ATTEMPT.c.cache_read_tokens), 0),
+        ).where(ATTEMPT.c.batch_id == batch_id)
+    ).one()
+    fallbacks = conn.execute(
+        select(func.count()).where(ITEM.c.batch_id == batch_id, ITEM.c.chain_pos > 0)
+    ).scalar_one()
+    return {
+        "counts": counts,
+        "cost_usd": usd_str(int(pusd)),
+        "usage": {
+            "input_tokens": int(tin),
+            "output_tokens": int(tout),
+            "cached_tokens": int(tcache),
+            "total_tokens": int(tin) + int(tout),
+        },
+        "fallback_lines": int(fallbacks),
+    }
+
+
+def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
+    summary = json.loads(row.summary_json) if row.summary_json else None
+    if summary is None:
+        live = _live(conn, row.id)
+        counts = live["counts"]
+        done = counts.get("succeeded", 0)
+        failed = sum(counts.get(s, 0) for s in ("failed", "cancelled", "expired"))
+        usage, cost = live["usage"], live["cost_usd"]
+        extra = {
+            "queued": counts.get("queued", 0),
+            "in_flight": counts.get("running", 0),
+            "fallback_lines": live["fallback_lines"],
+            "models": None,
+        }
+    else:
+        done, failed = row.completed_count, row.failed_count
+        usage, cost = summary["usage"], summary["cost_usd"]
+        extra = {
+            "queued": 0,
+            "in_flight": 0,
+            "fallback_lines": summary["fallback_lines"],
+            "duplicate_calls": summary["duplicate_calls"],
+            "lost_calls": summary["lost_calls"],
+            "duplicate_spend_usd": summary["duplicate_spend_usd"],
+            "unpriced": summary["unpriced"],
+            "models": summary["models"],
+        }
+    return {
+        "id": row.id,
+        "object": "batch",
+        "endpoint": row.endpoint,
+        "model": row.model_override,
+        "errors": json.loads(row.errors_json) if row.errors_json else None,
+        "input_file_id": row.input_file_id,
+        "completion_window": row.completion_window,
+        "status": row.status,
+        "output_file_id": row.output_file_id,
+        "error_file_id": row.error_file_id,
+        "created_at": row.created_at,
+        "in_progress_at": row.in_progress_at,
+        "expires_at": row.expires_at,
+        "finalizing_at": row.finalizing_at,
+        "completed_at": row.completed_at,
+        "failed_at": row.failed_at,
+        "expired_at": row.expired_at,
+        "cancelling_at": row.cancelling_at,
+        "cancelled_at": row.cancelled_at,
+        "request_counts": {"total": row.total, "completed": done, "failed": failed},
+        "metadata": json.loads(row.metadata_json) if row.metadata_json else None,
+        "usage": {
+            "input_tokens": usage["input_tokens"],
+            "input_tokens_details": {"cached_tokens": usage["cached_tokens"]},
+            "output_tokens": usage["output_tokens"],
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage["total_tokens"],
+        },
+        "cost_usd": cost,
+        "max_cost_usd": row.max_cost_usd,
+        "fallbacks": json.loads(row.fallbacks_json),
+        "batchgate": extra,
+    }

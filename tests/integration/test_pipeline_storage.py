@@ -1,0 +1,153 @@
+"""The item lifecycle on a real database (SQLite, or PostgreSQL in CI): ingest, claim, fenced
+apply, finalize in input order, reconcile of expired leases."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from batchgate.config import parse_config
+from batchgate.filestore import FileStore
+from batchgate.pipeline.finalize import try_finalize
+from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
+from batchgate.pipeline.reconcile import reconcile_once
+from batchgate.settings import Settings
+from batchgate.store.db import init_db, make_engine
+from batchgate.store.items import ATTEMPT, BATCH, ITEM, AttemptRow, ItemUpdate, apply, claim
+from batchgate.store.models import File
+
+pytestmark = pytest.mark.storage
+
+CONFIG = parse_config(
+    {
+        "model_list": [
+            {"model_name": "m1", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9"}},
+            {"model_name": "m2", "litellm_params": {"model": "anthropic/claude-3-5-haiku-latest"}},
+        ],
+        "router_settings": {"fallbacks": [{"m1": ["m2"]}]},
+    }
+)
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
+    engine = make_engine(database_url)
+    init_db(engine)
+    files = FileStore(settings.files_dir)
+    yield settings, engine, files
+    engine.dispose()
+
+
+def _upload(engine, files: FileStore, lines: list[dict]) -> str:  # type: ignore[no-untyped-def]
+    data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+    fid = "file-test" + str(time.time_ns())
+    with files.atomic_writer(fid) as (rel, fp):
+        fp.write(data)
+    with engine.begin() as conn:
+        conn.execute(
+            File.__table__.insert().values(  # type: ignore[attr-defined]
+                id=fid, tenant="t", purpose="batch", filename="x.jsonl", bytes=len(data),
+                created_at=int(time.time()), path=rel,
+            )
+        )
+    return fid
+
+
+def _lines(n: int) -> list[dict]:
+    return [
+        {"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "m1", "messages": [{"role": "user", "content": f"hello {i}"}]}}
+        for i in range(n)
+    ]
+
+
+def test_ingest_claim_apply_finalize_in_input_order(env) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    fid = _upload(engine, files, _lines(30))
+    batch = create_batch(engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions"))
+    sent: list[tuple[str, str, list[int]]] = []
+    status = ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append((b, v, ids)) or 1)
+    assert status == "in_progress"
+    ids = [i for _, _, chunk in sent for i in chunk]
+    assert len(ids) == 30 and all(v == "openai" for _, v, _ in sent)
+
+    claimed = claim(engine, ids, "w1", time.time(), 60)
+    assert len(claimed) == 30
+    assert claim(engine, ids, "w2", time.time(), 60) == []  # leased: a second claim takes nothing
+    assert claimed[0].chain == ["m1", "m2"]
+
+    now = time.time()
+    updates, attempts = [], []
+    for c in claimed:
+        ok = c.idx % 3 != 0
+        attempts.append(AttemptRow(item_id=c.id, batch_id=c.batch_id, alias="m1", deployment_id="m1#0",
+                                   vendor="openai", started_at=now, finished_at=now,
+                                   status="ok" if ok else "error", input_tokens=10, output_tokens=5,
+                                   cost_pusd=1_500_000))
+        updates.append(ItemUpdate(
+            id=c.id, state="succeeded" if ok else "failed", attempts=1, model_attempts=1,
+            alias="m1", vendor="openai", chain_pos=0, tried=[], chain=c.chain, finished_at=now,
+            result={"status_code": 200, "request_id": "r", "body": {"n": c.idx}} if ok else None,
+            error=None if ok else {"code": "invalid_request", "message": "bad", "status_code": 400},
+        ))
+    # A stale owner cannot overwrite: its attempts are kept, flagged duplicate.
+    stale = apply(engine, "someone-else", updates[:1], attempts[:1])
+    assert stale.stale == {claimed[0].id}
+    applied = apply(engine, "w1", updates, attempts)
+    assert applied.stale == set()
+
+    assert try_finalize(engine, files, batch.id)
+    assert not try_finalize(engine, files, batch.id)  # exactly one finalizer wins
+    with engine.connect() as conn:
+        row = conn.execute(select(BATCH).where(BATCH.c.id == batch.id)).one()
+        dup = conn.execute(select(ATTEMPT.c.duplicate).where(ATTEMPT.c.duplicate.is_(True))).all()
+    assert row.status == "completed"
+    assert (row.completed_count, row.failed_count) == (20, 10)
+    assert len(dup) == 1
+    summary = json.loads(row.summary_json)
+    # 31 attempts × 1.5e-6 USD, the duplicate included in the total and reported apart.
+    assert summary["cost_usd"] == "0.000046500000"
+    assert summary["duplicate_spend_usd"] == "0.000001500000"
+    out = [json.loads(x) for x in files.open(_path(engine, row.output_file_id)).read().splitlines()]
+    err = [json.loads(x) for x in files.open(_path(engine, row.error_file_id)).read().splitlines()]
+    assert [x["custom_id"] for x in out] == [f"c{i}" for i in range(30) if i % 3]
+    assert [x["custom_id"] for x in err] == [f"c{i}" for i in range(30) if i % 3 == 0]
+    assert out[0]["response"]["body"] == {"n": 1}
+    assert err[0]["response"]["status_code"] == 400 and err[0]["error"]["code"] == "invalid_request"
+    line_costs = sum(int(x["batchgate"]["cost_usd"].replace(".", "")) for x in out + err)
+    assert line_costs == 30 * 1_500_000  # lines sum to total minus duplicate spend, exactly
+
+
+def _path(engine, file_id: str) -> str:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(select(File.__table__.c.path).where(File.__table__.c.id == file_id)).scalar_one()  # type: ignore[attr-defined]
+
+
+def test_reconciler_releases_dead_leases_and_reenqueues(env) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    fid = _upload(engine, files, _lines(5))
+    batch = create_batch(engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions"))
+    sent: list[list[int]] = []
+    ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
+    ids = sent[0]
+    claim(engine, ids, "dead-worker", time.time(), lease=0.01)
+    sent.clear()
+    report = reconcile_once(engine, files, lambda b, v, i: sent.append(i) or 1, lambda v: 0,
+                            stale_enqueue_seconds=30, now=time.time() + 1)
+    assert report.released == 5
+    assert sorted(sent[0]) == sorted(ids)
+    with engine.connect() as conn:
+        lost = conn.execute(select(ATTEMPT.c.status).where(ATTEMPT.c.batch_id == batch.id)).scalars().all()
+        states = conn.execute(select(ITEM.c.state).where(ITEM.c.batch_id == batch.id)).scalars().all()
+    assert lost == ["lost"] * 5
+    assert states == ["queued"] * 5
+    # Messages just sent are not stale: a second round enqueues nothing new.
+    sent.clear()
+    reconcile_once(engine, files, lambda b, v, i: sent.append(i) or 1, lambda v: 0,
+                   stale_enqueue_seconds=30, now=time.time() + 2)
+    assert sent == []

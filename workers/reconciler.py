@@ -1,0 +1,51 @@
+"""The reconciler process: runs `batchgate.pipeline.reconcile` every few seconds."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import redis
+
+from batchgate.config import Config
+from batchgate.filestore import FileStore
+from batchgate.pipeline.reconcile import reconcile_once
+from batchgate.queueing import enqueue
+from batchgate.settings import Settings
+from batchgate.store.db import init_db, make_engine
+from workers.celery import app
+
+log = logging.getLogger(__name__)
+
+
+def run_forever(settings: Settings, config: Config, stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    engine = make_engine(settings.resolved_database_url())
+    init_db(engine)
+    files = FileStore(settings.files_dir)
+    broker = redis.Redis.from_url(settings.redis_url or "")
+
+    def send(batch_id: str, vendor: str, ids: list[int]) -> int:
+        return enqueue(app, batch_id, vendor, ids, config.limits(vendor).effective_chunk_size())
+
+    def queue_length(vendor: str) -> int:
+        try:
+            return int(broker.llen(vendor))
+        except redis.RedisError:
+            return -1  # unknown: don't treat the queue as idle
+
+    log.info("reconciler running every %.1fs", settings.reconcile_interval)
+    while not stop.is_set():
+        try:
+            report = reconcile_once(
+                engine, files, send, queue_length,
+                stale_enqueue_seconds=settings.stale_enqueue_seconds,
+            )
+            if report.released or report.enqueued or report.expired or report.finalized:
+                log.info("reconciler: %s", report)
+        except Exception:
+            log.exception("reconciler round failed; retrying")
+        stop.wait(settings.reconcile_interval)
