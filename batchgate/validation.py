@@ -32,8 +32,8 @@ __all__ = [
     "ENDPOINTS",
     "ERROR_CODES",
     "InvalidBatchFile",
-    "LineError",
     "Limits",
+    "LineError",
     "Report",
     "RequestLine",
     "iter_requests",
@@ -80,6 +80,7 @@ ERROR_CODES = frozenset(
 
 CUSTOM_ID_MAX_CHARS = 512
 _CUSTOM_ID_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # also the start of a UTF-32 LE BOM
 _TOP_KEYS = frozenset({"custom_id", "method", "url", "body"})
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Roles whose content may be absent or null (a tool-call turn, a legacy function call).
@@ -232,9 +233,7 @@ class _Validator:
         endpoint: str | None,
         known_models: Collection[str] | None,
         default_model: str | None,
-        limits: Limits,
     ) -> None:
-        self.limits = limits
         self.endpoint = endpoint
         self.endpoint_line: int | None = None  # the line that fixed the endpoint, if any
         self.known = frozenset(known_models) if known_models is not None else None
@@ -378,9 +377,10 @@ def validate_file(
     `endpoint` is the batch's endpoint (None: the first line's url fixes it); `known_models`, if
     given, is the set of allowed models; `default_model` stands in for a missing `body.model`.
     """
-    v = _Validator(endpoint, known_models, default_model, limits)
+    v = _Validator(endpoint, known_models, default_model)
     if endpoint is not None and endpoint not in ENDPOINTS:
         v.add(None, "invalid_url", f"endpoint must be {' or '.join(sorted(ENDPOINTS))}")
+        v.endpoint = None  # still check the lines, against each other
     reader = _CappedReader(fp, limits.max_file_bytes + 1)
     line_count = 0
     stopped = False  # reading ended before the end of the file
@@ -399,6 +399,9 @@ def validate_file(
             v.errors.append(_too_long(data, limits.max_line_bytes))
         else:
             v.check(line, data)
+            if line == 1 and data[:2] in _UTF16_BOMS:
+                stopped = True  # every later line would be noise from the same cause
+                break
         if len(v.errors) >= limits.max_errors:
             stopped = True
             break

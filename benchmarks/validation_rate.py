@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 
@@ -30,7 +31,7 @@ def write_batch(path: str, lines: int) -> int:
                                 {
                                     "role": "user",
                                     "content": f"Classify the sentiment of review #{i}: "
-                                    "'The battery lasts two days and the screen is sharp.'",
+                                    "'The battery lasts two days.'",
                                 },
                             ],
                             "max_tokens": 16,
@@ -55,7 +56,9 @@ def main() -> None:
             report = validate_file(fp, limits=limits)
             elapsed = time.perf_counter() - start
     assert report.ok and report.line_count == args.lines, report.errors[:3]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
+        f"peak RSS {peak_mb:.0f} MB; "
         f"{args.lines:,} lines, {size / 1e6:.1f} MB ({size / args.lines:.0f} B/line) "
         f"in {elapsed:.2f} s: {size / 1e6 / elapsed:.1f} MB/s, {args.lines / elapsed:,.0f} lines/s"
     )

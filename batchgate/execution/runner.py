@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from batchgate.errors import ErrorKind, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
@@ -133,6 +135,11 @@ class ChunkRun:
     async def _run_item(self, item: ClaimedItem) -> None:
         try:
             await self._run_item_inner(item)
+        except (RedisError, OSError) as exc:
+            # Broker trouble (e.g. a restart) is ours, not the item's: hand it back to the
+            # reconciler, which re-enqueues it once the broker answers again.
+            log.warning("item %s released after a broker error: %s", item.id, type(exc).__name__)
+            self._finish(item, "queued")
         except Exception:  # never let one item take the chunk down; it ends with an error line
             log.exception("item %s failed unexpectedly", item.id)
             self._fail(item, None, "internal_error", "batchgate failed to process this line")

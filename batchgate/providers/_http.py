@@ -18,7 +18,13 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from batchgate.errors import InvalidRequest, ProviderError, ServerError, Timeout
+from batchgate.errors import (
+    InvalidRequest,
+    ProviderError,
+    ServerError,
+    Timeout,
+    UnsupportedParameter,
+)
 from batchgate.providers import _errors
 from batchgate.providers.base import Adapter, Completion, HttpRequest, Target
 
@@ -53,6 +59,9 @@ def make_client(max_connections: int) -> httpx.AsyncClient:
             connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=POOL_TIMEOUT
         ),
         follow_redirects=False,
+        # With trust_env, httpx would route proxied hosts through its own stock transport (and
+        # its 100-connection pool), silently bypassing this one; proxies are not supported yet.
+        trust_env=False,
     )
 
 
@@ -73,8 +82,19 @@ async def send(
     malformed bodies, and the adapter's classification of any non-2xx response.
     """
     if endpoint not in adapter.endpoints:
-        raise InvalidRequest(f"{adapter.vendor} does not serve {endpoint}", code="bad_endpoint")
-    request = adapter.build_request(endpoint, body, target)
+        raise UnsupportedParameter(
+            f"{adapter.vendor} does not serve {endpoint}", code="unsupported_endpoint"
+        )
+    try:
+        request = adapter.build_request(endpoint, body, target)
+    except ProviderError as exc:
+        raise _scrub(exc, target) from None
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        # A body whose shape the vendor module did not expect: the item's fault, not the vendor's.
+        raise InvalidRequest(
+            f"request body cannot be translated for {adapter.vendor}: {type(exc).__name__}",
+            code="untranslatable_request",
+        ) from None
     content = _encode(request)
     deadline = asyncio.timeout(target.deadline)
     try:
@@ -185,39 +205,54 @@ def _error_payload(raw: bytes, truncated: bool) -> Any:
     return text
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    # httpx_aiohttp re-raises aiohttp errors as httpx ones, and maps some oddly (a server that
-    # hangs up becomes ConnectTimeout); the original aiohttp error is the honest one.
-    seen = exc
-    while seen.__cause__ is not None:
+def _aiohttp_cause(exc: BaseException) -> BaseException:
+    """The aiohttp error behind an httpx one, else `exc` itself.
+
+    httpx_aiohttp re-raises aiohttp errors as httpx ones and maps some oddly (a refused
+    connection and a server that hangs up both become ConnectTimeout); the aiohttp error is the
+    honest one.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientError):
+            return seen
         seen = seen.__cause__
-    return seen
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    # The deepest cause says the most ("Connect call failed", "Connection reset by peer").
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _transport_error(
     exc: Exception, request: HttpRequest, target: Target, *, expired: bool
 ) -> ProviderError:
     host = urlsplit(request.url).hostname or "?"
-    root = _root_cause(exc)
-    what = f"{type(root).__name__}: {root}" if str(root) else type(root).__name__
+    cause = _aiohttp_cause(exc)
+    what = _describe(exc)
     if expired:
         return Timeout(
             f"no complete response from {host} within the {target.deadline:g}s attempt deadline",
             code="deadline_exceeded",
         )
-    if isinstance(root, aiohttp.ServerTimeoutError | TimeoutError) or (
-        root is exc and isinstance(exc, httpx.TimeoutException)
+    if isinstance(cause, aiohttp.ServerTimeoutError) or (
+        cause is exc and isinstance(exc, httpx.TimeoutException | TimeoutError)
     ):
         return Timeout(f"timed out talking to {host}: {what}", code="transport_timeout")
-    if isinstance(root, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError) or (
-        isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
+    if isinstance(cause, aiohttp.ClientConnectorError) or (
+        cause is exc and isinstance(exc, httpx.ConnectError)
+    ):
+        return ServerError(f"cannot connect to {host}: {what}", code="connect_error")
+    if isinstance(cause, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError) or (
+        cause is exc and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
     ):
         return ServerError(
             f"malformed response from {host}: connection closed mid-response ({what})",
             code="truncated_response",
         )
-    if isinstance(root, aiohttp.ClientConnectorError) or isinstance(exc, httpx.ConnectError):
-        return ServerError(f"cannot connect to {host}: {what}", code="connect_error")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return InvalidRequest(f"bad api_base for {target.vendor}: {what}", code="bad_api_base")
     if isinstance(exc, httpx.HTTPError | aiohttp.ClientError | OSError):

@@ -7,7 +7,8 @@ Translation choices, so nothing is dropped without saying so:
 - `stop` → `stop_sequences`; `user` → `metadata.user_id`; `parallel_tool_calls: false` →
   `tool_choice.disable_parallel_tool_use`; `tool_choice` required → `any`;
 - image parts become `image` blocks (data URLs as base64 sources, other URLs as url sources);
-  OpenAI's `detail` hint and a tool's `strict` flag have no Anthropic equivalent and are not sent;
+  OpenAI's `detail` hint, a tool's `strict` flag and a message's `name` have no Anthropic
+  equivalent and are not sent;
 - `response_format` json_object / json_schema, `n` > 1, `logprobs`, `seed`, penalties and
   `logit_bias` cannot be honoured and raise UnsupportedParameter;
 - a `refusal` stop reason becomes ContentFiltered (with the billed usage).

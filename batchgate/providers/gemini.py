@@ -5,7 +5,8 @@ Translation choices:
   `functionResponse` parts in a user turn, named by looking up the assistant's tool call (a
   result that is a JSON object is sent as is, anything else as `{"result": <text>}`);
 - image parts: data URLs → `inlineData`, other URLs → `fileData` with the MIME type guessed
-  from the file name (image/jpeg when it cannot be guessed);
+  from the file name (image/jpeg when it cannot be guessed); OpenAI's `detail` hint, a tool's
+  `strict` flag and a message's `name` have no Gemini equivalent and are not sent;
 - `temperature`, `top_p`, `max_tokens`, `stop`, `seed`, `n`, penalties → `generationConfig`;
   `response_format` json_object → `responseMimeType: application/json`, json_schema → also
   `responseSchema`. Schemas (and tool parameters) lose `$schema` and `additionalProperties`,

@@ -102,9 +102,7 @@ def decide(
     action = action_for(kind)
     if action == "retry":
         if attempts_on_model <= num_retries:
-            delay = backoff_delay(
-                attempts_on_model, error.retry_after, base=base, cap=cap, rng=rng
-            )
+            delay = backoff_delay(attempts_on_model, error.retry_after, base=base, cap=cap, rng=rng)
             return Decision("retry", delay, f"{kind}: retry {attempts_on_model} of {num_retries}")
         return Decision(
             "fallback", 0.0, f"{kind}: retries exhausted after {attempts_on_model} calls"

@@ -124,7 +124,11 @@ def sample_schema(schema: Any, text: str, depth: int = 0) -> Any:
 def answer(call: Call, tool: str | None = None, tokens: int | None = None) -> Answer:
     """The deterministic answer to `call`; `tool`/`tokens` come from `#sim:` directives."""
     echo = call.prompt[:ECHO_CHARS]
-    if call.tools and not call.tools_disabled and (tool is not None or call.forced_tool is not None):
+    if (
+        call.tools
+        and not call.tools_disabled
+        and (tool is not None or call.forced_tool is not None)
+    ):
         wanted = tool or call.forced_tool
         name, schema = next(((n, s) for n, s in call.tools if n == wanted), call.tools[0])
         args = sample_schema(schema or {"type": "object"}, echo)

@@ -71,6 +71,7 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     sup: Supervisor | None = None
     port: int = 0
+    flower_port: int | None = None
 
     def start(self) -> System:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,7 @@ class System:
             load_config(config_path),
             config_path,
             port=self.port,
+            flower_port=self.flower_port,
             log_dir=self.root / "logs",
             extra_env={f"BATCHGATE_{k.upper()}": str(v) for k, v in self.env.items()},
         )
@@ -138,3 +140,22 @@ def sim_config(base_url: str, models: dict[str, str], **router: Any) -> dict[str
             {"model_name": alias, "litellm_params": {"model": target, "api_base": api_base, "api_key": "sk-test-key"}}
         )
     return {"model_list": model_list, "router_settings": {"num_retries": 2, **router}}
+
+
+def sim_ledger(base_url: str) -> list[dict[str, Any]]:
+    import httpx
+
+    data = httpx.get(f"{base_url}/_sim/ledger", timeout=30).json()
+    return data["entries"] if isinstance(data, dict) else data
+
+
+def sim_stats(base_url: str) -> dict[str, Any]:
+    import httpx
+
+    return httpx.get(f"{base_url}/_sim/stats", timeout=30).json()
+
+
+def prompt_digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -23,9 +23,7 @@ from batchgate.jsonl import (
 
 
 def lines(data: bytes, *, max_line_bytes: int = 1000, block_size: int = 65536) -> list:
-    return list(
-        iter_lines(io.BytesIO(data), max_line_bytes=max_line_bytes, block_size=block_size)
-    )
+    return list(iter_lines(io.BytesIO(data), max_line_bytes=max_line_bytes, block_size=block_size))
 
 
 class ChunkedStream(io.RawIOBase):
@@ -156,7 +154,7 @@ def test_strict_loads_parses_ordinary_json() -> None:
         (b'{"a":Infinity}', "nan_not_allowed"),
         (b'{"a":-Infinity}', "nan_not_allowed"),
         (b'{"a":1e400}', "number_too_large"),
-        (b'{"a":-1' + b"0" * 400 + b'.5}', "number_too_large"),
+        (b'{"a":-1' + b"0" * 400 + b".5}", "number_too_large"),
         (b'{"a":' + b"9" * 5000 + b"}", "number_too_large"),
         (b'{"a":1,"a":2}', "duplicate_key"),
         (b'{"x":{"b":1,"b":1}}', "duplicate_key"),
@@ -248,8 +246,9 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | safe_text,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(safe_text, children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(safe_text, children, max_size=5)
+    ),
     max_leaves=30,
 )
 

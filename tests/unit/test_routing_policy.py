@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 
@@ -36,9 +37,7 @@ TRANSIENT = [RateLimited, Overloaded, ServerError, Timeout]
 
 
 def _decide(error: ProviderError, attempts: int = 1, num_retries: int = 2):
-    return decide(
-        error, attempts_on_model=attempts, num_retries=num_retries, rng=random.Random(7)
-    )
+    return decide(error, attempts_on_model=attempts, num_retries=num_retries, rng=random.Random(7))
 
 
 def _dep(id_: str, alias: str = "a") -> Deployment:
@@ -139,7 +138,7 @@ def test_backoff_grows_with_attempts() -> None:
         statistics.fmean(backoff_delay(a, None, base=0.5, cap=1000, rng=rng) for _ in range(2000))
         for a in range(1, 7)
     ]
-    assert all(later > 1.5 * earlier for earlier, later in zip(means, means[1:], strict=False))
+    assert all(later > 1.5 * earlier for earlier, later in itertools.pairwise(means))
 
 
 def test_backoff_is_jittered() -> None:

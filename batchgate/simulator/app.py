@@ -1,0 +1,360 @@
+"""Routes and wiring: one aiohttp app that serves every vendor's routes, plus `/_sim/` for tests.
+
+A request goes: parse and validate (the vendor wire) → authenticate → count it in → ask the
+`FaultPlanner` → wait the latency → answer, fail, hang, trickle or send broken JSON → record it
+in the stats and the ledger. Nothing is logged per request; the hot path does one JSON decode, one
+SHA-256 and one JSON encode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from batchgate.simulator import anthropic_wire, gemini_wire, openai_wire
+from batchgate.simulator.behaviour import Behaviour, Decision, Directives, FaultPlanner
+from batchgate.simulator.behaviour import parse_directives
+from batchgate.simulator.content import Call, PrefixCache, Reply, answer
+from batchgate.simulator.stats import Ledger, Stats
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NO_DIRECTIVES = Directives()
+
+
+def _chat(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    ans = answer(call, dirs.tool, dirs.tokens)
+    return openai_wire.chat_reply(call, ans, int(d.latency_s * 1000), filtered)
+
+
+def _embeddings(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    return openai_wire.embeddings_reply(call, d.behaviour.embedding_dims)
+
+
+def _messages(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    return anthropic_wire.message_reply(call, answer(call, dirs.tool, dirs.tokens), filtered)
+
+
+def _generate(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    return gemini_wire.generate_reply(call, answer(call, dirs.tool, dirs.tokens), filtered)
+
+
+def _embed(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    return gemini_wire.embed_reply(call, d.behaviour.embedding_dims, batch=False)
+
+
+def _batch_embed(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    return gemini_wire.embed_reply(call, d.behaviour.embedding_dims, batch=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    vendor: str
+    name: str  # Call.route
+    path: str  # as recorded in the ledger
+    parse: Callable[[Call, bytes], Call]
+    render: Callable[[Call, Decision, Directives, bool], Reply]
+    error: Callable[..., Reply]
+    content_filter: str  # "body": a 200 that says so; "error": the vendor's 400; "none"
+
+
+_ROUTES = {
+    "openai.chat": Route(
+        "openai", "chat", "/v1/chat/completions", openai_wire.parse_chat, _chat,
+        openai_wire.error_reply, "body",
+    ),
+    "openai.embeddings": Route(
+        "openai", "embeddings", "/v1/embeddings", openai_wire.parse_embeddings, _embeddings,
+        openai_wire.error_reply, "none",
+    ),
+    "azure.chat": Route(
+        "azure", "chat", "/openai/deployments/{deployment}/chat/completions",
+        openai_wire.parse_chat, _chat, openai_wire.error_reply, "error",
+    ),
+    "azure.embeddings": Route(
+        "azure", "embeddings", "/openai/deployments/{deployment}/embeddings",
+        openai_wire.parse_embeddings, _embeddings, openai_wire.error_reply, "none",
+    ),
+    "anthropic.messages": Route(
+        "anthropic", "messages", "/v1/messages", anthropic_wire.parse_messages, _messages,
+        anthropic_wire.error_reply, "body",
+    ),
+    "gemini.generateContent": Route(
+        "gemini", "generate", "/v1beta/models/{model}:generateContent",
+        gemini_wire.parse_generate, _generate, gemini_wire.error_reply, "body",
+    ),
+    "gemini.embedContent": Route(
+        "gemini", "embed", "/v1beta/models/{model}:embedContent", gemini_wire.parse_embed,
+        _embed, gemini_wire.error_reply, "none",
+    ),
+    "gemini.batchEmbedContents": Route(
+        "gemini", "batch_embed", "/v1beta/models/{model}:batchEmbedContents",
+        gemini_wire.parse_batch_embed, _batch_embed, gemini_wire.error_reply, "none",
+    ),
+}  # fmt: skip
+
+
+def _response(reply: Reply) -> web.Response:
+    return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+
+
+class Simulator:
+    """The state behind one app: behaviour, fault planner, stats, ledger, prompt-prefix cache."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.planner = FaultPlanner(behaviour)
+        self.stats = Stats()
+        self.ledger = Ledger(behaviour.ledger_size)
+        self.cache = PrefixCache()
+        self.closing = False
+
+    def set_behaviour(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.planner = FaultPlanner(behaviour)
+        if behaviour.ledger_size != self.ledger.capacity:
+            self.ledger = Ledger(behaviour.ledger_size)
+
+    def reset(self) -> None:
+        self.stats.reset()
+        self.ledger.clear()
+        self.planner.reset()
+        self.cache.clear()
+
+    # -- vendor entry points ---------------------------------------------------------------
+
+    def openai_handler(self, route: Route) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            raw = await request.read()
+            call = route.parse(Call(route.vendor, route.name, ""), raw)
+            keys = self.behaviour.required_keys(route.vendor)
+            auth = openai_wire.authenticate(call, request.headers, keys)
+            return await self.serve(request, call, route, auth)
+
+        return handle
+
+    def azure_handler(self, route: Route) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            raw = await request.read()
+            call = Call(route.vendor, route.name, request.match_info["deployment"])
+            call.api_version = request.query.get("api-version", "")
+            route.parse(call, raw)
+            keys = self.behaviour.required_keys(route.vendor)
+            auth = openai_wire.authenticate(call, request.headers, keys)
+            if auth is None and not call.api_version:
+                auth = openai_wire.missing_api_version(call)
+            return await self.serve(request, call, route, auth)
+
+        return handle
+
+    def anthropic_handler(self, route: Route) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            raw = await request.read()
+            call = route.parse(Call(route.vendor, route.name, ""), raw)
+            keys = self.behaviour.required_keys(route.vendor)
+            auth = anthropic_wire.authenticate(call, request.headers, keys)
+            return await self.serve(request, call, route, auth)
+
+        return handle
+
+    async def gemini(self, request: web.Request) -> web.StreamResponse:
+        action = request.match_info["action"]
+        route = _ROUTES.get("gemini." + action)
+        if route is None:
+            return _response(gemini_wire.unknown_action(action))
+        raw = await request.read()
+        call = route.parse(Call(route.vendor, route.name, request.match_info["model"]), raw)
+        keys = self.behaviour.required_keys(route.vendor)
+        auth = gemini_wire.authenticate(call, request.headers, request.query, keys)
+        return await self.serve(request, call, route, auth)
+
+    # -- the common path ---------------------------------------------------------------------
+
+    async def serve(
+        self, request: web.Request, call: Call, route: Route, auth: Reply | None
+    ) -> web.StreamResponse:
+        t_start = time.time()
+        digest = hashlib.sha256(call.prompt.encode()).digest()
+        model_stats = self.stats.enter(call.model)
+        outcome: list[Any] = [499, None]  # what a request the client gave up on records
+        try:
+            return await self._respond(request, call, route, auth, digest, outcome)
+        finally:
+            status, fault = outcome
+            self.stats.leave(model_stats, status, fault)
+            self.ledger.record(
+                call.model, call.vendor, route.path, status, fault, t_start, time.time(), digest
+            )
+
+    async def _respond(
+        self,
+        request: web.Request,
+        call: Call,
+        route: Route,
+        auth: Reply | None,
+        digest: bytes,
+        outcome: list[Any],
+    ) -> web.StreamResponse:
+        reply = auth or call.error
+        if reply is None and not self.behaviour.is_known(call.model):
+            reply = route.error(call, "not_found")
+        if reply is not None:
+            outcome[0] = reply.status
+            return _response(reply)
+
+        dirs = parse_directives(call.prompt) or _NO_DIRECTIVES
+        d = self.planner.decide(call.model, digest, call.prompt_tokens, dirs)
+        if d.latency_s > 0:
+            await asyncio.sleep(d.latency_s)
+        kind = d.fault.kind if d.fault is not None else None
+        outcome[1] = kind
+        if kind == "timeout":
+            outcome[0] = await self._hang(request, d.behaviour.hang_s)
+            return web.Response(status=504)  # never reaches the client: the connection is gone
+        filtered = kind == "content_filter" and route.content_filter == "body"
+        if (
+            kind in (None, "trickle", "malformed")
+            or filtered
+            or (kind == "content_filter" and route.content_filter == "none")
+        ):
+            self.cache.apply(call)
+            reply = route.render(call, d, dirs, filtered)
+        else:
+            status = d.fault.status if d.fault is not None else None
+            window = d.behaviour.context_window
+            reply = route.error(call, kind, status, d.retry_after_s, window)
+        if kind == "malformed":
+            reply.body = reply.body[: max(1, len(reply.body) // 2)]
+        elif kind == "trickle":
+            return await self._trickle(request, reply, d.behaviour.trickle_interval_ms, outcome)
+        outcome[0] = reply.status
+        return _response(reply)
+
+    async def _hang(self, request: web.Request, seconds: float) -> int:
+        """Accept and never answer: 499 once the client gives up, 0 if we hang up first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.closing:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return 499
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(0.05, left))
+        if request.transport is not None:
+            request.transport.close()
+        return 0
+
+    async def _trickle(
+        self, request: web.Request, reply: Reply, interval_ms: float, outcome: list[Any]
+    ) -> web.StreamResponse:
+        """Headers now, then the body one byte per interval."""
+        response = web.StreamResponse(status=reply.status, headers=reply.headers)
+        response.content_length = len(reply.body)
+        try:
+            await response.prepare(request)
+            for i in range(len(reply.body)):
+                if self.closing:
+                    raise ConnectionResetError
+                await response.write(reply.body[i : i + 1])
+                await asyncio.sleep(interval_ms / 1000.0)
+            await response.write_eof()
+        except ConnectionError:
+            outcome[0] = 499
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        outcome[0] = reply.status
+        return response
+
+    # -- /_sim/ ------------------------------------------------------------------------------
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.snapshot())
+
+    async def get_ledger(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            since = int(q.get("since", "0"))
+            limit = int(q["limit"]) if "limit" in q else None
+            entries = self.ledger.entries(
+                model=q.get("model"),
+                prompt_sha256=q.get("prompt_sha256"),
+                since=since,
+                limit=limit,
+            )
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        body = {
+            "total": self.ledger.total,
+            "dropped": self.ledger.dropped,
+            "capacity": self.ledger.capacity,
+            "entries": entries,
+        }
+        return web.json_response(body)
+
+    async def post_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    async def get_behaviour(self, request: web.Request) -> web.Response:
+        return web.json_response(self.behaviour.public_dict())
+
+    async def post_behaviour(self, request: web.Request) -> web.Response:
+        try:
+            behaviour = Behaviour.from_dict(json.loads(await request.read() or b"{}"))
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            return web.json_response({"error": str(exc)}, status=400)
+        self.set_behaviour(behaviour)
+        return web.json_response(behaviour.public_dict())
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    if request.path.startswith(("/v1beta/", "/v1/models/")):
+        return _response(gemini_wire.unknown_action(request.path))
+    message = f"Invalid URL ({request.method} {request.path})"
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None}}
+    body["error"]["code"] = None
+    return web.json_response(body, status=404)
+
+
+SIMULATOR_KEY = web.AppKey("simulator", Simulator)
+
+
+def create_app(behaviour: Behaviour | None = None) -> web.Application:
+    """The simulator as an aiohttp application; `app[SIMULATOR_KEY]` is its state."""
+    sim = Simulator(behaviour or Behaviour())
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[SIMULATOR_KEY] = sim
+    add = app.router.add_post
+    add("/v1/chat/completions", sim.openai_handler(_ROUTES["openai.chat"]))
+    add("/v1/embeddings", sim.openai_handler(_ROUTES["openai.embeddings"]))
+    azure = "/openai/deployments/{deployment}"
+    add(azure + "/chat/completions", sim.azure_handler(_ROUTES["azure.chat"]))
+    add(azure + "/embeddings", sim.azure_handler(_ROUTES["azure.embeddings"]))
+    add("/v1/messages", sim.anthropic_handler(_ROUTES["anthropic.messages"]))
+    add("/v1beta/models/{model:[^/:]+}:{action}", sim.gemini)
+    add("/v1/models/{model:[^/:]+}:{action}", sim.gemini)
+    app.router.add_get("/_sim/stats", sim.get_stats)
+    app.router.add_get("/_sim/ledger", sim.get_ledger)
+    app.router.add_post("/_sim/reset", sim.post_reset)
+    app.router.add_get("/_sim/behaviour", sim.get_behaviour)
+    app.router.add_post("/_sim/behaviour", sim.post_behaviour)
+    app.router.add_get("/_sim/health", sim.health)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+
+    async def on_shutdown(_app: web.Application) -> None:
+        sim.closing = True  # wakes hanging and trickling requests
+
+    app.on_shutdown.append(on_shutdown)
+    return app
