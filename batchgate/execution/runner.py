@@ -165,13 +165,15 @@ class ChunkRun:
             cooling = await rt.cooldowns.cooling([d.id for d in deps])
             dep = choose_deployment(deps, cooling, rt.rng)
             if dep is None:
-                err: ProviderError = ServerError("every deployment of this model is cooling down")
-            else:
-                err_or_done = await self._attempt(item, info, dep)
-                if err_or_done is None:
-                    return
-                err = err_or_done
-            if await self._after_error(item, err):
+                # Cooling down means "unhealthy now": skip to the next model, don't wait on it.
+                err = ServerError("every deployment of this model is cooling down", code="cooldown")
+                if self._fall_back(item, err):
+                    continue
+                return
+            err_or_done = await self._attempt(item, info, dep)
+            if err_or_done is None:
+                return
+            if await self._after_error(item, err_or_done):
                 continue
             return
 
@@ -275,20 +277,28 @@ class ChunkRun:
             self._finish(item, "queued", not_before=time.time() + decision.delay)
             return False
         if decision.action == "fallback":
-            rest = next_aliases(err.kind, item.alias, item.chain[item.chain_pos + 1 :], rt.config)
-            rest = [a for a in rest if rt.config.deployments_for(a)]
-            if rest:
-                item.tried = [*item.tried, item.alias]
-                item.chain = [*item.chain[: item.chain_pos + 1], *rest]
-                item.chain_pos += 1
-                item.alias = rest[0]
-                item.model_attempts = 0
-                item.vendor = rt.config.vendor_of(item.alias)
-                if item.vendor == self.vendor:
-                    return True
-                self._finish(item, "queued", enqueued_at=time.time())
-                return False
+            return self._fall_back(item, err)
         self._fail(item, err, err.kind.value, err.message)
+        return False
+
+    def _fall_back(self, item: ClaimedItem, err: ProviderError) -> bool:
+        """Move the item to the next model of its chain, or end it with `err`. True: the next
+        model is on this worker's vendor, so try it now."""
+        config = self.rt.config
+        rest = next_aliases(err.kind, item.alias, item.chain[item.chain_pos + 1 :], config)
+        rest = [a for a in rest if config.deployments_for(a)]
+        if not rest:
+            self._fail(item, err, err.kind.value, err.message)
+            return False
+        item.tried = [*item.tried, item.alias]
+        item.chain = [*item.chain[: item.chain_pos + 1], *rest]
+        item.chain_pos += 1
+        item.alias = rest[0]
+        item.model_attempts = 0
+        item.vendor = config.vendor_of(item.alias)
+        if item.vendor == self.vendor:
+            return True
+        self._finish(item, "queued", enqueued_at=time.time())
         return False
 
 

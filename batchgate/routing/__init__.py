@@ -2,6 +2,8 @@
 
 - `policy` — pure decisions: retry, fall back or fail; backoff delays; the next aliases to try;
   which deployment of an alias to call. No I/O, unit-tested.
-- `limits` — Redis-backed limits shared by all worker processes and hosts: call slots (vendor
-  concurrency, deployment `max_parallel_requests`), rpm/tpm windows and deployment cooldowns.
+- `slots` — global call slots in Redis (vendor `max_concurrency`, deployment
+  `max_parallel_requests`), shared by all worker processes and hosts.
+- `limits` — the other Redis-backed limits, rpm/tpm windows and deployment cooldowns; also
+  re-exports `Slots`, so `from batchgate.routing.limits import Slots, RateWindow, Cooldowns`.
 """

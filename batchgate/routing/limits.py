@@ -20,13 +20,9 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from batchgate import names
-from batchgate.routing.slots import Slots
+from batchgate.routing.slots import Slots, _ms
 
 __all__ = ["Cooldowns", "RateWindow", "Slots"]
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 # -- rpm / tpm --------------------------------------------------------------------------------

@@ -289,13 +289,21 @@ class Slots:
         try:
             while state.releases:
                 batch, state.releases = state.releases[:MAX_BATCH], state.releases[MAX_BATCH:]
+                # One ZREM per scope with all its tokens: encoding commands is what costs here.
+                tokens: dict[str, list[str]] = {}
+                for r in batch:
+                    for scope in r.scopes:
+                        tokens.setdefault(scope, []).append(r.token)
                 error: BaseException | None = None
                 try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for r in batch:
-                            for scope in r.scopes:
-                                pipe.zrem(names.slots_key(scope), r.token)
-                        await pipe.execute()
+                    if len(tokens) == 1:
+                        [(scope, members)] = tokens.items()
+                        await self._redis.zrem(names.slots_key(scope), *members)
+                    else:
+                        async with self._redis.pipeline(transaction=False) as pipe:
+                            for scope, members in tokens.items():
+                                pipe.zrem(names.slots_key(scope), *members)
+                            await pipe.execute()
                 except Exception as exc:
                     error = exc
                 for r in batch:
@@ -304,9 +312,9 @@ class Slots:
                             r.future.set_result(None)
                         else:
                             r.future.set_exception(error)
-                    for scope in r.scopes:
-                        for gate in state.gates_of_scope.get(scope, ()):
-                            gate.wake.set()
+                for scope in tokens:
+                    for gate in state.gates_of_scope.get(scope, ()):
+                        gate.wake.set()
                 if error is not None and all(r.future is None for r in batch):
                     log.warning("slot release failed (%s); slots free at their TTL", error)
         finally:

@@ -248,6 +248,7 @@ def message_reply(call: Call, ans: Answer, refused: bool = False) -> Reply:
         },
         "output_tokens": 0 if refused else ans.tokens,
         "service_tier": "standard",
+        "inference_geo": "not_available",
     }
     request_id = "req_" + new_id(12)
     body = {
@@ -275,8 +276,9 @@ def error_reply(
             "Number of request tokens has exceeded your per-minute rate limit "
             "(https://docs.anthropic.com/en/api/rate-limits); see the response headers for "
             "current usage. Please reduce the prompt length or the maximum tokens requested, or "
-            "try again later. You may also contact sales at https://www.anthropic.com/contact-sales "
-            "to discuss your options for a rate limit increase."
+            "try again later. You may also contact sales at "
+            "https://www.anthropic.com/contact-sales to discuss your options for a rate limit "
+            "increase."
         )
         return _error(status or 429, "rate_limit_error", message, retry_after, retry=True)
     if kind == "quota":

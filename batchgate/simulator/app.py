@@ -18,9 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from batchgate.simulator import anthropic_wire, gemini_wire, openai_wire
-from batchgate.simulator.behaviour import Behaviour, Decision, Directives, FaultPlanner
-from batchgate.simulator.behaviour import parse_directives
+from batchgate.simulator import anthropic_wire, azure_wire, gemini_wire, openai_wire
+from batchgate.simulator.behaviour import (
+    Behaviour,
+    Decision,
+    Directives,
+    FaultPlanner,
+    parse_directives,
+)
 from batchgate.simulator.content import Call, PrefixCache, Reply, answer
 from batchgate.simulator.stats import Ledger, Stats
 
@@ -148,7 +153,7 @@ class Simulator:
             keys = self.behaviour.required_keys(route.vendor)
             auth = openai_wire.authenticate(call, request.headers, keys)
             if auth is None and not call.api_version:
-                auth = openai_wire.missing_api_version(call)
+                auth = azure_wire.missing_api_version()
             return await self.serve(request, call, route, auth)
 
         return handle
@@ -213,16 +218,14 @@ class Simulator:
         if d.latency_s > 0:
             await asyncio.sleep(d.latency_s)
         kind = d.fault.kind if d.fault is not None else None
+        if kind == "content_filter" and route.content_filter == "none":
+            kind = None  # embeddings have no content filter to trip
         outcome[1] = kind
         if kind == "timeout":
             outcome[0] = await self._hang(request, d.behaviour.hang_s)
             return web.Response(status=504)  # never reaches the client: the connection is gone
         filtered = kind == "content_filter" and route.content_filter == "body"
-        if (
-            kind in (None, "trickle", "malformed")
-            or filtered
-            or (kind == "content_filter" and route.content_filter == "none")
-        ):
+        if kind in (None, "trickle", "malformed") or filtered:
             self.cache.apply(call)
             reply = route.render(call, d, dirs, filtered)
         else:
@@ -247,7 +250,7 @@ class Simulator:
             left = deadline - loop.time()
             if left <= 0:
                 break
-            await asyncio.sleep(min(0.05, left))
+            await asyncio.sleep(min(0.25, left))  # a fallback: a disconnect cancels us
         if request.transport is not None:
             request.transport.close()
         return 0

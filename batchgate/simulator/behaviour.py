@@ -96,7 +96,7 @@ class ModelBehaviour(BaseModel):
 
     latency_ms: float = Field(0.0, ge=0)
     latency_jitter_ms: float = Field(0.0, ge=0)  # uniform extra in [0, jitter)
-    errors: dict[str, float] = Field(default_factory=dict)  # kind -> fraction of calls
+    errors: dict[str | int, float] = Field(default_factory=dict)  # kind -> fraction of calls
     fail_always: str | int | None = None
     fail_first_n: dict[str | int, int] = Field(default_factory=dict)  # per prompt, in order
     retry_after_s: float = Field(1.0, ge=0)
@@ -111,7 +111,7 @@ class ModelBehaviour(BaseModel):
 
     @field_validator("errors")
     @classmethod
-    def _check_errors(cls, value: dict[str, float]) -> dict[str, float]:
+    def _check_errors(cls, value: dict[str | int, float]) -> dict[str | int, float]:
         for kind, rate in value.items():
             if parse_fault(kind).kind not in RANDOM_KINDS:
                 raise ValueError(f"{kind!r} cannot be drawn at random; use fail_always")
@@ -144,12 +144,15 @@ class ModelBehaviour(BaseModel):
             total += count
             first_n.append((parse_fault(kind), total))
         self._first_n = tuple(first_n)
+        # A fixed order, not the file's: the same seed maps to the same kinds.
+        rates = sorted(
+            ((parse_fault(k), r) for k, r in self.errors.items() if r > 0),
+            key=lambda fr: (RANDOM_KINDS.index(fr[0].kind), fr[0].status or 0),
+        )
         cumulative, thresholds = 0.0, []
-        for kind in RANDOM_KINDS:  # fixed order: the same seed maps to the same kinds
-            rate = next((r for k, r in self.errors.items() if parse_fault(k).kind == kind), 0.0)
-            if rate > 0:
-                cumulative += rate
-                thresholds.append((cumulative, parse_fault(kind)))
+        for fault, rate in rates:
+            cumulative += rate
+            thresholds.append((cumulative, fault))
         self._thresholds = tuple(thresholds)
 
     @property
@@ -161,7 +164,8 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         if key in ("errors", "fail_first_n") and isinstance(value, Mapping):
-            merged[key] = {**base.get(key, {}), **value}
+            # str keys: YAML may spell a status as 502 in one place and "502" in another
+            merged[key] = {str(k): v for k, v in (*base.get(key, {}).items(), *value.items())}
         else:
             merged[key] = value
     return merged

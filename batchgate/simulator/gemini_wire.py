@@ -179,8 +179,8 @@ def parse_generate(call: Call, raw: bytes) -> Call:
         limit = _get(config, "maxOutputTokens")
         if limit is not None:
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-                message = "* GenerateContentRequest.generation_config.max_output_tokens: must be positive\n"
-                return _invalid(call, message)
+                field = "generation_config.max_output_tokens"
+                return _invalid(call, f"* GenerateContentRequest.{field}: must be positive\n")
             call.max_tokens = limit
         count = _get(config, "candidateCount")
         call.n = count if isinstance(count, int) and count > 0 else 1
@@ -216,6 +216,7 @@ def _usage(call: Call, candidates: int | None) -> dict[str, Any]:
         usage["candidatesTokenCount"] = candidates
     usage["totalTokenCount"] = prompt + (candidates or 0)
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    usage["serviceTier"] = "standard"
     if call.cache_read:
         usage["cachedContentTokenCount"] = call.cache_read
         usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": call.cache_read}]

@@ -1,19 +1,17 @@
-"""OpenAI and Azure OpenAI wire format: request validation, response bodies, error bodies.
+"""OpenAI wire format: request validation, chat and embeddings bodies, error bodies.
 
-Azure shares OpenAI's bodies with its own quirks: the deployment in the path instead of `model`,
-a required `api-version` query and `api-key` header, `content_filter_results` on every answer,
-and its own 401/404/429/500 bodies (`{"error": {"code": "429", "message": ...}}`,
-`retry-after-ms`). Pure functions of the parsed request; no I/O.
+Azure OpenAI is served by the same functions (the deployment in the path stands in for `model`);
+its own quirks live in `azure_wire`. Pure functions of the parsed request; no I/O.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from batchgate.simulator import azure_wire
 from batchgate.simulator.content import (
     Answer,
     Call,
@@ -30,32 +28,21 @@ _ROLE_LIST = "'system', 'assistant', 'user', 'function', 'tool', and 'developer'
 _JSON = "application/json"
 _CACHE_MIN_TOKENS = 1024  # OpenAI caches prompts of at least 1024 tokens, by prefix
 _DEFAULT_WINDOW = 128_000
-_SAFE = {"filtered": False, "severity": "safe"}
-_AZURE_CHOICE_FILTER = {
-    "hate": _SAFE,
-    "protected_material_code": {"detected": False, "filtered": False},
-    "protected_material_text": {"detected": False, "filtered": False},
-    "self_harm": _SAFE,
-    "sexual": _SAFE,
-    "violence": _SAFE,
-}
-_AZURE_PROMPT_FILTER = [
-    {
-        "prompt_index": 0,
-        "content_filter_results": {
-            "hate": _SAFE,
-            "jailbreak": {"detected": False, "filtered": False},
-            "self_harm": _SAFE,
-            "sexual": _SAFE,
-            "violence": _SAFE,
-        },
-    }
-]
 _NO_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
     "username) if you're accessing the API from your browser and are prompted for a username and "
     "password. You can obtain an API key from https://platform.openai.com/account/api-keys."
+)
+_CONTEXT = "context_length_exceeded"
+_QUOTA = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
+_BAD_INPUT = (
+    "'$.input' is invalid. Please check the API reference: "
+    "https://platform.openai.com/docs/api-reference."
 )
 _BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
@@ -67,13 +54,10 @@ _BAD_JSON = (
 
 def _headers(call: Call, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     if call.vendor == "azure":
-        rid = str(uuid.uuid4())
-        headers = {"Content-Type": _JSON, "apim-request-id": rid, "x-request-id": rid}
-        headers["x-ms-region"] = "Simulated Region"
-    else:
-        headers = {"Content-Type": _JSON, "x-request-id": "req_" + new_id(16)}
-        headers["openai-version"] = "2020-10-01"
-        headers["openai-organization"] = "org-simulator"
+        return azure_wire.headers(extra)
+    headers = {"Content-Type": _JSON, "x-request-id": "req_" + new_id(16)}
+    headers["openai-version"] = "2020-10-01"
+    headers["openai-organization"] = "org-simulator"
     if extra:
         headers.update(extra)
     return headers
@@ -92,12 +76,6 @@ def _openai_error(
     return Reply(status, dumps(body), _headers(call, extra))
 
 
-def _azure_error(call: Call, status: int, code: str, message: str, **extra: str) -> Reply:
-    return Reply(
-        status, dumps({"error": {"code": code, "message": message}}), _headers(call, extra)
-    )
-
-
 def authenticate(
     call: Call, headers: Mapping[str, str], keys: frozenset[str] | None
 ) -> Reply | None:
@@ -105,25 +83,7 @@ def authenticate(
     auth = headers.get("Authorization", "")
     key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     if call.vendor == "azure":
-        key = headers.get("api-key", "") or key
-        if not key:
-            return _azure_error(
-                call,
-                401,
-                "401",
-                "Access denied due to missing subscription key. Make sure to include "
-                "subscription key when making requests to an API.",
-            )
-        if keys is not None and key not in keys:
-            return _azure_error(
-                call,
-                401,
-                "401",
-                "Access denied due to invalid subscription key or wrong API endpoint. Make sure "
-                "to provide a valid key for an active subscription and use a correct regional API "
-                "endpoint for your resource.",
-            )
-        return None
+        return azure_wire.authenticate(headers.get("api-key", "") or key, keys)
     if not key:
         return _openai_error(call, 401, _NO_KEY)
     if keys is not None and key not in keys:
@@ -134,10 +94,6 @@ def authenticate(
         )
         return _openai_error(call, 401, message, code="invalid_api_key")
     return None
-
-
-def missing_api_version(call: Call) -> Reply:
-    return _azure_error(call, 404, "404", "Resource not found")
 
 
 def _type_name(value: Any) -> str:
@@ -164,21 +120,37 @@ def _content_text(content: Any) -> str | None:
     return None
 
 
+def _refuse(call: Call, message: str, param: str | None = None, code: str | None = None) -> Call:
+    call.error = _openai_error(call, 400, message, param=param, code=code)
+    return call
+
+
+def _missing(call: Call, param: str) -> Call:
+    message = f"Missing required parameter: '{param}'."
+    return _refuse(call, message, param, "missing_required_parameter")
+
+
+def _bad_type(call: Call, param: str, expected: str, value: Any) -> Call:
+    message = (
+        f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)} instead."
+    )
+    return _refuse(call, message, param, "invalid_type")
+
+
 def _load(call: Call, raw: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         body = None
     if not isinstance(body, dict):
-        call.error = _openai_error(call, 400, _BAD_JSON)
+        _refuse(call, _BAD_JSON)
         return None
     if call.vendor == "openai":
         model = body.get("model")
-        if isinstance(model, str) and model:
-            call.model = model
-        else:
-            call.error = _openai_error(call, 400, "you must provide a model parameter")
+        if not isinstance(model, str) or not model:
+            _refuse(call, "you must provide a model parameter")
             return None
+        call.model = model
     return body
 
 
@@ -187,92 +159,69 @@ def _positive_int(call: Call, body: dict[str, Any], name: str, limit: int = 1 <<
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        message = (
-            f"Invalid type for '{name}': expected an integer, but got {_type_name(value)} instead."
-        )
-        call.error = _openai_error(call, 400, message, param=name, code="invalid_type")
+        _bad_type(call, name, "an integer", value)
     elif value < 1:
         message = (
             f"Invalid '{name}': integer below minimum value. Expected a value >= 1, "
             f"but got {value} instead."
         )
-        call.error = _openai_error(call, 400, message, param=name, code="integer_below_min_value")
+        _refuse(call, message, name, "integer_below_min_value")
     elif value > limit:
         message = f"Invalid '{name}': integer above maximum value. Expected a value <= {limit}."
-        call.error = _openai_error(call, 400, message, param=name, code="integer_above_max_value")
+        _refuse(call, message, name, "integer_above_max_value")
     return value
 
 
-def parse_chat(call: Call, raw: bytes) -> Call:
-    body = _load(call, raw)
-    if body is None:
-        return call
-    messages = body.get("messages")
+def _parse_messages(call: Call, messages: Any) -> Call:
     if messages is None:
-        message = "Missing required parameter: 'messages'."
-        call.error = _openai_error(
-            call, 400, message, param="messages", code="missing_required_parameter"
+        return _missing(call, "messages")
+    if not isinstance(messages, list):
+        return _bad_type(call, "messages", "an array", messages)
+    if not messages:
+        message = (
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+            "but got an empty array instead."
         )
-        return call
-    if not isinstance(messages, list) or not messages:
-        if isinstance(messages, list):
-            message = (
-                "Invalid 'messages': empty array. Expected an array with minimum length 1, "
-                "but got an empty array instead."
-            )
-            call.error = _openai_error(call, 400, message, param="messages", code="empty_array")
-        else:
-            message = f"Invalid type for 'messages': expected an array, but got {_type_name(messages)} instead."
-            call.error = _openai_error(call, 400, message, param="messages", code="invalid_type")
-        return call
+        return _refuse(call, message, "messages", "empty_array")
     chars, last_user = 0, ""
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            message = f"Invalid type for '{where}': expected an object, but got {_type_name(msg)} instead."
-            call.error = _openai_error(call, 400, message, param=where, code="invalid_type")
-            return call
+            return _bad_type(call, where, "an object", msg)
         role = msg.get("role")
         if role is None:
-            message = f"Missing required parameter: '{where}.role'."
-            call.error = _openai_error(
-                call, 400, message, param=f"{where}.role", code="missing_required_parameter"
-            )
-            return call
+            return _missing(call, f"{where}.role")
         if role not in ROLES:
             message = f"Invalid value: '{role}'. Supported values are: {_ROLE_LIST}."
-            call.error = _openai_error(
-                call, 400, message, param=f"{where}.role", code="invalid_value"
-            )
-            return call
+            return _refuse(call, message, f"{where}.role", "invalid_value")
         if "content" not in msg and role != "assistant":
-            message = f"Missing required parameter: '{where}.content'."
-            call.error = _openai_error(
-                call, 400, message, param=f"{where}.content", code="missing_required_parameter"
-            )
-            return call
+            return _missing(call, f"{where}.content")
         text = _content_text(msg.get("content"))
         if text is None:
-            message = (
-                f"Invalid type for '{where}.content': expected one of a string or array of objects."
+            return _bad_type(
+                call, f"{where}.content", "a string or array of objects", msg["content"]
             )
-            call.error = _openai_error(
-                call, 400, message, param=f"{where}.content", code="invalid_type"
-            )
-            return call
         chars += len(text)
         if role == "user":
             last_user = text
     call.prompt, call.prompt_chars = last_user, chars
+    if count_tokens(chars) >= _CACHE_MIN_TOKENS:
+        # Simplified: a cache hit covers the first 1024 tokens, not the longest common prefix.
+        call.cache_key = json.dumps(messages)[: _CACHE_MIN_TOKENS * 4].encode()
+        call.cache_tokens = _CACHE_MIN_TOKENS
+    return call
+
+
+def parse_chat(call: Call, raw: bytes) -> Call:
+    body = _load(call, raw)
+    if body is None or _parse_messages(call, body.get("messages")).error is not None:
+        return call
     if body.get("stream"):
         message = "The simulator does not support stream=true; send stream=false."
-        call.error = _openai_error(call, 400, message, param="stream", code="unsupported_value")
-        return call
+        return _refuse(call, message, "stream", "unsupported_value")
     for name in ("max_completion_tokens", "max_tokens"):
         value = _positive_int(call, body, name)
-        if call.error is not None:
-            return call
-        if value is not None and call.max_tokens is None:
+        if call.max_tokens is None:
             call.max_tokens = value
     call.n = _positive_int(call, body, "n", 128) or 1
     if call.error is not None:
@@ -285,28 +234,15 @@ def parse_chat(call: Call, raw: bytes) -> Call:
         call.json_schema = {}
     elif isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         call.json_schema = (fmt.get("json_schema") or {}).get("schema") or {}
-    if count_tokens(chars) >= _CACHE_MIN_TOKENS:
-        # Simplified: a cache hit covers the first 1024 tokens, not the longest common prefix.
-        call.cache_key = json.dumps(messages)[: _CACHE_MIN_TOKENS * 4].encode()
-        call.cache_tokens = _CACHE_MIN_TOKENS
     return call
 
 
 def _parse_tools(call: Call, body: dict[str, Any]) -> None:
     tools = body.get("tools")
-    if not isinstance(tools, list):
-        return
-    for i, tool in enumerate(tools):
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            message = f"Missing required parameter: 'tools[{i}].function.name'."
-            call.error = _openai_error(
-                call,
-                400,
-                message,
-                param=f"tools[{i}].function.name",
-                code="missing_required_parameter",
-            )
+            _missing(call, f"tools[{i}].function.name")
             return
         call.tools.append((fn["name"], fn.get("parameters") or {"type": "object"}))
     choice = body.get("tool_choice")
@@ -324,11 +260,7 @@ def parse_embeddings(call: Call, raw: bytes) -> Call:
         return call
     value = body.get("input")
     if value is None:
-        message = "Missing required parameter: 'input'."
-        call.error = _openai_error(
-            call, 400, message, param="input", code="missing_required_parameter"
-        )
-        return call
+        return _missing(call, "input")
     items = (
         value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
     )
@@ -341,17 +273,12 @@ def parse_embeddings(call: Call, raw: bytes) -> Call:
             inputs.append(" ".join(map(str, item)))
             chars += 4 * len(item)  # token arrays: one token each
         else:
-            message = "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
-            call.error = _openai_error(call, 400, message)
-            return call
+            return _refuse(call, _BAD_INPUT)
     call.inputs, call.prompt, call.prompt_chars = inputs, "\n".join(inputs), chars
     fmt = body.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         message = f"Invalid value: '{fmt}'. Supported values are: 'float' and 'base64'."
-        call.error = _openai_error(
-            call, 400, message, param="encoding_format", code="invalid_value"
-        )
-        return call
+        return _refuse(call, message, "encoding_format", "invalid_value")
     call.base64 = fmt == "base64"
     call.dims = _positive_int(call, body, "dimensions", 8192)
     return call
@@ -386,7 +313,7 @@ def _choice(call: Call, index: int, ans: Answer, filtered: bool = False) -> dict
         message["content"], finish = None, "content_filter"
     choice = {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
     if call.vendor == "azure":
-        choice["content_filter_results"] = _AZURE_CHOICE_FILTER
+        choice["content_filter_results"] = azure_wire.CHOICE_FILTER
     return choice
 
 
@@ -402,7 +329,7 @@ def chat_reply(call: Call, ans: Answer, processing_ms: int = 0, filtered: bool =
         "system_fingerprint": "fp_simulator",
     }
     if call.vendor == "azure":
-        body["prompt_filter_results"] = _AZURE_PROMPT_FILTER
+        body["prompt_filter_results"] = azure_wire.PROMPT_FILTER
     return Reply(200, dumps(body), _headers(call, {"openai-processing-ms": str(processing_ms)}))
 
 
@@ -432,43 +359,25 @@ def error_reply(
     context_window: int | None = None,
 ) -> Reply:
     """The vendor's body for an injected fault of `kind` (see behaviour.KINDS)."""
-    azure = call.vendor == "azure"
+    if call.vendor == "azure":
+        reply = azure_wire.error_reply(call, kind, status, retry_after)
+        if reply is not None:
+            return reply
     seconds = f"{retry_after:g}"
     if kind == "rate_limit":
-        if azure:
-            operation = "ChatCompletions_Create" if call.route == "chat" else "Embeddings_Create"
-            message = (
-                f"Requests to the {operation} Operation under Azure OpenAI API version "
-                f"{call.api_version} have exceeded call rate limit of your current OpenAI S0 "
-                f"pricing tier. Please retry after {seconds} second. Please go here: "
-                "https://aka.ms/oai/quotaincrease if you would like to further increase the "
-                "default rate limit."
-            )
-            headers = {"retry-after": seconds, "retry-after-ms": str(int(retry_after * 1000))}
-            headers["x-ratelimit-remaining-requests"] = "0"
-            return _azure_error(call, status or 429, "429", message, **headers)
         message = (
             f"Rate limit reached for {call.model} in organization org-simulator on requests per "
             f"min (RPM): Limit 500, Used 500, Requested 1. Please try again in {seconds}s. Visit "
             "https://platform.openai.com/account/rate-limits to learn more."
         )
         headers = {"retry-after": seconds, "x-ratelimit-limit-requests": "500"}
-        headers |= {
-            "x-ratelimit-remaining-requests": "0",
-            "x-ratelimit-reset-requests": f"{seconds}s",
-        }
-        return _openai_error(
-            call, status or 429, message, "requests", None, "rate_limit_exceeded", headers
-        )
+        headers["x-ratelimit-remaining-requests"] = "0"
+        headers["x-ratelimit-reset-requests"] = f"{seconds}s"
+        code = "rate_limit_exceeded"
+        return _openai_error(call, status or 429, message, "requests", None, code, headers)
     if kind == "quota":
-        message = (
-            "You exceeded your current quota, please check your plan and billing details. For "
-            "more information on this error, read the docs: "
-            "https://platform.openai.com/docs/guides/error-codes/api-errors."
-        )
-        return _openai_error(
-            call, status or 429, message, "insufficient_quota", None, "insufficient_quota"
-        )
+        code = "insufficient_quota"
+        return _openai_error(call, status or 429, _QUOTA, code, None, code)
     if kind == "context_length":
         window = context_window or _DEFAULT_WINDOW
         used = max(call.prompt_tokens, window + 1)
@@ -477,37 +386,14 @@ def error_reply(
             f"resulted in {used} tokens. Please reduce the length of the messages."
         )
         param = "messages" if call.route == "chat" else "input"
-        return _openai_error(
-            call, status or 400, message, param=param, code="context_length_exceeded"
-        )
-    if kind == "content_filter" and azure:
-        filters = {"hate": _SAFE, "self_harm": _SAFE, "violence": _SAFE}
-        filters["sexual"] = {"filtered": True, "severity": "high"}
-        message = (
-            "The response was filtered due to the prompt triggering Azure OpenAI's content "
-            "management policy. Please modify your prompt and retry. To learn more about our "
-            "content filtering policies please read our documentation: "
-            "https://go.microsoft.com/fwlink/?linkid=2198766"
-        )
-        error = {"message": message, "type": None, "param": "prompt", "code": "content_filter"}
-        error["status"] = status or 400
-        error["innererror"] = {
-            "code": "ResponsibleAIPolicyViolation",
-            "content_filter_result": filters,
-        }
-        return Reply(status or 400, dumps({"error": error}), _headers(call))
+        return _openai_error(call, status or 400, message, param=param, code=_CONTEXT)
     if kind == "not_found":
-        if azure:
-            message = (
-                "The API deployment for this resource does not exist. If you created the "
-                "deployment within the last 5 minutes, please wait a moment and try again."
-            )
-            return _azure_error(call, status or 404, "DeploymentNotFound", message)
         message = f"The model `{call.model}` does not exist or you do not have access to it."
         return _openai_error(call, status or 404, message, code="model_not_found")
     if kind == "auth":
-        wrong_key = {"Authorization": "Bearer simulated", "api-key": "simulated"}
-        return authenticate(call, wrong_key, frozenset()) or _openai_error(call, 401, _NO_KEY)
+        return authenticate(call, {"Authorization": "Bearer simulated"}, frozenset()) or (
+            _openai_error(call, 401, _NO_KEY)
+        )
     if kind == "overloaded":
         message = "The engine is currently overloaded, please try again later."
         return _openai_error(call, status or 503, message, "server_error")
@@ -515,10 +401,4 @@ def error_reply(
         message = "Invalid request (simulated by the batchgate simulator)."
         return _openai_error(call, status or 400, message)
     message = "The server had an error while processing your request. Sorry about that!"
-    if azure:
-        message = (
-            "The server had an error processing your request. Sorry about that! You can retry "
-            "your request, or contact us through an Azure support request at: "
-            "https://go.microsoft.com/fwlink/?linkid=2213926 if you keep seeing this error."
-        )
     return _openai_error(call, status or 500, message, "server_error")

@@ -94,6 +94,10 @@ class System:
             extra_env={f"BATCHGATE_{k.upper()}": str(v) for k, v in self.env.items()},
         )
         self.sup.start()
+        import threading
+
+        # As `batchgate up` does in its foreground loop: restart children that die.
+        threading.Thread(target=self.sup.watch, name="supervisor", daemon=True).start()
         wait_healthy(self.client(), self.sup.config.vendors, timeout=90)
         return self
 

@@ -53,15 +53,20 @@ def test_always_500_falls_back_to_anthropic_then_gemini(make_simulator, make_sys
     for line in out:
         assert line["batchgate"]["model"] == "gemini"
         assert line["batchgate"]["tried"] == ["primary", "claude"]
-        assert line["batchgate"]["attempts"] == 5
+        assert 1 <= line["batchgate"]["attempts"] <= 5
         assert line["response"]["body"]["object"] == "chat.completion"
     calls: dict[str, Counter[str]] = defaultdict(Counter)
     for entry in sim_ledger(sim.base_url):
         calls[entry["prompt_sha256"]][entry["model"]] += 1
     assert len(calls) == 30
     for per_model in calls.values():
-        # num_retries + 1 calls on each failing model, one on the model that answers.
-        assert per_model == Counter({"gpt-broken": 2, "claude-broken": 2, "gemini-2.0-flash": 1})
+        # At most num_retries + 1 calls on each failing model (fewer once a cooldown skips it),
+        # exactly one on the model that answers.
+        assert per_model["gpt-broken"] <= 2 and per_model["claude-broken"] <= 2
+        assert per_model["gemini-2.0-flash"] == 1
+        assert set(per_model) <= {"gpt-broken", "claude-broken", "gemini-2.0-flash"}
+    total = Counter(e["model"] for e in sim_ledger(sim.base_url))
+    assert total["gpt-broken"] >= 3  # the primary really was tried before falling back
 
 
 def test_429_retry_after_is_honoured(make_simulator, make_system, tmp_path: Path) -> None:

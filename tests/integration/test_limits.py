@@ -77,6 +77,31 @@ def test_200_coroutines_never_exceed_a_limit_of_8_and_reach_it(valkey_url: str) 
     assert left == 0
 
 
+def test_many_waiters_share_a_couple_of_connections(valkey_url: str) -> None:  # noqa: F811
+    # redis-py raises MaxConnectionsError past its pool size (100 by default): waiting
+    # coroutines must not each need a connection of their own.
+    scope = _name("vendor")
+
+    async def body() -> int:
+        client = Redis.from_url(valkey_url, max_connections=2)
+        try:
+            slots, done = Slots(client), 0
+
+            async def one() -> None:
+                nonlocal done
+                for _ in range(3):
+                    async with slots.hold(scope, 16, ttl=30):
+                        await asyncio.sleep(0.001)
+                        done += 1
+
+            await asyncio.gather(*(one() for _ in range(300)))
+            return done
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(body()) == 900
+
+
 def test_waiters_queue_in_fifo_order_locally(valkey_url: str) -> None:  # noqa: F811
     scope = _name("vendor")
 
@@ -155,7 +180,10 @@ def test_hold_all_limits_vendor_and_deployment_together(valkey_url: str) -> None
 
         async def one(i: int) -> None:
             dep, dep_limit = (narrow, 1) if i % 2 else (wide, 10)
-            async with slots.hold_all([(vendor, 3), (dep, dep_limit)], ttl=30):
+            pairs = [(vendor, 3), (dep, dep_limit)]
+            if i % 3 == 0:
+                pairs.reverse()  # callers' order must not matter (no lock-order deadlock)
+            async with slots.hold_all(pairs, ttl=30):
                 for scope in (vendor, dep):
                     current[scope] += 1
                     peak[scope] = max(peak[scope], current[scope])
