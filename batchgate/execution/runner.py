@@ -22,7 +22,6 @@ from batchgate.errors import ErrorKind, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.money import usd_to_pusd
-from batchgate.names import slots_key
 from batchgate.pricing import cost_of
 from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
@@ -181,9 +180,9 @@ class ChunkRun:
         rt = self.rt
         limits = rt.config.limits(self.vendor)
         target = rt.target(dep)
-        scopes = [(slots_key(self.vendor), limits.max_concurrency)]
+        scopes = [(self.vendor, limits.max_concurrency)]
         if dep.max_parallel_requests:
-            scopes.append((slots_key(dep.id), dep.max_parallel_requests))
+            scopes.append((dep.id, dep.max_parallel_requests))
         if dep.rpm or dep.tpm:
             await rt.rates.wait_turn(dep.id, dep.rpm, dep.tpm, _estimate_tokens(item.body))
         body = dict(item.body)
@@ -237,7 +236,10 @@ class ChunkRun:
         )
         if completion is not None:
             _crash_hook(item.custom_id)
-            await rt.cooldowns.record_success(dep.id)
+            if dep.id in rt.failing:
+                # Only a deployment that failed here has a failure count worth clearing.
+                rt.failing.discard(dep.id)
+                await rt.cooldowns.record_success(dep.id)
             self._finish(
                 item,
                 "succeeded",
@@ -255,6 +257,7 @@ class ChunkRun:
         if error.kind == ErrorKind.authentication:
             await rt.cooldowns.pause(dep.id, AUTH_PAUSE_SECONDS)
         elif error.kind in (ErrorKind.server_error, ErrorKind.overloaded, ErrorKind.timeout):
+            rt.failing.add(dep.id)
             await rt.cooldowns.record_failure(
                 dep.id, rt.config.allowed_fails, COOLDOWN_WINDOW, rt.config.cooldown_time
             )
@@ -285,7 +288,9 @@ class ChunkRun:
         """Move the item to the next model of its chain, or end it with `err`. True: the next
         model is on this worker's vendor, so try it now."""
         config = self.rt.config
-        rest = next_aliases(err.kind, item.alias, item.chain[item.chain_pos + 1 :], config)
+        rest = next_aliases(
+            err.kind, item.alias, item.chain[item.chain_pos + 1 :], config, tried=item.tried
+        )
         rest = [a for a in rest if config.deployments_for(a)]
         if not rest:
             self._fail(item, err, err.kind.value, err.message)

@@ -57,7 +57,13 @@ class Runtime:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-db")
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._batches: dict[str, BatchInfo] = {}
-        self.redis = aioredis.from_url(settings.redis_url or "", decode_responses=False)
+        # Blocking pool: waiters queue for a connection instead of failing past the cap.
+        self.redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url or "", max_connections=32, timeout=None
+            )
+        )
+        self.failing: set[str] = set()
         self.slots = Slots(self.redis)
         self.cooldowns = Cooldowns(self.redis)
         self.rates = RateWindow(self.redis)
