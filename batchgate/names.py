@@ -35,3 +35,8 @@ def failures_key(deployment_id: str) -> str:
 
 def worker_heartbeat_key(vendor: str, hostname: str) -> str:
     return f"{KEY_PREFIX}:worker:{vendor}:{hostname}"
+
+
+def budget_key(batch_id: str) -> str:
+    """Hash of a batch's spend and in-flight reservations, in picodollars."""
+    return f"{KEY_PREFIX}:budget:{batch_id}"

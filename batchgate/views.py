@@ -73,6 +73,7 @@ def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
             "queued": 0,
             "in_flight": 0,
             "fallback_lines": summary["fallback_lines"],
+            "budget_exceeded_lines": summary.get("budget_exceeded_lines", 0),
             "duplicate_calls": summary["duplicate_calls"],
             "lost_calls": summary["lost_calls"],
             "duplicate_spend_usd": summary["duplicate_spend_usd"],

@@ -21,15 +21,20 @@ from redis.exceptions import RedisError
 from batchgate.errors import ErrorKind, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
-from batchgate.money import usd_to_pusd
-from batchgate.pricing import cost_of
+from batchgate.money import usd_str, usd_to_pusd
+from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
+from batchgate.pricing import cost_of, estimate_request
 from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
 from batchgate.routing.policy import choose_deployment, decide, next_aliases
+from batchgate.store.models import TERMINAL_ITEM_STATES
 from batchgate.store.items import AttemptRow, ClaimedItem, ItemUpdate, claim, renew
 
 log = logging.getLogger(__name__)
+
+# Returned by _attempt when the batch's budget refuses the call (no call was made).
+BUDGET_EXCEEDED = ServerError("budget exceeded", code="budget_exceeded")
 
 AUTH_PAUSE_SECONDS = 300.0
 COOLDOWN_WINDOW = 60.0
@@ -109,13 +114,14 @@ class ChunkRun:
             chain_pos=item.chain_pos,
             tried=item.tried,
             chain=item.chain,
-            finished_at=now if state in ("succeeded", "failed", "cancelled") else None,
+            finished_at=now if state in TERMINAL_ITEM_STATES else None,
             **kw,
         )
         reroute = state == "queued" and kw.get("enqueued_at") is not None
         self.recorder.finish(update, item.batch_id, reroute=reroute)
         self.in_flight.discard(item.id)
-        key = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"}.get(state)
+        key = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled",
+               "expired": "cancelled"}.get(state)
         if key:
             setattr(self.report, key, getattr(self.report, key) + 1)
         elif reroute:
@@ -149,7 +155,10 @@ class ChunkRun:
         while True:
             info = await rt.batch(item.batch_id)
             if info is None or info.status != "in_progress":
-                self._finish(item, "cancelled")
+                self._finish(item, "cancelled", error=CANCELLED)
+                return
+            if time.time() >= info.expires_at:
+                self._finish(item, "expired", error=EXPIRED)
                 return
             deps = config.deployments_for(item.alias)
             if not deps:
@@ -172,6 +181,10 @@ class ChunkRun:
             err_or_done = await self._attempt(item, info, dep)
             if err_or_done is None:
                 return
+            if err_or_done is BUDGET_EXCEEDED:
+                self._finish(item, "failed", error=_budget_error(info))
+                await rt.db(stop_for_budget, rt.engine, item.batch_id, _budget_error(info))
+                return
             if await self._after_error(item, err_or_done):
                 continue
             return
@@ -187,6 +200,16 @@ class ChunkRun:
             await rt.rates.wait_turn(dep.id, dep.rpm, dep.tpm, _estimate_tokens(item.body))
         body = dict(item.body)
         adapter = get_adapter(dep.adapter)
+        entry = info.prices.entry(dep.id)
+        reserved = 0
+        if info.cap_pusd is not None:
+            reserved = usd_to_pusd(estimate_request(body, info.endpoint, entry)[1])
+
+            async def spent() -> int:
+                return await rt.db(rt.spent_pusd, item.batch_id)
+
+            if not await rt.budgets.reserve(item.batch_id, info.cap_pusd, reserved, spent):
+                return BUDGET_EXCEEDED
         started = time.time()
         completion: Completion | None = None
         error: ProviderError | None = None
@@ -207,8 +230,9 @@ class ChunkRun:
         item.attempts += 1
         item.model_attempts += 1
         usage = completion.usage if completion is not None else (error.usage if error else None)
-        entry = info.prices.entry(dep.id)
         cost = cost_of(usage, entry) if usage is not None else Decimal(0)
+        if info.cap_pusd is not None:
+            await rt.budgets.settle(item.batch_id, reserved, usd_to_pusd(cost))
         self.recorder.attempt(
             AttemptRow(
                 item_id=item.id,
@@ -305,6 +329,14 @@ class ChunkRun:
             return True
         self._finish(item, "queued", enqueued_at=time.time())
         return False
+
+
+def _budget_error(info: BatchInfo) -> dict[str, Any]:
+    cap = usd_str(info.cap_pusd or 0)
+    return {
+        "code": "budget_exceeded",
+        "message": f"not run: the batch's budget of {cap} USD would be exceeded",
+    }
 
 
 def _usage_dict(u: Usage) -> dict[str, int]:

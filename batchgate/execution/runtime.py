@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import time
+from decimal import Decimal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,17 +20,19 @@ from typing import Any, TypeVar
 
 import httpx
 import redis.asyncio as aioredis
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment, load_config
 from batchgate.pricing import PriceTable
 from batchgate.providers._http import make_client
 from batchgate.providers.base import Target
+from batchgate.money import usd_to_pusd
+from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from batchgate.settings import Settings, get_settings
 from batchgate.store.db import make_engine
-from batchgate.store.models import Batch
+from batchgate.store.models import Attempt, Batch
 
 T = TypeVar("T")
 
@@ -43,6 +46,8 @@ class BatchInfo:
     status: str
     prices: PriceTable
     fetched_at: float
+    expires_at: int
+    cap_pusd: int | None
 
 
 class Runtime:
@@ -67,6 +72,7 @@ class Runtime:
         self.slots = Slots(self.redis)
         self.cooldowns = Cooldowns(self.redis)
         self.rates = RateWindow(self.redis)
+        self.budgets = Budgets(self.redis)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -101,18 +107,34 @@ class Runtime:
         row = await self.db(self._load_batch, batch_id)
         if row is None:
             return None
-        endpoint, status, prices_json = row
+        endpoint, status, prices_json, expires_at, max_cost = row
         prices = info.prices if info is not None else PriceTable.from_json(json.loads(prices_json))
-        info = self._batches[batch_id] = BatchInfo(batch_id, endpoint, status, prices, now)
+        cap = usd_to_pusd(Decimal(max_cost)) if max_cost is not None else None
+        info = self._batches[batch_id] = BatchInfo(
+            batch_id, endpoint, status, prices, now, expires_at, cap
+        )
         return info
 
-    def _load_batch(self, batch_id: str) -> tuple[str, str, str] | None:
+    def _load_batch(self, batch_id: str) -> tuple[Any, ...] | None:
         t = Batch.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(t.c.endpoint, t.c.status, t.c.price_table_json).where(t.c.id == batch_id)
+                select(
+                    t.c.endpoint, t.c.status, t.c.price_table_json, t.c.expires_at,
+                    t.c.max_cost_usd,
+                ).where(t.c.id == batch_id)
             ).first()
-        return tuple(row) if row else None  # type: ignore[return-value]
+        return tuple(row) if row else None
+
+    def spent_pusd(self, batch_id: str) -> int:
+        """What the attempt ledger says a batch has spent (seeds the budget counter)."""
+        t = Attempt.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.coalesce(func.sum(t.c.cost_pusd), 0)).where(t.c.batch_id == batch_id)
+                ).scalar_one()
+            )
 
 
 _runtime: Runtime | None = None

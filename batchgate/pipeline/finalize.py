@@ -189,6 +189,11 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
         lost = conn.execute(
             select(func.count()).where(ATTEMPT.c.batch_id == batch_id, ATTEMPT.c.status == "lost")
         ).scalar_one()
+        budget = conn.execute(
+            select(func.count()).where(
+                ITEM.c.batch_id == batch_id, ITEM.c.error_json.like('%"budget_exceeded"%')
+            )
+        ).scalar_one()
         fallbacks = conn.execute(
             select(func.count()).where(
                 ITEM.c.batch_id == batch_id, ITEM.c.state == "succeeded", ITEM.c.chain_pos > 0
@@ -220,6 +225,7 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
         "duplicate_calls": int(dup[1]),
         "lost_calls": int(lost),
         "fallback_lines": int(fallbacks),
+        "budget_exceeded_lines": int(budget),
         "unpriced": unpriced,
         "usage": usage,
         "models": models,

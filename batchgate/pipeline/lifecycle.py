@@ -12,13 +12,13 @@ from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.store.items import BATCH, ITEM
 
-CANCELLED_ERROR = json.dumps({"code": "batch_cancelled", "message": "the batch was cancelled"})
-EXPIRED_ERROR = json.dumps(
-    {
-        "code": "batch_expired",
-        "message": "this request could not be executed before the completion window expired",
-    }
-)
+CANCELLED = {"code": "batch_cancelled", "message": "the batch was cancelled before this request ran"}
+EXPIRED = {
+    "code": "batch_expired",
+    "message": "this request could not be executed before the completion window expired",
+}
+CANCELLED_ERROR = json.dumps(CANCELLED)
+EXPIRED_ERROR = json.dumps(EXPIRED)
 
 
 def cancel(engine: Engine, files: FileStore, batch_id: str) -> bool:
@@ -48,4 +48,14 @@ def expire_items(engine: Engine, batch_id: str) -> int:
             update(ITEM)
             .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
             .values(state="expired", error_json=EXPIRED_ERROR, finished_at=time.time())
+        ).rowcount
+
+
+def stop_for_budget(engine: Engine, batch_id: str, error: dict[str, str]) -> int:
+    """End every not-yet-started item of a batch whose budget is spent: one error line each."""
+    with engine.begin() as conn:
+        return conn.execute(
+            update(ITEM)
+            .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
+            .values(state="failed", error_json=json.dumps(error), finished_at=time.time())
         ).rowcount
