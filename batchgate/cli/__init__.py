@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from batchgate import redaction
 from batchgate.cli import client_cmds, demo, servers
 
 app = typer.Typer(
@@ -26,4 +27,10 @@ demo.register(app)
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Key-shaped strings are masked from the first record on; commands that load a config add
+    # the config's own secrets.
+    redaction.install()
+    # One line per HTTP request is noise next to a progress bar.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     app()

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import typer
 
+from batchgate import redaction
 from batchgate.config import load_config
 from batchgate.errors import ConfigError
 from batchgate.settings import Settings, get_settings
 
+NO_KEYS = (
+    "refusing to serve on a non-loopback address without API keys: set "
+    "general_settings.master_key or batchgate_settings.tenants"
+)
 CONFIG_HELP = "LiteLLM-style config.yaml (model_list, router_settings, batchgate_settings)."
 
 
@@ -31,10 +36,12 @@ def _load(settings: Settings):  # type: ignore[no-untyped-def]
     if settings.config is None:
         raise typer.BadParameter("no config: pass --config FILE or set BATCHGATE_CONFIG")
     try:
-        return load_config(settings.config)
+        config = load_config(settings.config)
     except ConfigError as exc:
         typer.secho(f"config error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
+    redaction.install(config)
+    return config
 
 
 def _is_loopback(host: str) -> bool:
@@ -67,6 +74,11 @@ def register(app: typer.Typer) -> None:
 
         settings = _settings(config, data_dir)
         cfg = _load(settings)
+        from batchgate.api.auth import KeyRing
+
+        if not _is_loopback(host) and KeyRing(cfg).open:
+            typer.secho(NO_KEYS, fg="red", err=True)
+            raise typer.Exit(2)
         sup = Supervisor(settings, cfg, config, host=host, port=port, flower_port=flower_port)
         signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
@@ -94,10 +106,7 @@ def register(app: typer.Typer) -> None:
         from batchgate.api.auth import KeyRing
 
         if not _is_loopback(host) and KeyRing(cfg).open:
-            typer.secho(
-                "refusing to serve on a non-loopback address without API keys: set "
-                "general_settings.master_key or batchgate_settings.tenants", fg="red", err=True,
-            )
+            typer.secho(NO_KEYS, fg="red", err=True)
             raise typer.Exit(2)
         uvicorn.run(create_app(settings, cfg), host=host, port=port, log_level="warning")
 
