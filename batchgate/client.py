@@ -40,8 +40,10 @@ class Client:
     def upload(self, path: Path) -> dict[str, Any]:
         with open(path, "rb") as fp:
             resp = self._http.post(
-                "/v1/files", files={"file": (path.name, fp, "application/jsonl")},
-                data={"purpose": "batch"}, timeout=600,
+                "/v1/files",
+                files={"file": (path.name, fp, "application/jsonl")},
+                data={"purpose": "batch"},
+                timeout=600,
             )
         return self._check(resp)
 

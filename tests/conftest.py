@@ -48,7 +48,9 @@ def _pg_database(base: str) -> tuple[str, str]:
     import psycopg
 
     name = f"bg_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with psycopg.connect(
+        base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     head, _, _ = base.rpartition("/")
     return f"{head}/{name}", name
@@ -57,7 +59,9 @@ def _pg_database(base: str) -> tuple[str, str]:
 def _pg_drop(base: str, name: str) -> None:
     import psycopg
 
-    with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with psycopg.connect(
+        base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -41,7 +41,10 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     while not stop.is_set():
         try:
             report = reconcile_once(
-                engine, files, send, queue_length,
+                engine,
+                files,
+                send,
+                queue_length,
                 stale_enqueue_seconds=settings.stale_enqueue_seconds,
             )
             if report.released or report.enqueued or report.expired or report.finalized:

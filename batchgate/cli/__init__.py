@@ -26,7 +26,9 @@ demo.register(app)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # Key-shaped strings are masked from the first record on; commands that load a config add
     # the config's own secrets.
     redaction.install()

@@ -13,7 +13,9 @@ from batchgate.cli.progress import summary_table, wait_with_progress
 from batchgate.client import APIError, Client
 from batchgate.settings import get_settings
 
-API_BASE = typer.Option(None, "--api-base", help="API URL (default: BATCHGATE_API_BASE or http://127.0.0.1:8000).")
+API_BASE = typer.Option(
+    None, "--api-base", help="API URL (default: BATCHGATE_API_BASE or http://127.0.0.1:8000)."
+)
 
 
 def _client(api_base: str | None) -> Client:
@@ -41,23 +43,36 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def submit(
-        file: Path = typer.Argument(..., exists=True, dir_okay=False, help="OpenAI batch JSONL file."),
+        file: Path = typer.Argument(
+            ..., exists=True, dir_okay=False, help="OpenAI batch JSONL file."
+        ),
         model: str | None = typer.Option(None, help="Run every line on this model alias."),
-        fallback: list[str] = typer.Option([], "--fallback", help="Fallback model alias (repeatable, in order)."),
-        max_cost: Decimal | None = typer.Option(None, "--max-cost", help="Stop new calls once this many USD are spent."),
-        wait: bool = typer.Option(False, "--wait", help="Show progress until the batch ends, then a summary."),
-        output: Path | None = typer.Option(None, "-o", "--output", help="With --wait: write the results here."),
+        fallback: list[str] = typer.Option(
+            [], "--fallback", help="Fallback model alias (repeatable, in order)."
+        ),
+        max_cost: Decimal | None = typer.Option(
+            None, "--max-cost", help="Stop new calls once this many USD are spent."
+        ),
+        wait: bool = typer.Option(
+            False, "--wait", help="Show progress until the batch ends, then a summary."
+        ),
+        output: Path | None = typer.Option(
+            None, "-o", "--output", help="With --wait: write the results here."
+        ),
         api_base: str | None = API_BASE,
     ) -> None:
         """Upload FILE and create a batch.
 
-        Example:  batchgate submit samples/eval.jsonl --fallback claude-haiku --wait -o results.jsonl
+        Example:  batchgate submit samples/eval.jsonl --fallback claude-haiku --wait -o out.jsonl
         """
         try:
             with _client(api_base) as c:
                 f = c.upload(file)
                 batch = c.create_batch(
-                    f["id"], _first_url(file), model=model, fallbacks=list(fallback),
+                    f["id"],
+                    _first_url(file),
+                    model=model,
+                    fallbacks=list(fallback),
                     max_cost_usd=str(max_cost) if max_cost is not None else None,
                 )
                 console.print(f"batch [bold]{batch['id']}[/bold] created ({batch['status']})")
@@ -76,8 +91,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def estimate(
-        file: Path = typer.Argument(..., exists=True, dir_okay=False, help="OpenAI batch JSONL file."),
-        config: Path | None = typer.Option(None, "--config", "-c", help="Config with the models (default BATCHGATE_CONFIG)."),
+        file: Path = typer.Argument(
+            ..., exists=True, dir_okay=False, help="OpenAI batch JSONL file."
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", "-c", help="Config with the models (default BATCHGATE_CONFIG)."
+        ),
         model: str | None = typer.Option(None, help="Price every line on this model alias."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
@@ -98,7 +117,7 @@ def register(app: typer.Typer) -> None:
             fail(RuntimeError("no config: pass --config FILE or set BATCHGATE_CONFIG"))
             return
         try:
-            result = estimate_file(load_config(path), lambda: open(file, "rb"), None, model=model)
+            result = estimate_file(load_config(path), lambda: file.open("rb"), None, model=model)
         except ConfigError as exc:
             fail(exc)
             return
@@ -114,13 +133,25 @@ def register(app: typer.Typer) -> None:
         for col in ("model", "lines", "input tok (est)", "max output tok", "USD low", "USD high"):
             table.add_column(col, justify="left" if col == "model" else "right")
         for alias, m in sorted(result["models"].items()):
-            table.add_row(alias, str(m["lines"]), str(m["input_tokens_est"]), str(m["max_output_tokens"]),
-                          m["cost_low"], m["cost_high"] + (" (unpriced)" if m.get("unpriced") else ""))
-        table.caption = f"total {result['cost_usd_low']} – {result['cost_usd_high']} USD. {result['note']}"
+            table.add_row(
+                alias,
+                str(m["lines"]),
+                str(m["input_tokens_est"]),
+                str(m["max_output_tokens"]),
+                m["cost_low"],
+                m["cost_high"] + (" (unpriced)" if m.get("unpriced") else ""),
+            )
+        table.caption = (
+            f"total {result['cost_usd_low']} – {result['cost_usd_high']} USD. {result['note']}"
+        )
         console.print(table)
 
     @app.command()
-    def status(batch_id: str, api_base: str | None = API_BASE, as_json: bool = typer.Option(False, "--json")) -> None:
+    def status(
+        batch_id: str,
+        api_base: str | None = API_BASE,
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
         """Show a batch's status, counts and cost."""
         try:
             with _client(api_base) as c:
@@ -134,7 +165,9 @@ def register(app: typer.Typer) -> None:
             console.print(summary_table(batch))
 
     @app.command("list")
-    def list_(limit: int = typer.Option(20, help="How many."), api_base: str | None = API_BASE) -> None:
+    def list_(
+        limit: int = typer.Option(20, help="How many."), api_base: str | None = API_BASE
+    ) -> None:
         """List recent batches."""
         try:
             with _client(api_base) as c:
@@ -144,12 +177,17 @@ def register(app: typer.Typer) -> None:
             return
         for b in page["data"]:
             rc = b["request_counts"]
-            console.print(f"{b['id']}  {b['status']:<11} {rc['completed']}/{rc['total']} failed {rc['failed']}  ${b['cost_usd']}")
+            done = f"{rc['completed']}/{rc['total']}"
+            console.print(
+                f"{b['id']}  {b['status']:<11} {done} failed {rc['failed']}  ${b['cost_usd']}"
+            )
 
     @app.command()
     def download(
         batch_id: str,
-        output: Path = typer.Option(Path("results.jsonl"), "-o", "--output", help="Where to write."),
+        output: Path = typer.Option(
+            Path("results.jsonl"), "-o", "--output", help="Where to write."
+        ),
         errors: bool = typer.Option(False, "--errors", help="Download the error file instead."),
         api_base: str | None = API_BASE,
     ) -> None:
@@ -159,7 +197,11 @@ def register(app: typer.Typer) -> None:
                 batch = c.batch(batch_id)
                 fid = batch["error_file_id"] if errors else batch["output_file_id"]
                 if not fid:
-                    fail(RuntimeError(f"batch is {batch['status']}: no {'error' if errors else 'output'} file"))
+                    fail(
+                        RuntimeError(
+                            f"batch is {batch['status']}: no {'error' if errors else 'output'} file"
+                        )
+                    )
                 n = c.download(fid, output)
         except APIError as exc:
             fail(exc)

@@ -44,9 +44,15 @@ def wait_healthy(client: Client, vendors: list[str], timeout: float = 60.0) -> N
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
-        output: Path = typer.Option(Path("batchgate-demo-results.jsonl"), "-o", "--output", help="Merged results file."),
-        batch_file: Path | None = typer.Option(None, "--file", help=f"Batch to run (default samples/{DEMO_BATCH})."),
-        data_dir: Path | None = typer.Option(None, help="Keep data here (default: a temporary directory)."),
+        output: Path = typer.Option(
+            Path("batchgate-demo-results.jsonl"), "-o", "--output", help="Merged results file."
+        ),
+        batch_file: Path | None = typer.Option(
+            None, "--file", help=f"Batch to run (default samples/{DEMO_BATCH})."
+        ),
+        data_dir: Path | None = typer.Option(
+            None, help="Keep data here (default: a temporary directory)."
+        ),
         port: int = typer.Option(0, help="API port (0: a free port)."),
     ) -> None:
         """Run a sample batch end to end with no keys and no servers.
@@ -67,24 +73,37 @@ def register(app: typer.Typer) -> None:
         sim = start_in_thread(load_behaviour(samples / DEMO_SIMULATOR))
         config_path = root / "config.yaml"
         root.mkdir(parents=True, exist_ok=True)
-        config_path.write_text((samples / DEMO_CONFIG).read_text().replace("http://127.0.0.1:8099", sim.base_url))
+        config_path.write_text(
+            (samples / DEMO_CONFIG).read_text().replace("http://127.0.0.1:8099", sim.base_url)
+        )
         config = load_config(config_path)
         settings = get_settings().model_copy(
-            update={"data_dir": root / "data", "redis_url": None, "database_url": None, "config": config_path}
+            update={
+                "data_dir": root / "data",
+                "redis_url": None,
+                "database_url": None,
+                "config": config_path,
+            }
         )
         port = port or free_port()
-        sup = Supervisor(settings, config, config_path, port=port, log_dir=root / "logs", quiet=True)
+        sup = Supervisor(
+            settings, config, config_path, port=port, log_dir=root / "logs", quiet=True
+        )
         console.print(f"[bold]batchgate demo[/bold]: simulator at {sim.base_url}, data in {root}")
         try:
             sup.start()
             with Client(f"http://127.0.0.1:{port}") as client:
                 wait_healthy(client, config.vendors)
-                console.print(f"API on http://127.0.0.1:{port}; workers: {', '.join(config.vendors)}")
+                console.print(
+                    f"API on http://127.0.0.1:{port}; workers: {', '.join(config.vendors)}"
+                )
                 path = batch_file or samples / DEMO_BATCH
                 f = client.upload(path)
                 batch = client.create_batch(f["id"], "/v1/chat/completions")
                 console.print(f"submitted {path.name} as {batch['id']}")
-                batch = wait_with_progress(lambda: client.batch(batch["id"]), console, interval=0.3, timeout=600)
+                batch = wait_with_progress(
+                    lambda: client.batch(batch["id"]), console, interval=0.3, timeout=600
+                )
                 console.print(summary_table(batch))
                 if batch.get("output_file_id"):
                     client.download(batch["output_file_id"], output)

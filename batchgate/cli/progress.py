@@ -14,7 +14,10 @@ TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
 def wait_with_progress(
-    fetch: Callable[[], dict[str, Any]], console: Console, interval: float = 0.5, timeout: float | None = None
+    fetch: Callable[[], dict[str, Any]],
+    console: Console,
+    interval: float = 0.5,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Poll a batch until it ends, showing done/failed/in-flight, rate, ETA and cost so far."""
     start = time.monotonic()
@@ -29,7 +32,9 @@ def wait_with_progress(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("batch", total=None, status=batch["status"], failed=0, in_flight=0, rate="0", cost="0")
+        task = progress.add_task(
+            "batch", total=None, status=batch["status"], failed=0, in_flight=0, rate="0", cost="0"
+        )
         while True:
             counts = batch["request_counts"]
             done = counts["completed"] + counts["failed"]
@@ -71,7 +76,14 @@ def summary_table(batch: dict[str, Any]) -> Table:
     table.add_column("cost USD", justify="right", footer=batch.get("cost_usd", "0"))
     for alias, m in sorted((ext.get("models") or {}).items()):
         cost = m["cost_usd"] + (" (unpriced)" if m.get("unpriced") else "")
-        table.add_row(alias, str(m["lines"]), str(m["calls"]), str(m["input_tokens"]), str(m["output_tokens"]), cost)
+        table.add_row(
+            alias,
+            str(m["lines"]),
+            str(m["calls"]),
+            str(m["input_tokens"]),
+            str(m["output_tokens"]),
+            cost,
+        )
     table.caption = (
         f"lines {counts['total']}, succeeded {counts['completed']}, failed {counts['failed']}, "
         f"served by a fallback {ext.get('fallback_lines', 0)}, "

@@ -8,6 +8,7 @@ Re-routed items are enqueued on their new vendor's queue only after their row is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -52,10 +53,8 @@ class Recorder:
 
     async def _loop(self) -> None:
         while not self._closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.flush()
 

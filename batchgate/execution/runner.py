@@ -28,8 +28,8 @@ from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
 from batchgate.routing.policy import choose_deployment, decide, next_aliases
-from batchgate.store.models import TERMINAL_ITEM_STATES
 from batchgate.store.items import AttemptRow, ClaimedItem, ItemUpdate, claim, renew
+from batchgate.store.models import TERMINAL_ITEM_STATES
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,12 @@ class ChunkRun:
         reroute = state == "queued" and kw.get("enqueued_at") is not None
         self.recorder.finish(update, item.batch_id, reroute=reroute)
         self.in_flight.discard(item.id)
-        key = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled",
-               "expired": "cancelled"}.get(state)
+        key = {
+            "succeeded": "succeeded",
+            "failed": "failed",
+            "cancelled": "cancelled",
+            "expired": "cancelled",
+        }.get(state)
         if key:
             setattr(self.report, key, getattr(self.report, key) + 1)
         elif reroute:

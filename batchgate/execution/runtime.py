@@ -12,10 +12,10 @@ import os
 import random
 import socket
 import time
-from decimal import Decimal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
@@ -24,10 +24,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment, load_config
+from batchgate.money import usd_to_pusd
 from batchgate.pricing import PriceTable
 from batchgate.providers._http import make_client
 from batchgate.providers.base import Target
-from batchgate.money import usd_to_pusd
 from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from batchgate.settings import Settings, get_settings
@@ -120,7 +120,10 @@ class Runtime:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(
-                    t.c.endpoint, t.c.status, t.c.price_table_json, t.c.expires_at,
+                    t.c.endpoint,
+                    t.c.status,
+                    t.c.price_table_json,
+                    t.c.expires_at,
                     t.c.max_cost_usd,
                 ).where(t.c.id == batch_id)
             ).first()
@@ -132,7 +135,9 @@ class Runtime:
         with self.engine.connect() as conn:
             return int(
                 conn.execute(
-                    select(func.coalesce(func.sum(t.c.cost_pusd), 0)).where(t.c.batch_id == batch_id)
+                    select(func.coalesce(func.sum(t.c.cost_pusd), 0)).where(
+                        t.c.batch_id == batch_id
+                    )
                 ).scalar_one()
             )
 

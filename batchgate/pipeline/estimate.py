@@ -31,8 +31,11 @@ def estimate_file(
     fp: BinaryIO
     with open_file() as fp:
         report = validate_file(
-            fp, endpoint=endpoint, known_models=None if model else config.aliases,
-            default_model=model, limits=limits,
+            fp,
+            endpoint=endpoint,
+            known_models=None if model else config.aliases,
+            default_model=model,
+            limits=limits,
         )
     if not report.ok:
         raise InvalidFile(report.errors)

@@ -12,7 +12,10 @@ from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.store.items import BATCH, ITEM
 
-CANCELLED = {"code": "batch_cancelled", "message": "the batch was cancelled before this request ran"}
+CANCELLED = {
+    "code": "batch_cancelled",
+    "message": "the batch was cancelled before this request ran",
+}
 EXPIRED = {
     "code": "batch_expired",
     "message": "this request could not be executed before the completion window expired",

@@ -48,7 +48,11 @@ def make_system(
 
     def factory(config: dict[str, Any], flower_port: int | None = None, **env: Any) -> System:
         system = System(
-            tmp_path / f"sys{len(started)}", config, clean_broker, database_url, env=env,
+            tmp_path / f"sys{len(started)}",
+            config,
+            clean_broker,
+            database_url,
+            env=env,
             flower_port=flower_port,
         )
         started.append(system)

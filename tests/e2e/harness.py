@@ -22,7 +22,9 @@ from batchgate.supervisor import Supervisor
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
-def chat_lines(n: int, model: str, prefix: str = "item", directive: str = "") -> list[dict[str, Any]]:
+def chat_lines(
+    n: int, model: str, prefix: str = "item", directive: str = ""
+) -> list[dict[str, Any]]:
     return [
         {
             "custom_id": f"{prefix}-{i:05d}",
@@ -30,7 +32,9 @@ def chat_lines(n: int, model: str, prefix: str = "item", directive: str = "") ->
             "url": "/v1/chat/completions",
             "body": {
                 "model": model,
-                "messages": [{"role": "user", "content": f"{prefix} number {i} {directive}".strip()}],
+                "messages": [
+                    {"role": "user", "content": f"{prefix} number {i} {directive}".strip()}
+                ],
                 "max_tokens": 16,
             },
         }
@@ -114,7 +118,9 @@ class System:
             out.append(f"==== {p.name}\n{p.read_text(errors='replace')[-4000:]}")
         return "\n".join(out)
 
-    def submit(self, path: Path, endpoint: str = "/v1/chat/completions", **extra: Any) -> dict[str, Any]:
+    def submit(
+        self, path: Path, endpoint: str = "/v1/chat/completions", **extra: Any
+    ) -> dict[str, Any]:
         with self.client() as c:
             f = c.upload(path)
             return c.create_batch(f["id"], endpoint, **extra)
@@ -122,7 +128,9 @@ class System:
     def wait(self, batch_id: str, timeout: float = 180) -> dict[str, Any]:
         with self.client() as c:
             return wait_for(
-                lambda: (b := c.batch(batch_id))["status"] in TERMINAL and b, timeout, f"batch {batch_id}"
+                lambda: (b := c.batch(batch_id))["status"] in TERMINAL and b,
+                timeout,
+                f"batch {batch_id}",
             )
 
     def download(self, file_id: str | None, name: str) -> list[dict[str, Any]]:
@@ -141,7 +149,10 @@ def sim_config(base_url: str, models: dict[str, str], **router: Any) -> dict[str
         vendor = target.split("/", 1)[0]
         api_base = f"{base_url}/v1" if vendor == "openai" else base_url
         model_list.append(
-            {"model_name": alias, "litellm_params": {"model": target, "api_base": api_base, "api_key": "sk-test-key"}}
+            {
+                "model_name": alias,
+                "litellm_params": {"model": target, "api_base": api_base, "api_key": "sk-test-key"},
+            }
         )
     return {"model_list": model_list, "router_settings": {"num_retries": 2, **router}}
 

@@ -14,30 +14,47 @@ from tests.e2e.harness import chat_lines, prompt_digest, sim_config, sim_ledger,
 pytestmark = pytest.mark.e2e
 
 
-def test_line_costs_match_genai_prices_and_sum_to_the_batch_total(make_simulator, make_system, tmp_path: Path) -> None:
+def test_line_costs_match_genai_prices_and_sum_to_the_batch_total(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
     sim = make_simulator({"default": {"latency_ms": 2}})
     system = make_system(
-        sim_config(sim.base_url, {"gpt": "openai/gpt-4o-mini", "claude": "anthropic/claude-3-5-haiku-latest",
-                                  "gemini": "gemini/gemini-2.0-flash"}),
+        sim_config(
+            sim.base_url,
+            {
+                "gpt": "openai/gpt-4o-mini",
+                "claude": "anthropic/claude-3-5-haiku-latest",
+                "gemini": "gemini/gemini-2.0-flash",
+            },
+        ),
         reconcile_interval=0.5,
     )
-    lines = chat_lines(10, "gpt", "g") + chat_lines(10, "claude", "c") + chat_lines(10, "gemini", "m")
+    lines = (
+        chat_lines(10, "gpt", "g") + chat_lines(10, "claude", "c") + chat_lines(10, "gemini", "m")
+    )
     batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines))
     done = system.wait(batch["id"], timeout=120)
     assert done["request_counts"]["completed"] == 30, system.logs()
     out = system.download(done["output_file_id"], "out.jsonl")
-    vendors = {"gpt": ("openai", "gpt-4o-mini"), "claude": ("anthropic", "claude-3-5-haiku-latest"),
-               "gemini": ("google", "gemini-2.0-flash")}
+    vendors = {
+        "gpt": ("openai", "gpt-4o-mini"),
+        "claude": ("anthropic", "claude-3-5-haiku-latest"),
+        "gemini": ("google", "gemini-2.0-flash"),
+    }
     total = Decimal(0)
     for line in out:
         meta = line["batchgate"]
         provider, model = vendors[meta["model"]]
         u = meta["usage"]
         expected = calc_price(
-            GPUsage(input_tokens=u["input_tokens"], output_tokens=u["output_tokens"],
-                    cache_read_tokens=u["cache_read_tokens"] or None,
-                    cache_write_tokens=u["cache_write_tokens"] or None),
-            model_ref=model, provider_id=provider,
+            GPUsage(
+                input_tokens=u["input_tokens"],
+                output_tokens=u["output_tokens"],
+                cache_read_tokens=u["cache_read_tokens"] or None,
+                cache_write_tokens=u["cache_write_tokens"] or None,
+            ),
+            model_ref=model,
+            provider_id=provider,
         ).total_price
         assert u["input_tokens"] > 0 and u["output_tokens"] > 0
         assert abs(Decimal(meta["cost_usd"]) - Decimal(str(expected))) <= Decimal("1e-9")
@@ -48,7 +65,9 @@ def test_line_costs_match_genai_prices_and_sum_to_the_batch_total(make_simulator
     assert sum(Decimal(m["cost_usd"]) for m in models.values()) == total
 
 
-def test_budget_cap_stops_new_calls_and_names_the_lines_not_run(make_simulator, make_system, tmp_path: Path) -> None:
+def test_budget_cap_stops_new_calls_and_names_the_lines_not_run(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
     sim = make_simulator({"default": {"latency_ms": 50}})
     config = sim_config(sim.base_url, {"gpt": "openai/gpt-4o-mini"})
     config["batchgate_settings"] = {"vendors": {"openai": {"max_concurrency": 4}}}

@@ -15,7 +15,11 @@ def test_batchgate_demo_runs_a_batch_with_fallbacks_and_writes_results(tmp_path:
     env_free = {k: v for k, v in __import__("os").environ.items() if not k.startswith("BATCHGATE_")}
     proc = subprocess.run(
         [sys.executable, "-m", "batchgate", "demo", "-o", str(out)],
-        cwd=tmp_path, env=env_free, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env_free,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = [json.loads(x) for x in out.read_text().splitlines()]

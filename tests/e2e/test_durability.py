@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,7 +39,9 @@ def _progress(system: System, batch_id: str) -> int:
         return c.batch(batch_id)["request_counts"]["completed"]
 
 
-def test_sigkill_of_every_worker_process_mid_batch(make_simulator, make_system, tmp_path: Path) -> None:
+def test_sigkill_of_every_worker_process_mid_batch(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
     sim = make_simulator({"default": {"latency_ms": 150}})
     system = make_system(_config(sim.base_url, 16), **FAST)
     lines = chat_lines(300, "m")
@@ -61,7 +64,9 @@ def test_sigkill_of_every_worker_process_mid_batch(make_simulator, make_system, 
     assert len(calls) == 300
 
 
-def test_broker_restart_without_persistence_mid_batch(make_simulator, tmp_path: Path, database_url: str) -> None:
+def test_broker_restart_without_persistence_mid_batch(
+    make_simulator, tmp_path: Path, database_url: str
+) -> None:
     """All queued and unacked messages vanish; the reconciler re-enqueues from the database."""
     url, proc = start_valkey(tmp_path / "broker", persist=False)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
@@ -84,7 +89,5 @@ def test_broker_restart_without_persistence_mid_batch(make_simulator, tmp_path: 
     finally:
         system.stop()
         proc.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass

@@ -8,17 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import chat_lines, prompt_digest, sim_config, sim_ledger, sim_stats, write_jsonl
+from tests.e2e.harness import (
+    chat_lines,
+    prompt_digest,
+    sim_config,
+    sim_ledger,
+    sim_stats,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.e2e
 
 FAST = {"reconcile_interval": 0.5}
 
 
-def test_vendor_limit_8_holds_across_worker_processes(make_simulator, make_system, tmp_path: Path) -> None:
+def test_vendor_limit_8_holds_across_worker_processes(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
     sim = make_simulator({"default": {"latency_ms": 100}})
     config = sim_config(sim.base_url, {"m": "openai/gpt-4o-mini"})
-    config["batchgate_settings"] = {"vendors": {"openai": {"max_concurrency": 8, "worker_concurrency": 2}}}
+    config["batchgate_settings"] = {
+        "vendors": {"openai": {"max_concurrency": 8, "worker_concurrency": 2}}
+    }
     system = make_system(config, **FAST)
     batch = system.submit(write_jsonl(tmp_path / "in.jsonl", chat_lines(400, "m")))
     done = system.wait(batch["id"], timeout=180)
@@ -27,7 +38,9 @@ def test_vendor_limit_8_holds_across_worker_processes(make_simulator, make_syste
     assert 6 <= peak <= 8
 
 
-def test_always_500_falls_back_to_anthropic_then_gemini(make_simulator, make_system, tmp_path: Path) -> None:
+def test_always_500_falls_back_to_anthropic_then_gemini(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
     sim = make_simulator(
         {
             "default": {"latency_ms": 5},
@@ -39,7 +52,11 @@ def test_always_500_falls_back_to_anthropic_then_gemini(make_simulator, make_sys
     )
     config = sim_config(
         sim.base_url,
-        {"primary": "openai/gpt-broken", "claude": "anthropic/claude-broken", "gemini": "gemini/gemini-2.0-flash"},
+        {
+            "primary": "openai/gpt-broken",
+            "claude": "anthropic/claude-broken",
+            "gemini": "gemini/gemini-2.0-flash",
+        },
         num_retries=1,
         fallbacks=[{"primary": ["claude", "gemini"]}],
     )
@@ -73,7 +90,9 @@ def test_429_retry_after_is_honoured(make_simulator, make_system, tmp_path: Path
     sim = make_simulator(
         {"default": {"latency_ms": 5, "fail_first_n": {"rate_limit": 1}, "retry_after_s": 1.0}}
     )
-    system = make_system(sim_config(sim.base_url, {"m": "openai/gpt-4o-mini"}, num_retries=2), **FAST)
+    system = make_system(
+        sim_config(sim.base_url, {"m": "openai/gpt-4o-mini"}, num_retries=2), **FAST
+    )
     lines = chat_lines(20, "m")
     batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines))
     done = system.wait(batch["id"], timeout=120)

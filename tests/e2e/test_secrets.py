@@ -30,7 +30,9 @@ def _scan(blob: bytes) -> bool:
     return any(f in blob for f in _forms(SENTINEL))
 
 
-def test_sentinel_provider_key_is_nowhere(make_simulator, make_system, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sentinel_provider_key_is_nowhere(
+    make_simulator, make_system, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SENTINEL_OPENAI_KEY", SENTINEL)
     # The simulator accepts only the sentinel: every success proves the key really was sent.
     sim = make_simulator({"default": {"latency_ms": 5}, "auth": {"openai": [SENTINEL]}})
@@ -46,7 +48,9 @@ def test_sentinel_provider_key_is_nowhere(make_simulator, make_system, tmp_path:
 
         app = Celery(broker=broker_url)
         with app.connection() as conn:
-            recv = EventReceiver(conn, handlers={"*": lambda e: events.append(repr(e).encode())}, app=app)
+            recv = EventReceiver(
+                conn, handlers={"*": lambda e: events.append(repr(e).encode())}, app=app
+            )
             for _ in recv.consume(limit=None, timeout=None, wakeup=False):
                 if stop.is_set():
                     break
@@ -77,7 +81,9 @@ def test_sentinel_provider_key_is_nowhere(make_simulator, make_system, tmp_path:
         assert not _scan(dumped), key
     # Celery events as workers sent them, and Flower's view of the tasks.
     assert not any(_scan(e) for e in events)
-    flower = httpx.get(f"http://127.0.0.1:{flower_port}/api/tasks", auth=("ops", "pw-123456"), timeout=10)
+    flower = httpx.get(
+        f"http://127.0.0.1:{flower_port}/api/tasks", auth=("ops", "pw-123456"), timeout=10
+    )
     assert flower.status_code == 200 and not _scan(flower.content)
     # Logs of every process, and everything under the data dir (database, files, broker data).
     for path in system.root.rglob("*"):

@@ -25,7 +25,10 @@ pytestmark = pytest.mark.storage
 CONFIG = parse_config(
     {
         "model_list": [
-            {"model_name": "m1", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9"}},
+            {
+                "model_name": "m1",
+                "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9"},
+            },
             {"model_name": "m2", "litellm_params": {"model": "anthropic/claude-3-5-haiku-latest"}},
         ],
         "router_settings": {"fallbacks": [{"m1": ["m2"]}]},
@@ -51,8 +54,13 @@ def _upload(engine, files: FileStore, lines: list[dict]) -> str:  # type: ignore
     with engine.begin() as conn:
         conn.execute(
             File.__table__.insert().values(  # type: ignore[attr-defined]
-                id=fid, tenant="t", purpose="batch", filename="x.jsonl", bytes=len(data),
-                created_at=int(time.time()), path=rel,
+                id=fid,
+                tenant="t",
+                purpose="batch",
+                filename="x.jsonl",
+                bytes=len(data),
+                created_at=int(time.time()),
+                path=rel,
             )
         )
     return fid
@@ -60,8 +68,12 @@ def _upload(engine, files: FileStore, lines: list[dict]) -> str:  # type: ignore
 
 def _lines(n: int) -> list[dict]:
     return [
-        {"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "m1", "messages": [{"role": "user", "content": f"hello {i}"}]}}
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "m1", "messages": [{"role": "user", "content": f"hello {i}"}]},
+        }
         for i in range(n)
     ]
 
@@ -69,9 +81,13 @@ def _lines(n: int) -> list[dict]:
 def test_ingest_claim_apply_finalize_in_input_order(env) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
     fid = _upload(engine, files, _lines(30))
-    batch = create_batch(engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions"))
+    batch = create_batch(
+        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
+    )
     sent: list[tuple[str, str, list[int]]] = []
-    status = ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append((b, v, ids)) or 1)
+    status = ingest(
+        engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append((b, v, ids)) or 1
+    )
     assert status == "in_progress"
     ids = [i for _, _, chunk in sent for i in chunk]
     assert len(ids) == 30 and all(v == "openai" for _, v, _ in sent)
@@ -85,16 +101,41 @@ def test_ingest_claim_apply_finalize_in_input_order(env) -> None:  # type: ignor
     updates, attempts = [], []
     for c in claimed:
         ok = c.idx % 3 != 0
-        attempts.append(AttemptRow(item_id=c.id, batch_id=c.batch_id, alias="m1", deployment_id="m1#0",
-                                   vendor="openai", started_at=now, finished_at=now,
-                                   status="ok" if ok else "error", input_tokens=10, output_tokens=5,
-                                   cost_pusd=1_500_000))
-        updates.append(ItemUpdate(
-            id=c.id, state="succeeded" if ok else "failed", attempts=1, model_attempts=1,
-            alias="m1", vendor="openai", chain_pos=0, tried=[], chain=c.chain, finished_at=now,
-            result={"status_code": 200, "request_id": "r", "body": {"n": c.idx}} if ok else None,
-            error=None if ok else {"code": "invalid_request", "message": "bad", "status_code": 400},
-        ))
+        attempts.append(
+            AttemptRow(
+                item_id=c.id,
+                batch_id=c.batch_id,
+                alias="m1",
+                deployment_id="m1#0",
+                vendor="openai",
+                started_at=now,
+                finished_at=now,
+                status="ok" if ok else "error",
+                input_tokens=10,
+                output_tokens=5,
+                cost_pusd=1_500_000,
+            )
+        )
+        updates.append(
+            ItemUpdate(
+                id=c.id,
+                state="succeeded" if ok else "failed",
+                attempts=1,
+                model_attempts=1,
+                alias="m1",
+                vendor="openai",
+                chain_pos=0,
+                tried=[],
+                chain=c.chain,
+                finished_at=now,
+                result={"status_code": 200, "request_id": "r", "body": {"n": c.idx}}
+                if ok
+                else None,
+                error=None
+                if ok
+                else {"code": "invalid_request", "message": "bad", "status_code": 400},
+            )
+        )
     # A stale owner cannot overwrite: its attempts are kept, flagged duplicate.
     stale = apply(engine, "someone-else", updates[:1], attempts[:1])
     assert stale.stale == {claimed[0].id}
@@ -125,29 +166,51 @@ def test_ingest_claim_apply_finalize_in_input_order(env) -> None:  # type: ignor
 
 def _path(engine, file_id: str) -> str:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        return conn.execute(select(File.__table__.c.path).where(File.__table__.c.id == file_id)).scalar_one()  # type: ignore[attr-defined]
+        return conn.execute(
+            select(File.__table__.c.path).where(File.__table__.c.id == file_id)
+        ).scalar_one()  # type: ignore[attr-defined]
 
 
 def test_reconciler_releases_dead_leases_and_reenqueues(env) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
     fid = _upload(engine, files, _lines(5))
-    batch = create_batch(engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions"))
+    batch = create_batch(
+        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
+    )
     sent: list[list[int]] = []
     ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
     ids = sent[0]
     claim(engine, ids, "dead-worker", time.time(), lease=0.01)
     sent.clear()
-    report = reconcile_once(engine, files, lambda b, v, i: sent.append(i) or 1, lambda v: 0,
-                            stale_enqueue_seconds=30, now=time.time() + 1)
+    report = reconcile_once(
+        engine,
+        files,
+        lambda b, v, i: sent.append(i) or 1,
+        lambda v: 0,
+        stale_enqueue_seconds=30,
+        now=time.time() + 1,
+    )
     assert report.released == 5
     assert sorted(sent[0]) == sorted(ids)
     with engine.connect() as conn:
-        lost = conn.execute(select(ATTEMPT.c.status).where(ATTEMPT.c.batch_id == batch.id)).scalars().all()
-        states = conn.execute(select(ITEM.c.state).where(ITEM.c.batch_id == batch.id)).scalars().all()
+        lost = (
+            conn.execute(select(ATTEMPT.c.status).where(ATTEMPT.c.batch_id == batch.id))
+            .scalars()
+            .all()
+        )
+        states = (
+            conn.execute(select(ITEM.c.state).where(ITEM.c.batch_id == batch.id)).scalars().all()
+        )
     assert lost == ["lost"] * 5
     assert states == ["queued"] * 5
     # Messages just sent are not stale: a second round enqueues nothing new.
     sent.clear()
-    reconcile_once(engine, files, lambda b, v, i: sent.append(i) or 1, lambda v: 0,
-                   stale_enqueue_seconds=30, now=time.time() + 2)
+    reconcile_once(
+        engine,
+        files,
+        lambda b, v, i: sent.append(i) or 1,
+        lambda v: 0,
+        stale_enqueue_seconds=30,
+        now=time.time() + 2,
+    )
     assert sent == []

@@ -15,7 +15,11 @@ from tests.e2e.harness import chat_lines, wait_for
 
 pytestmark = pytest.mark.storage
 
-KEYS = {"admin": "sk-admin-0123456789", "a": "sk-tenant-a-0123456789", "b": "sk-tenant-b-0123456789"}
+KEYS = {
+    "admin": "sk-admin-0123456789",
+    "a": "sk-tenant-a-0123456789",
+    "b": "sk-tenant-b-0123456789",
+}
 
 
 @pytest.fixture
@@ -23,11 +27,22 @@ def api(tmp_path: Path, clean_broker: str, database_url: str, monkeypatch: pytes
     monkeypatch.setenv("TENANT_B_KEY", KEYS["b"])
     config = parse_config(
         {
-            "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4o-mini",
-                                                                  "api_base": "http://127.0.0.1:9/v1"}}],
+            "model_list": [
+                {
+                    "model_name": "m",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o-mini",
+                        "api_base": "http://127.0.0.1:9/v1",
+                    },
+                }
+            ],
             "general_settings": {"master_key": KEYS["admin"]},
-            "batchgate_settings": {"tenants": [{"name": "team-a", "api_key": KEYS["a"]},
-                                               {"name": "team-b", "api_key": "os.environ/TENANT_B_KEY"}]},
+            "batchgate_settings": {
+                "tenants": [
+                    {"name": "team-a", "api_key": KEYS["a"]},
+                    {"name": "team-b", "api_key": "os.environ/TENANT_B_KEY"},
+                ]
+            },
         }
     )
     settings = Settings(data_dir=tmp_path, redis_url=clean_broker, database_url=database_url)
@@ -41,19 +56,35 @@ def _h(who: str) -> dict[str, str]:
 
 def _upload_and_create(api: TestClient, who: str) -> tuple[str, str]:
     data = "".join(json.dumps(x) + "\n" for x in chat_lines(2, "m")).encode()
-    fid = api.post("/v1/files", files={"file": ("x.jsonl", data)}, data={"purpose": "batch"}, headers=_h(who)).json()["id"]
-    batch = api.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions",
-                                          "completion_window": "24h"}, headers=_h(who)).json()
-    wait_for(lambda: api.get(f"/v1/batches/{batch['id']}", headers=_h(who)).json()["status"] != "validating",
-             30, "ingest")
+    fid = api.post(
+        "/v1/files", files={"file": ("x.jsonl", data)}, data={"purpose": "batch"}, headers=_h(who)
+    ).json()["id"]
+    batch = api.post(
+        "/v1/batches",
+        json={"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        headers=_h(who),
+    ).json()
+    wait_for(
+        lambda: (
+            api.get(f"/v1/batches/{batch['id']}", headers=_h(who)).json()["status"] != "validating"
+        ),
+        30,
+        "ingest",
+    )
     return fid, batch["id"]
 
 
 def test_missing_or_wrong_key_is_401_everywhere_but_healthz(api: TestClient) -> None:
-    for method, path in [("get", "/v1/files"), ("get", "/v1/batches"), ("post", "/v1/batches"),
-                         ("get", "/v1/files/file-x"), ("get", "/v1/batches/batch_x"),
-                         ("post", "/v1/batches/batch_x/cancel"), ("delete", "/v1/files/file-x"),
-                         ("get", "/v1/files/file-x/content")]:
+    for method, path in [
+        ("get", "/v1/files"),
+        ("get", "/v1/batches"),
+        ("post", "/v1/batches"),
+        ("get", "/v1/files/file-x"),
+        ("get", "/v1/batches/batch_x"),
+        ("post", "/v1/batches/batch_x/cancel"),
+        ("delete", "/v1/files/file-x"),
+        ("get", "/v1/files/file-x/content"),
+    ]:
         assert getattr(api, method)(path).status_code == 401, path
         resp = getattr(api, method)(path, headers={"Authorization": "Bearer sk-wrong-key-000000"})
         assert resp.status_code == 401 and resp.json()["error"]["code"] == "invalid_api_key", path
@@ -70,8 +101,15 @@ def test_another_tenants_ids_are_404_on_every_route(api: TestClient) -> None:
         api.get(f"/v1/batches/{bid}", headers=_h("b")),
         api.post(f"/v1/batches/{bid}/cancel", headers=_h("b")),
         api.get("/v1/batches", params={"after": bid}, headers=_h("b")),
-        api.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions",
-                                      "completion_window": "24h"}, headers=_h("b")),
+        api.post(
+            "/v1/batches",
+            json={
+                "input_file_id": fid,
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            },
+            headers=_h("b"),
+        ),
         api.get(f"/v1/files/{fid}", headers=_h("admin")),  # the master key is its own tenant
     ]
     for resp in checks:

@@ -32,15 +32,29 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 def test_docker_compose_config_accepts_it_where_the_plugin_exists(tmp_path: Path) -> None:
     docker = shutil.which("docker")
-    ok = docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ok = (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    )
     if not ok:  # no compose plugin on this machine: the schema test above is the check
         assert SCHEMA.exists()
         return
     env_file = tmp_path / ".env"
     env_file.write_text((REPO / ".env.example").read_text())
     result = subprocess.run(
-        [docker, "compose", "-f", str(REPO / "docker-compose.yml"), "--env-file", str(env_file), "config", "-q"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            docker,
+            "compose",
+            "-f",
+            str(REPO / "docker-compose.yml"),
+            "--env-file",
+            str(env_file),
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
 
@@ -67,7 +81,11 @@ def test_services_run_real_batchgate_commands() -> None:
 def test_one_worker_service_per_vendor_of_the_sample_config() -> None:
     services = _compose()["services"]
     config = load_config(REPO / "samples" / "config.real.yaml")
-    vendors = {svc["command"][3] for svc in services.values() if svc.get("command", [None, None])[1] == "worker"}
+    vendors = {
+        svc["command"][3]
+        for svc in services.values()
+        if svc.get("command", [None, None])[1] == "worker"
+    }
     assert vendors == set(config.vendors)
 
 
