@@ -6,7 +6,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from batchgate.api.errors import APIError
 from batchgate.config import Config
@@ -53,11 +54,16 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-def current_caller(request: Request) -> Caller:
+# Declared so the OpenAPI schema documents the bearer key; the check itself is ours (a 401 in
+# OpenAI's error shape), hence auto_error=False.
+bearer = HTTPBearer(auto_error=False, description="An API key from the config.")
+
+
+def current_caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Caller:
     ring: KeyRing = request.app.state.keys
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    key = token.strip() if scheme.lower() == "bearer" else None
+    key = credentials.credentials.strip() if credentials else None
     caller = ring.caller(key)
     if caller is None:
         raise APIError(

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # Returned by _attempt when the batch's budget refuses the call (no call was made).
 BUDGET_EXCEEDED = ServerError("budget exceeded", code="budget_exceeded")
+# Returned by _attempt when the batch was cancelled or expired while the item waited for a slot.
+NOT_RUN = ServerError("not run", code="not_run")
 
 AUTH_PAUSE_SECONDS = 300.0
 COOLDOWN_WINDOW = 60.0
@@ -185,6 +187,8 @@ class ChunkRun:
             err_or_done = await self._attempt(item, info, dep)
             if err_or_done is None:
                 return
+            if err_or_done is NOT_RUN:
+                continue  # the checks at the top of the loop end it as cancelled or expired
             if err_or_done is BUDGET_EXCEEDED:
                 self._finish(item, "failed", error=_budget_error(info))
                 await rt.db(stop_for_budget, rt.engine, item.batch_id, _budget_error(info))
@@ -218,6 +222,12 @@ class ChunkRun:
         completion: Completion | None = None
         error: ProviderError | None = None
         async with rt.slots.hold_all(scopes, ttl=target.deadline + rt.settings.slot_ttl_margin):
+            # The wait for a slot can be long: look again before paying for a call.
+            fresh = await rt.batch(item.batch_id)
+            if fresh is None or fresh.status != "in_progress" or time.time() >= fresh.expires_at:
+                if reserved:
+                    await rt.budgets.settle(item.batch_id, reserved, 0)
+                return NOT_RUN
             started = time.time()
             try:
                 completion = await send(

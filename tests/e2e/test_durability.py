@@ -91,3 +91,21 @@ def test_broker_restart_without_persistence_mid_batch(
         proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
+
+
+def test_batch_past_its_window_expires_with_one_line_per_unfinished_item(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
+    sim = make_simulator({"default": {"latency_ms": 400}})
+    system = make_system(_config(sim.base_url, 1), **FAST)
+    lines = chat_lines(40, "m")
+    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines), completion_window="3s")
+    done = system.wait(batch["id"], timeout=120)
+    assert done["status"] == "expired", system.logs()
+    out = system.download(done["output_file_id"], "out.jsonl")
+    err = system.download(done["error_file_id"], "err.jsonl")
+    assert 0 < len(out) < 40 and len(out) + len(err) == 40
+    assert all(e["error"]["code"] == "batch_expired" and e["response"] is None for e in err)
+    assert sorted(x["custom_id"] for x in out + err) == [x["custom_id"] for x in lines]
+    counts = done["request_counts"]
+    assert counts == {"total": 40, "completed": len(out), "failed": len(err)}

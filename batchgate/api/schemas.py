@@ -1,0 +1,160 @@
+"""Response models of the HTTP API, so the served OpenAPI schema says what the API returns.
+
+The objects follow OpenAI's Files and Batches API; batchgate's extensions (`cost_usd`,
+`max_cost_usd`, `fallbacks`, `batchgate`) are extra fields an OpenAI client ignores. Errors are
+OpenAI's error shape, listed per route with the status codes that route can answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+_ERROR_TEXT = {
+    400: "Invalid request (bad JSON, a field out of range, an unknown value).",
+    401: "Missing or wrong API key.",
+    404: "No such object (or it belongs to another tenant).",
+    409: "The object is not in a state that allows this.",
+    413: "The upload is larger than the configured limit.",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status code with OpenAI's error body."""
+    return {code: {"model": ErrorResponse, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"]
+    bytes: int
+    created_at: int
+    expires_at: int | None
+    filename: str
+    purpose: str
+    status: str
+    status_details: str | None
+
+
+class FileList(BaseModel):
+    object: Literal["list"]
+    data: list[FileObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"]
+    deleted: bool
+
+
+class BatchError(BaseModel):
+    code: str
+    message: str
+    line: int | None
+    param: str | None
+
+
+class BatchErrors(BaseModel):
+    object: Literal["list"]
+    data: list[BatchError]
+
+
+class RequestCounts(BaseModel):
+    total: int
+    completed: int
+    failed: int
+
+
+class InputTokensDetails(BaseModel):
+    cached_tokens: int
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int
+
+
+class BatchUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+
+class ModelCost(BaseModel):
+    lines: int
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+    unpriced: bool
+
+
+class BatchgateInfo(BaseModel):
+    """Progress while running; the cost ledger's summary once the batch has ended."""
+
+    queued: int
+    in_flight: int
+    fallback_lines: int
+    models: dict[str, ModelCost] | None
+    budget_exceeded_lines: int | None = None
+    duplicate_calls: int | None = None
+    lost_calls: int | None = None
+    duplicate_spend_usd: str | None = None
+    unpriced: bool | None = None
+
+
+class BatchObject(BaseModel):
+    id: str
+    object: Literal["batch"]
+    endpoint: str
+    model: str | None
+    errors: BatchErrors | None
+    input_file_id: str
+    completion_window: str
+    status: Literal[
+        "validating", "failed", "in_progress", "finalizing", "completed", "expired",
+        "cancelling", "cancelled",
+    ]
+    output_file_id: str | None
+    error_file_id: str | None
+    created_at: int
+    in_progress_at: int | None
+    expires_at: int | None
+    finalizing_at: int | None
+    completed_at: int | None
+    failed_at: int | None
+    expired_at: int | None
+    cancelling_at: int | None
+    cancelled_at: int | None
+    request_counts: RequestCounts
+    metadata: dict[str, str] | None
+    usage: BatchUsage
+    cost_usd: str = Field(description="Cost so far in USD, as an exact decimal string.")
+    max_cost_usd: str | None
+    fallbacks: list[str]
+    batchgate: BatchgateInfo
+
+
+class BatchList(BaseModel):
+    object: Literal["list"]
+    data: list[BatchObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool

@@ -1,0 +1,150 @@
+"""LiteLLM proxy configs load unchanged; unknown keys warn; wrong types name the key."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from batchgate.config import load_config, parse_config
+from batchgate.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_sample_configs_load() -> None:
+    real = load_config(REPO / "samples" / "config.real.yaml")
+    assert real.vendors == ["anthropic", "gemini", "openai"]
+    assert real.chain("gpt-4o-mini") == ["gpt-4o-mini", "claude-haiku", "gemini-flash"]
+    assert real.context_window_fallbacks["gpt-4o-mini"] == ("gemini-flash",)
+    assert real.limits("openai").max_concurrency == 64
+    dep = real.deployments_for("claude-haiku")[0]
+    assert (dep.vendor, dep.adapter, dep.model, dep.max_parallel_requests) == (
+        "anthropic",
+        "anthropic",
+        "claude-3-5-haiku-latest",
+        32,
+    )
+    assert dep.api_key_ref == "os.environ/ANTHROPIC_API_KEY"
+    for name in ("config.demo.yaml", "config.simulator.yaml"):
+        assert load_config(REPO / "samples" / name).aliases
+
+
+def test_keys_resolve_from_the_environment_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = parse_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "m",
+                    "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/MY_KEY"},
+                }
+            ]
+        }
+    )
+    dep = cfg.deployments[0]
+    assert dep.api_key() is None
+    monkeypatch.setenv("MY_KEY", "sk-later")
+    assert dep.api_key() == "sk-later"
+    assert "sk-later" not in repr(dep)
+
+
+def test_litellm_proxy_config_with_extra_sections_loads(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    cfg = parse_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "gpt",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o",
+                        "rpm": 100,
+                        "tpm": 10000,
+                        "input_cost_per_token": 1e-6,
+                        "drop_params": True,
+                    },
+                    "model_info": {"id": "x"},
+                },
+                {
+                    "model_name": "gpt",
+                    "litellm_params": {
+                        "model": "azure/my-deploy",
+                        "api_base": "https://x.openai.azure.com",
+                        "api_version": "2024-10-21",
+                    },
+                },
+                {
+                    "model_name": "local",
+                    "litellm_params": {
+                        "model": "hosted_vllm/llama",
+                        "api_base": "http://h:8000/v1",
+                    },
+                },
+            ],
+            "litellm_settings": {"drop_params": True},
+            "router_settings": {
+                "num_retries": 4,
+                "routing_strategy": "simple-shuffle",
+                "mystery": 1,
+            },
+            "general_settings": {"master_key": "sk-1234"},
+            "surprise": {"a": 1},
+        }
+    )
+    assert [d.id for d in cfg.deployments_for("gpt")] == ["gpt#0", "gpt#1"]  # load-balanced pair
+    assert cfg.deployments[0].input_cost_per_token == Decimal("0.000001")
+    assert cfg.vendor_of("local") == "hosted_vllm" and cfg.deployments[2].adapter == "compatible"
+    assert cfg.num_retries == 4 and cfg.master_key() == "sk-1234"
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "surprise" in warned and "router_settings.mystery" in warned
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (
+            {
+                "model_list": [
+                    {"model_name": "m", "litellm_params": {"model": "openai/x", "rpm": "lots"}}
+                ]
+            },
+            "model_list.0.litellm_params.rpm",
+        ),
+        (
+            {"model_list": [{"model_name": "m", "litellm_params": {"model": "nope/x"}}]},
+            "unknown vendor prefix",
+        ),
+        (
+            {"model_list": [{"model_name": "m", "litellm_params": {"model": "gpt-4o"}}]},
+            "<vendor>/<model id>",
+        ),
+        ({"model_list": [{"model_name": "m", "litellm_params": {"model": "azure/x"}}]}, "api_base"),
+        ({"router_settings": {"num_retries": -1}}, "router_settings.num_retries"),
+        (
+            {
+                "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x"}}],
+                "router_settings": {"fallbacks": [{"m": ["ghost"]}]},
+            },
+            "ghost",
+        ),
+        (
+            {"batchgate_settings": {"vendors": {"openai": {"max_concurrency": 0}}}},
+            "batchgate_settings.vendors.openai.max_concurrency",
+        ),
+        ([1, 2], "mapping"),
+    ],
+)
+def test_wrong_types_are_errors_that_name_the_key(data: object, needle: str) -> None:
+    with pytest.raises(ConfigError, match=None) as info:
+        parse_config(data)  # type: ignore[arg-type]
+    assert needle in str(info.value)
+
+
+def test_unreadable_or_invalid_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_list: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
