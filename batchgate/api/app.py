@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from batchgate import __version__
 from batchgate.api import batches, errors, files, health
 from batchgate.api.auth import KeyRing
+from batchgate.api.body_limit import BodyLimit
+from batchgate.api.files import MULTIPART_OVERHEAD
 from batchgate.config import Config
 from batchgate.filestore import FileStore
 from batchgate.queueing import enqueue, make_celery
@@ -38,7 +42,27 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.state.keys = KeyRing(config)
     app.state.ingest_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest")
     errors.install(app)
+    # Starlette spools multipart file parts to disk with no total cap: cap the raw body first.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_file_bytes + MULTIPART_OVERHEAD)
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(health.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, minus the 422 it adds to every route: request validation errors are
+    answered 400 in OpenAI's error shape (see `errors.install`), as each route documents."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import and_, or_, select
 
 from batchgate.api.auth import Caller, current_caller
-from batchgate.api.errors import APIError, not_found
+from batchgate.api.errors import APIError, lookup_key, not_found
+from batchgate.api.schemas import BatchList, BatchObject, errors
 from batchgate.pipeline import lifecycle
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest, window_seconds
 from batchgate.store.items import BATCH
@@ -19,24 +20,53 @@ from batchgate.store.models import File
 from batchgate.views import batch_object
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(tags=["batches"])
 FILE = File.__table__  # type: ignore[attr-defined]
+# The longest completion window accepted (the extension beyond OpenAI's "24h" exists to make
+# expiry testable); also keeps `expires_at` far inside a 32-bit integer column.
+MAX_WINDOW_SECONDS = 30 * 24 * 3600
+
+
+def _plain(value: str) -> str:
+    # Stored in text columns and echoed in JSON: NUL (refused by PostgreSQL) and lone
+    # surrogates (not encodable as UTF-8) are refused here rather than failing later.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _text(min_length: int, max_length: int) -> Any:
+    return Annotated[
+        str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_plain)
+    ]
+
+
+Name = _text(1, 200)
+Window = _text(1, 16)
+MetadataKey = _text(0, 64)
+MetadataValue = _text(0, 512)
 
 
 class CreateBatch(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    input_file_id: str = Field(min_length=1, max_length=200)
+    input_file_id: Name
     endpoint: Literal["/v1/chat/completions", "/v1/embeddings"]
-    completion_window: str = Field(default="24h", max_length=16)
-    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    completion_window: Window = "24h"
+    # OpenAI's limits: 16 pairs, keys up to 64 characters, values up to 512.
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(default=None, max_length=16)
     # batchgate extensions
-    fallbacks: list[str] = Field(default_factory=list, max_length=16)
+    fallbacks: list[Name] = Field(default_factory=list, max_length=16)
     max_cost_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=12)
-    model: str | None = Field(default=None, max_length=200)
+    model: Name | None = None
 
 
 def _row(request: Request, caller: Caller, batch_id: str) -> Any:
+    lookup_key("batch", batch_id)
     with request.app.state.engine.connect() as conn:
         row = conn.execute(
             select(BATCH).where(BATCH.c.id == batch_id, BATCH.c.tenant == caller.tenant)
@@ -59,24 +89,37 @@ def run_ingest(app: Any, batch_id: str) -> None:
         log.exception("ingest of %s failed", batch_id)
 
 
-@router.post("/v1/batches")
-def create(body: CreateBatch, request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+@router.post("/v1/batches", response_model=BatchObject, responses=errors(400, 401, 404))
+def create(
+    body: CreateBatch, request: Request, caller: Caller = Depends(current_caller)
+) -> dict[str, Any]:
+    """Create a batch from an uploaded `batch` file. It starts `validating`; a file with any bad
+    line ends `failed` with line-numbered `errors` and no call is made."""
     st = request.app.state
     try:
-        window_seconds(body.completion_window)
+        seconds = window_seconds(body.completion_window)
     except ValueError as exc:
         raise APIError(400, str(exc), param="completion_window") from None
+    if seconds > MAX_WINDOW_SECONDS:
+        raise APIError(
+            400, f"completion_window must be at most {MAX_WINDOW_SECONDS // 3600}h",
+            param="completion_window",
+        )
     with st.engine.connect() as conn:
         file = conn.execute(
             select(FILE).where(FILE.c.id == body.input_file_id, FILE.c.tenant == caller.tenant)
         ).first()
     if file is None:
-        raise APIError(404, f"No such file: {body.input_file_id}", code="not_found", param="input_file_id")
+        raise APIError(
+            404, f"No such file: {body.input_file_id!r}", code="not_found", param="input_file_id"
+        )
     if file.purpose != "batch":
         raise APIError(400, "input file must have purpose 'batch'", param="input_file_id")
-    for alias in [*(body.fallbacks or []), *([body.model] if body.model else [])]:
-        if not st.config.deployments_for(alias):
-            raise APIError(400, f"unknown model {alias!r}", code="model_not_found", param="model")
+    for param, aliases in (("model", [body.model] if body.model else []),
+                           ("fallbacks", body.fallbacks)):
+        for alias in aliases:
+            if not st.config.deployments_for(alias):
+                raise APIError(400, f"unknown model {alias!r}", code="model_not_found", param=param)
     batch = create_batch(
         st.engine,
         BatchRequest(
@@ -94,18 +137,23 @@ def create(body: CreateBatch, request: Request, caller: Caller = Depends(current
     return _object(request, _row(request, caller, batch.id))
 
 
-@router.get("/v1/batches/{batch_id}")
-def retrieve(batch_id: str, request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+@router.get("/v1/batches/{batch_id}", response_model=BatchObject, responses=errors(401, 404))
+def retrieve(
+    batch_id: str, request: Request, caller: Caller = Depends(current_caller)
+) -> dict[str, Any]:
     return _object(request, _row(request, caller, batch_id))
 
 
-@router.get("/v1/batches")
+@router.get("/v1/batches", response_model=BatchList, responses=errors(400, 401, 404))
 def list_batches(
     request: Request,
-    after: str | None = Query(default=None, max_length=200),
+    after: str | None = Query(
+        default=None, max_length=200, description="A batch id: list the batches after it."
+    ),
     limit: int = Query(default=20, ge=1, le=100),
     caller: Caller = Depends(current_caller),
 ) -> dict[str, Any]:
+    """Newest first, with cursor pagination (`after` = the last id of the previous page)."""
     query = select(BATCH).where(BATCH.c.tenant == caller.tenant)
     if after:
         cursor = _row(request, caller, after)
@@ -128,10 +176,21 @@ def list_batches(
     }
 
 
-@router.post("/v1/batches/{batch_id}/cancel")
-def cancel(batch_id: str, request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+@router.post(
+    "/v1/batches/{batch_id}/cancel", response_model=BatchObject, responses=errors(401, 404, 409)
+)
+def cancel(
+    batch_id: str, request: Request, caller: Caller = Depends(current_caller)
+) -> dict[str, Any]:
+    """Stop a running batch: queued lines end `cancelled`, in-flight ones finish; the batch is
+    `cancelling`, then `cancelled` with every line in the output or error file."""
     row = _row(request, caller, batch_id)
-    if row.status not in ("validating", "in_progress", "cancelling"):
-        raise APIError(409, f"Cannot cancel a batch that is {row.status}.", code="batch_not_cancellable")
-    lifecycle.cancel(request.app.state.engine, request.app.state.files, batch_id)
-    return _object(request, _row(request, caller, batch_id))
+    if row.status in ("validating", "in_progress"):
+        lifecycle.cancel(request.app.state.engine, request.app.state.files, batch_id)
+        row = _row(request, caller, batch_id)  # cancelling, or already on to cancelled
+    # Cancelling an already cancelled batch answers with it, as a retried request would expect.
+    if row.cancelling_at is None or row.status not in ("cancelling", "finalizing", "cancelled"):
+        raise APIError(
+            409, f"Cannot cancel a batch that is {row.status}.", code="batch_not_cancellable"
+        )
+    return _object(request, row)

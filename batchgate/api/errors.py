@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,18 +21,40 @@ class APIError(Exception):
         self.code, self.param, self.headers = code, param, headers
 
 
-def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+class ErrorJSON(JSONResponse):
+    """ASCII-escaped JSON: an error may quote client input, which can hold lone surrogates that
+    UTF-8 cannot encode; rendering an error must never fail."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def error_body(
+    message: str, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+MAX_ID_CHARS = 200
+
+
 def not_found(what: str, ident: str) -> APIError:
-    return APIError(404, f"No such {what}: {ident}", code="not_found")
+    shown = ident if len(ident) <= MAX_ID_CHARS else ident[:MAX_ID_CHARS] + "..."
+    return APIError(404, f"No such {what}: {shown!r}", code="not_found")
+
+
+def lookup_key(what: str, ident: str) -> str:
+    """An id from a client, fit to put in a query: one no id can equal is a 404 right away
+    (PostgreSQL refuses NUL in text, and nothing is gained by sending megabytes to the DB)."""
+    if not ident or len(ident) > MAX_ID_CHARS or "\x00" in ident:
+        raise not_found(what, ident)
+    return ident
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(
+        return ErrorJSON(
             error_body(exc.message, exc.type, exc.code, exc.param), status_code=exc.status,
             headers=exc.headers,
         )
@@ -40,7 +63,7 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
-        return JSONResponse(
+        return ErrorJSON(
             error_body(f"{param}: {first.get('msg')}" if param else str(first.get("msg")),
                        "invalid_request_error", "invalid_request", param or None),
             status_code=400,
@@ -49,10 +72,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return ErrorJSON(error_body(str(exc.detail), kind), status_code=exc.status_code,
+                         headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         # Never echo internals (they may hold paths, SQL or vendor text).
-        return JSONResponse(error_body("internal error", "server_error"), status_code=500)
+        return ErrorJSON(error_body("internal error", "server_error"), status_code=500)

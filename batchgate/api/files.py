@@ -3,26 +3,58 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 
 from batchgate.api.auth import Caller, current_caller
-from batchgate.api.errors import APIError, not_found
+from batchgate.api.errors import APIError, lookup_key, not_found
+from batchgate.api.schemas import FileDeleted, FileList, FileObject, errors
 from batchgate.filestore import TooLarge, new_id
+from batchgate.store.items import BATCH
 from batchgate.store.models import File
 from batchgate.views import file_object
 
-router = APIRouter()
+router = APIRouter(tags=["files"])
 FILE = File.__table__  # type: ignore[attr-defined]
 PURPOSES = {"batch"}
 FILE_RETENTION = 30 * 24 * 3600
+# OpenAI's purposes, for filtering a list (only `batch` can be uploaded here).
+ListedPurpose = Literal[
+    "assistants", "batch", "batch_output", "evals", "fine-tune", "user_data", "vision"
+]
+MULTIPART_OVERHEAD = 1024 * 1024  # headers and boundaries around the file part
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file", "purpose"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "A JSONL file of batch requests.",
+                    },
+                    "purpose": {"type": "string", "enum": sorted(PURPOSES)},
+                },
+            }
+        }
+    },
+}
+
+
+class FileContent(StreamingResponse):
+    media_type = "application/octet-stream"
 
 
 def _get(request: Request, caller: Caller, file_id: str) -> Any:
+    lookup_key("file", file_id)
     with request.app.state.engine.connect() as conn:
         row = conn.execute(
             select(FILE).where(FILE.c.id == file_id, FILE.c.tenant == caller.tenant)
@@ -32,20 +64,38 @@ def _get(request: Request, caller: Caller, file_id: str) -> Any:
     return row
 
 
-@router.post("/v1/files")
-async def create_file(request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+def _filename(raw: str | None) -> str:
+    # The client's name is metadata only (the path comes from the id); keep it printable text.
+    name = "".join(c for c in raw or "" if c.isprintable())
+    name = name.encode("utf-8", "replace").decode("utf-8")[-255:]
+    return name or "upload.jsonl"
+
+
+@router.post(
+    "/v1/files",
+    response_model=FileObject,
+    responses=errors(400, 401, 413),
+    openapi_extra={"requestBody": UPLOAD_BODY},
+)
+async def create_file(
+    request: Request, caller: Caller = Depends(current_caller)
+) -> dict[str, Any]:
+    """Upload a JSONL file (multipart `file`, `purpose=batch`). It is stored as is; its lines
+    are validated when a batch is created from it."""
     settings = request.app.state.settings
     ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
+    if not ctype.lower().startswith("multipart/form-data"):
         raise APIError(400, "Expected multipart/form-data with 'file' and 'purpose'.")
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > settings.max_file_bytes + 1024 * 1024:
-        raise APIError(413, f"File is larger than {settings.max_file_bytes} bytes.", code="file_too_large")
+    if length and length.isdigit() and int(length) > settings.max_file_bytes + MULTIPART_OVERHEAD:
+        raise APIError(
+            413, f"File is larger than {settings.max_file_bytes} bytes.", code="file_too_large"
+        )
     form = await request.form(max_files=1, max_fields=8)
     try:
         purpose = form.get("purpose")
         upload = form.get("file")
-        if purpose not in PURPOSES:
+        if not isinstance(purpose, str) or purpose not in PURPOSES:
             raise APIError(400, "purpose must be 'batch'", param="purpose")
         if upload is None or isinstance(upload, str):
             raise APIError(400, "a 'file' part is required", param="file")
@@ -65,12 +115,11 @@ async def create_file(request: Request, caller: Caller = Depends(current_caller)
             request.app.state.files.delete(rel)
             raise APIError(400, "The file is empty.", code="empty_file", param="file")
         now = int(time.time())
-        # The client's name is metadata only; the path comes from the id.
-        name = (upload.filename or "upload.jsonl").replace("\x00", "")[-255:]
         row = {
-            "id": file_id, "tenant": caller.tenant, "purpose": purpose, "filename": name,
-            "bytes": size, "sha256": sha, "created_at": now, "expires_at": now + FILE_RETENTION,
-            "path": rel, "status": "processed",
+            "id": file_id, "tenant": caller.tenant, "purpose": purpose,
+            "filename": _filename(upload.filename), "bytes": size, "sha256": sha,
+            "created_at": now, "expires_at": now + FILE_RETENTION, "path": rel,
+            "status": "processed",
         }
         with request.app.state.engine.begin() as conn:
             conn.execute(FILE.insert().values(**row))
@@ -79,41 +128,96 @@ async def create_file(request: Request, caller: Caller = Depends(current_caller)
         await form.close()
 
 
-@router.get("/v1/files")
-def list_files(request: Request, purpose: str | None = None, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
-    query = select(FILE).where(FILE.c.tenant == caller.tenant).order_by(FILE.c.created_at.desc())
+@router.get("/v1/files", response_model=FileList, responses=errors(400, 401, 404))
+def list_files(
+    request: Request,
+    purpose: ListedPurpose | None = None,
+    after: str | None = Query(
+        default=None, max_length=200, description="A file id: list the files after it."
+    ),
+    limit: int = Query(default=10_000, ge=1, le=10_000),
+    order: Literal["asc", "desc"] = "desc",
+    caller: Caller = Depends(current_caller),
+) -> dict[str, Any]:
+    """The caller's files, by creation time, with cursor pagination."""
+    query = select(FILE).where(FILE.c.tenant == caller.tenant)
     if purpose:
         query = query.where(FILE.c.purpose == purpose)
+    newest_first = order == "desc"
+    if after:
+        cur = _get(request, caller, after)
+        if newest_first:
+            past = or_(FILE.c.created_at < cur.created_at,
+                       and_(FILE.c.created_at == cur.created_at, FILE.c.id < cur.id))
+        else:
+            past = or_(FILE.c.created_at > cur.created_at,
+                       and_(FILE.c.created_at == cur.created_at, FILE.c.id > cur.id))
+        query = query.where(past)
+    keys = (FILE.c.created_at, FILE.c.id)
+    query = query.order_by(*(k.desc() if newest_first else k.asc() for k in keys))
     with request.app.state.engine.connect() as conn:
-        rows = conn.execute(query.limit(10_000)).all()
-    return {"object": "list", "data": [file_object(r) for r in rows], "has_more": False}
+        rows = conn.execute(query.limit(limit + 1)).all()
+    data = [file_object(r) for r in rows[:limit]]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(rows) > limit,
+    }
 
 
-@router.get("/v1/files/{file_id}")
-def get_file(file_id: str, request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+@router.get("/v1/files/{file_id}", response_model=FileObject, responses=errors(401, 404))
+def get_file(
+    file_id: str, request: Request, caller: Caller = Depends(current_caller)
+) -> dict[str, Any]:
     return file_object(_get(request, caller, file_id))
 
 
-@router.get("/v1/files/{file_id}/content")
-def file_content(file_id: str, request: Request, caller: Caller = Depends(current_caller)) -> StreamingResponse:
+@router.get(
+    "/v1/files/{file_id}/content",
+    response_class=FileContent,
+    responses={
+        200: {
+            "description": "The file's bytes, as uploaded or as written (JSONL).",
+            "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                "format": "binary"}}},
+        },
+        **errors(401, 404),
+    },
+)
+def file_content(
+    file_id: str, request: Request, caller: Caller = Depends(current_caller)
+) -> FileContent:
     row = _get(request, caller, file_id)
-    fp = request.app.state.files.open(row.path)
+    try:
+        fp = request.app.state.files.open(row.path)
+    except FileNotFoundError:
+        raise not_found("file", file_id) from None  # deleted in the meantime
 
-    def stream() -> Any:
+    def stream() -> Iterator[bytes]:
         with fp:
             while block := fp.read(256 * 1024):
                 yield block
 
-    return StreamingResponse(
-        stream(), media_type="application/octet-stream",
-        headers={"content-length": str(row.bytes)},
-    )
+    return FileContent(stream(), headers={"content-length": str(row.bytes)})
 
 
-@router.delete("/v1/files/{file_id}")
-def delete_file(file_id: str, request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+@router.delete(
+    "/v1/files/{file_id}", response_model=FileDeleted, responses=errors(401, 404, 409)
+)
+def delete_file(
+    file_id: str, request: Request, caller: Caller = Depends(current_caller)
+) -> dict[str, Any]:
     row = _get(request, caller, file_id)
+    reading = exists().where(BATCH.c.input_file_id == row.id, BATCH.c.status == "validating")
     with request.app.state.engine.begin() as conn:
+        if conn.execute(select(reading)).scalar():
+            # Ingest is reading it: deleting now would leave that batch with no file to read.
+            raise APIError(
+                409, "The file is being read by a batch that is validating; retry later.",
+                code="file_in_use",
+            )
         conn.execute(FILE.delete().where(FILE.c.id == row.id))
     request.app.state.files.delete(row.path)
     return {"id": row.id, "object": "file", "deleted": True}

@@ -8,11 +8,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-router = APIRouter()
+from batchgate.api.schemas import Health
+
+router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={
+        200: {"description": "Database and broker reachable (workers reported, not required)."},
+        503: {"model": Health, "description": "The database or the broker is unreachable."},
+    },
+)
 def healthz(request: Request) -> JSONResponse:
+    """No key needed: for load balancers and `batchgate up`."""
     st = request.app.state
     report: dict[str, Any] = {}
     try:

@@ -158,3 +158,21 @@ class BatchList(BaseModel):
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+class Check(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class WorkerCheck(BaseModel):
+    ok: bool
+    online: list[str]
+    vendors: list[str]
+
+
+class Health(BaseModel):
+    ok: bool
+    database: Check
+    broker: Check
+    workers: WorkerCheck

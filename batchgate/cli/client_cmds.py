@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from batchgate.cli.progress import summary_table, wait_with_progress
+from batchgate.cli.progress import summary_line, summary_table, wait_with_progress
 from batchgate.client import APIError, Client
 from batchgate.settings import get_settings
 
@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
                     return
                 batch = wait_with_progress(lambda: c.batch(batch["id"]), console)
                 console.print(summary_table(batch))
+                console.print(summary_line(batch), soft_wrap=True)
                 if batch.get("errors"):
                     for e in batch["errors"]["data"][:20]:
                         console.print(f"  line {e.get('line')}: {e['code']}: {e['message']}")
@@ -163,6 +164,7 @@ def register(app: typer.Typer) -> None:
             console.print_json(json.dumps(batch))
         else:
             console.print(summary_table(batch))
+            console.print(summary_line(batch), soft_wrap=True)
 
     @app.command("list")
     def list_(

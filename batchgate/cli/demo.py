@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from batchgate.cli.progress import summary_table, wait_with_progress
+from batchgate.cli.progress import summary_line, summary_table, wait_with_progress
 from batchgate.client import Client
 from batchgate.config import load_config
 from batchgate.settings import get_settings
@@ -105,6 +105,7 @@ def register(app: typer.Typer) -> None:
                     lambda: client.batch(batch["id"]), console, interval=0.3, timeout=600
                 )
                 console.print(summary_table(batch))
+                console.print(summary_line(batch), soft_wrap=True)
                 if batch.get("output_file_id"):
                     client.download(batch["output_file_id"], output)
                 if batch.get("error_file_id"):

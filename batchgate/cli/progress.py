@@ -84,9 +84,21 @@ def summary_table(batch: dict[str, Any]) -> Table:
             str(m["output_tokens"]),
             cost,
         )
-    table.caption = (
-        f"lines {counts['total']}, succeeded {counts['completed']}, failed {counts['failed']}, "
-        f"served by a fallback {ext.get('fallback_lines', 0)}, "
-        f"duplicate calls {ext.get('duplicate_calls', 0)}"
-    )
     return table
+
+
+def summary_line(batch: dict[str, Any]) -> str:
+    counts = batch["request_counts"]
+    ext = batch.get("batchgate") or {}
+    parts = [
+        f"lines {counts['total']}",
+        f"succeeded {counts['completed']}",
+        f"failed {counts['failed']}",
+        f"served by a fallback {ext.get('fallback_lines', 0)}",
+    ]
+    if ext.get("budget_exceeded_lines"):
+        parts.append(f"not run (budget) {ext['budget_exceeded_lines']}")
+    if ext.get("duplicate_calls"):
+        parts.append(f"duplicate calls {ext['duplicate_calls']}")
+    parts.append(f"cost {batch.get('cost_usd', '0')} USD")
+    return ", ".join(parts)

@@ -1,0 +1,521 @@
+"""batchgate's performance suite against the provider simulator on loopback.
+
+    python benchmarks/run.py [--quick] [--only NAME[,NAME...]] [--profile DIR] [--json FILE]
+
+Scenarios (DESIGN.md "Performance targets"):
+  overhead     zero-latency vendor, 20,000 lines end to end (upload → completed → download):
+               batchgate lines/s vs a bare asyncio + aiohttp loop at the same concurrency
+               against the same simulator, in the same run (target ≥ 0.5×).
+  efficiency   latency 200 ms, vendor limit C ∈ {16, 64, 256}: lines/s vs ideal C/L
+               (target ≥ 0.95 at C=64).
+  faults       latency 200 ms, limit 64, 10% 429 (retry-after 1 s) + 5% 500: lines/s vs C/L
+               and vendor calls per line.
+  scale        a 1,000,000-line file (--quick: 100,000), zero latency: upload time, validation
+               rate, peak RSS of every process (target < 300 MB each), download rate.
+  peers        the same lines, simulator and concurrency through batchgate, LiteLLM's Router in
+               an asyncio loop, the OpenAI cookbook's parallel processor, and the bare loop.
+  crossvendor  a fallback chain over three simulated vendors (OpenAI failing 30% with 500 →
+               Anthropic → Gemini).
+
+The whole system is started the way `batchgate up` starts it (batchgate.supervisor: embedded
+Valkey, SQLite in a temp dir, API, one Celery worker per vendor, the reconciler); the simulator
+runs in its own process (`python -m batchgate simulate`), so it never shares a GIL with this
+driver or a client under test. Every process started here is stopped here, by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+
+from benchmarks._profile import Profiler, summarise  # noqa: E402
+from benchmarks._system import (  # noqa: E402
+    BatchRun,
+    Sampler,
+    SimulatorProcess,
+    System,
+    ledger_metrics,
+    run_batch,
+    sim_config,
+    write_batch,
+)
+
+LATENCY_S = 0.2
+MODEL = "gpt-4o-mini"
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    metric: str
+    value: str
+    target: str = ""
+    verdict: str = ""  # "pass", "MISS", "info"
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    work: Path
+    sim: SimulatorProcess
+    rows: list[Row] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.args.quick)
+
+    def row(self, scenario: str, metric: str, value: str, target: str = "", verdict: str = "info") -> None:
+        self.rows.append(Row(scenario, metric, value, target, verdict))
+        mark = {"pass": "  ok  ", "MISS": " MISS ", "info": "      "}.get(verdict, verdict)
+        print(f"  [{mark}] {metric}: {value}" + (f"   (target {target})" if target else ""), flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "MISS"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def run_peer(ctx: Context, module: str, path: Path, concurrency: int, max_seconds: float = 0) -> dict[str, Any]:
+    out = ctx.work / f"peer-{module}.jsonl"
+    cmd = [sys.executable, "-m", f"benchmarks.peers.{module}", "--url", ctx.sim.base_url,
+           "--input", str(path), "--output", str(out), "--concurrency", str(concurrency)]
+    if max_seconds:
+        cmd += ["--max-seconds", str(max_seconds)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    peak = 0
+    ps = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0 or not stdout.strip():
+        raise RuntimeError(f"peer {module} failed ({proc.returncode}): {stderr[-2000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["peak_rss_mb"] = peak / 2**20
+    out.unlink(missing_ok=True)
+    return result
+
+
+def start_system(ctx: Context, name: str, config: dict[str, Any], env: dict[str, str] | None = None) -> System:
+    t = time.perf_counter()
+    system = System(ctx.work / name, config, env=env or {}).start()
+    log(f"  system up in {time.perf_counter() - t:.1f}s (API :{system.port}, vendors {system.sup.config.vendors})")
+    return system
+
+
+def batch_with_sampling(
+    ctx: Context, system: System, label: str, path: Path, *, timeout: float, poll: float = 0.1, **extra: Any
+) -> tuple[BatchRun, Sampler]:
+    """Run one batch while sampling RSS/CPU of every batchgate process and the simulator;
+    with --profile, py-spy records the workers and the API while the batch is in progress."""
+    sampler = Sampler(lambda: [*system.roots(), ("simulator", ctx.sim.proc.pid)]).start()
+    profiler: Profiler | None = None
+
+    def on_in_progress() -> None:
+        nonlocal profiler
+        if ctx.args.profile:
+            profiler = Profiler(Path(ctx.args.profile), label)
+            targets = [(r, p) for r in ("api",) for p in system.pids(r)]
+            for role, _pid in system.roots():
+                if role.startswith("worker-"):
+                    targets += [(role, p) for p in system.pids(role)]
+            profiler.start(targets)
+
+    try:
+        run = run_batch(system, path, ctx.work / f"{label}-out.jsonl", timeout=timeout, poll=poll,
+                        on_in_progress=on_in_progress, **extra)
+    finally:
+        sampler.stop()
+        if profiler is not None:
+            for f in profiler.stop():
+                log(summarise(f))
+    if system.restarts():
+        log(f"  WARNING: children restarted during the run: {system.restarts()}")
+    return run, sampler
+
+
+def check_complete(ctx: Context, scenario: str, run: BatchRun, expect_failed_max: int = 0) -> None:
+    b = run.batch
+    counts = b.get("request_counts", {})
+    if b.get("status") != "completed" or counts.get("total") != run.lines:
+        ctx.row(scenario, "batch status", f"{b.get('status')} {counts}", "completed, all lines", "MISS")
+    elif counts.get("failed", 0) > expect_failed_max:
+        ctx.row(scenario, "failed lines", f"{counts['failed']} of {run.lines}", f"≤ {expect_failed_max}", "MISS")
+
+
+def cpu_line(sampler: Sampler) -> str:
+    roles = sampler.by_role()
+    parts = [f"{k} {v['cpu_s']:.1f}" for k, v in sorted(roles.items(), key=lambda kv: -kv[1]["cpu_s"])]
+    return "CPU s: " + ", ".join(parts)
+
+
+def phases(run: BatchRun) -> str:
+    return (f"upload {run.upload_s:.2f}s, validate+ingest {run.validate_s:.2f}s, run {run.run_s:.2f}s, "
+            f"download {run.download_s:.2f}s")
+
+
+def count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as fp:
+        for block in iter(lambda: fp.read(1 << 20), b""):
+            n += block.count(b"\n")
+    return n
+
+
+def output_vendors(path: Path) -> Counter[str]:
+    c: Counter[str] = Counter()
+    with open(path) as fp:
+        for line in fp:
+            c[json.loads(line).get("batchgate", {}).get("vendor") or "?"] += 1
+    return c
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+def overhead(ctx: Context) -> None:
+    n = 5_000 if ctx.quick else 20_000
+    c = 64
+    ctx.sim.configure({"default": {"latency_ms": 0}})
+    path = ctx.work / "overhead.jsonl"
+    write_batch(path, n)
+    system = start_system(ctx, "overhead", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"},
+                                                     {"openai": {"max_concurrency": c}}))
+    try:
+        bare = []
+        ctx.sim.configure({"default": {"latency_ms": 0}})
+        bare.append(run_peer(ctx, "bare_aiohttp", path, c))
+        ctx.sim.configure({"default": {"latency_ms": 0}})
+        run, sampler = batch_with_sampling(ctx, system, "overhead", path, timeout=900)
+        stats = ctx.sim.stats()
+        ctx.sim.configure({"default": {"latency_ms": 0}})
+        bare.append(run_peer(ctx, "bare_aiohttp", path, c))
+    finally:
+        system.stop()
+    check_complete(ctx, "overhead", run)
+    bare_rate = sum(b["lines_per_s"] for b in bare) / len(bare)
+    e2e = n / run.total_s
+    run_rate = n / run.run_s
+    ratio = e2e / bare_rate
+    ctx.details["overhead"] = {"lines": n, "concurrency": c, "bare": bare, "e2e_s": run.total_s,
+                               "phases": phases(run), "sim_calls": stats["total"]["calls"],
+                               "roles": sampler.by_role()}
+    ctx.row("overhead", f"bare aiohttp loop, C={c}, {n:,} lines",
+            "%s lines/s (runs: %s)" % (f"{bare_rate:,.0f}", ", ".join(f"{b['lines_per_s']:,.0f}" for b in bare)))
+    ctx.row("overhead", "batchgate end to end (upload → download)", f"{e2e:,.0f} lines/s; {phases(run)}")
+    ctx.row("overhead", "batchgate run phase only (in_progress → completed)", f"{run_rate:,.0f} lines/s")
+    ctx.row("overhead", "ratio batchgate e2e / bare loop", f"{ratio:.2f}×", "≥ 0.5×", verdict(ratio >= 0.5))
+    ctx.row("overhead", "vendor calls", f"{stats['total']['calls']:,} for {n:,} lines")
+    ctx.row("overhead", "CPU during the batch", cpu_line(sampler))
+
+
+def efficiency(ctx: Context) -> None:
+    seconds = 5 if ctx.quick else 15
+    for c in (16, 64, 256):
+        ideal = c / LATENCY_S
+        n = int(ideal * seconds)
+        log(f" C={c}: {n:,} lines, ideal {ideal:,.0f} lines/s")
+        behaviour = {"default": {"latency_ms": LATENCY_S * 1000}}
+        ctx.sim.configure(behaviour)
+        path = ctx.work / f"eff-{c}.jsonl"
+        write_batch(path, n)
+        system = start_system(ctx, f"eff-{c}", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"},
+                                                         {"openai": {"max_concurrency": c}}))
+        try:
+            ctx.sim.configure(behaviour)
+            run, sampler = batch_with_sampling(ctx, system, f"efficiency-C{c}", path, timeout=600)
+            stats = ctx.sim.stats()
+            led = ledger_metrics(ctx.sim.ledger(), c)
+        finally:
+            system.stop()
+        check_complete(ctx, "efficiency", run)
+        rate = n / run.run_s
+        ratio = rate / ideal
+        ctx.details[f"efficiency_C{c}"] = {"lines": n, "ideal": ideal, "run_s": run.run_s, "ledger": led,
+                                           "peak_in_flight": stats["total"]["peak_in_flight"],
+                                           "phases": phases(run), "roles": sampler.by_role()}
+        target = "≥ 0.95" if c == 64 else ""
+        ctx.row("efficiency", f"C={c}: run phase lines/s vs C/L={ideal:,.0f}",
+                f"{rate:,.0f} lines/s = {ratio:.2f}", target, verdict(ratio >= 0.95) if c == 64 else "info")
+        ctx.row("efficiency", f"C={c}: vendor side",
+                f"peak in flight {stats['total']['peak_in_flight']}/{c}, mean in flight "
+                f"{led.get('mean_in_flight', 0):.1f} ({led.get('utilisation', 0):.2f} of C; steady middle 80%: "
+                f"{led.get('steady_utilisation', 0):.2f}), calls window {led.get('window_s', 0):.1f}s; "
+                f"{phases(run)}")
+        ctx.row("efficiency", f"C={c}: CPU", cpu_line(sampler))
+
+
+FAULTS = {"default": {"latency_ms": LATENCY_S * 1000, "retry_after_s": 1,
+                      "errors": {"rate_limit": 0.1, "server_error": 0.05}}, "seed": 11}
+
+
+def faults(ctx: Context) -> None:
+    c = 64
+    ideal = c / LATENCY_S
+    n = int(ideal * (5 if ctx.quick else 15))
+    ctx.sim.configure(FAULTS)
+    path = ctx.work / "faults.jsonl"
+    write_batch(path, n)
+    system = start_system(ctx, "faults", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"},
+                                                   {"openai": {"max_concurrency": c}}))
+    try:
+        ctx.sim.configure(FAULTS)
+        run, sampler = batch_with_sampling(ctx, system, "faults", path, timeout=600)
+        stats = ctx.sim.stats()
+        led = ledger_metrics(ctx.sim.ledger(), c)
+    finally:
+        system.stop()
+    check_complete(ctx, "faults", run, expect_failed_max=n)
+    counts = run.batch.get("request_counts", {})
+    calls = stats["total"]["calls"]
+    rate = counts.get("completed", 0) / run.run_s
+    ctx.details["faults"] = {"lines": n, "run_s": run.run_s, "stats": stats["total"], "ledger": led,
+                             "batch_counts": counts, "roles": sampler.by_role()}
+    ctx.row("faults", f"succeeded lines/s vs C/L={ideal:.0f} (10% 429 ra=1s, 5% 500)",
+            f"{rate:,.0f} lines/s = {rate / ideal:.2f}", "near the limit", verdict(rate / ideal >= 0.8))
+    ctx.row("faults", "vendor calls/s vs C/L (slot use while items back off)",
+            f"{calls / run.run_s:,.0f} calls/s = {calls / run.run_s / ideal:.2f}; mean in flight "
+            f"{led.get('mean_in_flight', 0):.1f}/{c}, steady {led.get('steady_utilisation', 0):.2f}")
+    ctx.row("faults", "vendor calls per line", f"{calls / n:.3f} (errors {stats['total']['errors']}); "
+            f"lines completed {counts.get('completed')}, failed {counts.get('failed')}")
+    ctx.row("faults", "phases / CPU", f"{phases(run)}; {cpu_line(sampler)}")
+
+
+def scale(ctx: Context) -> None:
+    n = 100_000 if ctx.quick else 1_000_000
+    ctx.sim.configure({"default": {"latency_ms": 0}, "ledger_size": 1000})
+    path = ctx.work / "scale.jsonl"
+    t = time.perf_counter()
+    size = write_batch(path, n)
+    log(f" wrote {n:,} lines, {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f}s")
+    env = {"BATCHGATE_MAX_LINES": str(n), "BATCHGATE_MAX_FILE_BYTES": str(max(size * 2, 256 * 2**20))}
+    system = start_system(ctx, "scale", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"}), env=env)
+    try:
+        ctx.sim.configure({"default": {"latency_ms": 0}, "ledger_size": 1000})
+        run, sampler = batch_with_sampling(ctx, system, "scale", path, timeout=3600, poll=5.0)
+        stats = ctx.sim.stats()
+    finally:
+        system.stop()
+    check_complete(ctx, "scale", run)
+    out_lines = count_lines(run.output) if run.output and run.output.exists() else 0
+    roles = sampler.by_role()
+    ctx.details["scale"] = {"lines": n, "bytes": size, "phases": phases(run), "roles": roles,
+                            "sim_calls": stats["total"]["calls"], "output_lines": out_lines,
+                            "download_bytes": run.download_bytes}
+    ctx.row("scale", f"{n:,} lines, {size / 1e6:.0f} MB: upload", f"{run.upload_s:.1f}s = {size / 1e6 / run.upload_s:.0f} MB/s")
+    ctx.row("scale", "validation + ingest (created → in_progress)",
+            f"{run.validate_s:.1f}s = {size / 1e6 / run.validate_s:.1f} MB/s, {n / run.validate_s:,.0f} lines/s")
+    ctx.row("scale", "run (in_progress → completed, zero latency, C=64)",
+            f"{run.run_s:.1f}s = {n / run.run_s:,.0f} lines/s; vendor calls {stats['total']['calls']:,}")
+    ctx.row("scale", "download", f"{run.download_bytes / 1e6:.0f} MB in {run.download_s:.1f}s = "
+            f"{run.download_bytes / 1e6 / max(run.download_s, 1e-9):.0f} MB/s; {out_lines:,} lines")
+    worst = 0.0
+    for role, r in sorted(roles.items()):
+        if role in ("simulator",):
+            continue
+        worst = max(worst, r["peak_rss_mb"])
+        ctx.row("scale", f"peak RSS {role} ({int(r['procs'])} proc)", f"{r['peak_rss_mb']:.0f} MB",
+                "< 300 MB", verdict(r["peak_rss_mb"] < 300))
+    ctx.row("scale", "CPU", cpu_line(sampler))
+
+
+PEER_SETTINGS = [
+    ("zero latency", {"default": {"latency_ms": 0}}, 4_000, 1_500),
+    ("200 ms", {"default": {"latency_ms": LATENCY_S * 1000}}, 3_200, 1_000),
+    ("200 ms + 10% 429 + 5% 500", FAULTS, 3_200, 1_000),
+]
+
+
+def peers(ctx: Context) -> None:
+    c = 64
+    cap = 20 if ctx.quick else 60
+    system = start_system(ctx, "peers", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"},
+                                                  {"openai": {"max_concurrency": c}}))
+    try:
+        for name, behaviour, n_full, n_quick in PEER_SETTINGS:
+            n = n_quick if ctx.quick else n_full
+            path = ctx.work / f"peers-{n}.jsonl"
+            write_batch(path, n)
+            log(f" {name}: {n:,} lines, C={c}")
+            results = []
+            ctx.sim.configure(behaviour)
+            run, _ = batch_with_sampling(ctx, system, f"peers-{name.split()[0]}", path, timeout=600)
+            calls = ctx.sim.stats()["total"]["calls"]
+            counts = run.batch.get("request_counts", {})
+            results.append(("batchgate (end to end)", counts.get("completed", 0) / run.total_s,
+                            f"{counts.get('completed')}/{n} ok, {calls / n:.2f} calls/line, "
+                            f"run phase {counts.get('completed', 0) / run.run_s:,.0f}/s"))
+            modules = ["litellm_router", "cookbook_processor"]
+            if not behaviour["default"].get("errors"):
+                modules.insert(0, "bare_aiohttp")  # the bare loop has no retries
+            for module in modules:
+                ctx.sim.configure(behaviour)
+                r = run_peer(ctx, module, path, c, max_seconds=cap)
+                calls = ctx.sim.stats()["total"]["calls"]
+                capped = " (stopped at the time cap)" if r["lines"] < n else ""
+                extra = f", {r['rate_limit_errors']} rate-limit pauses" if r.get("rate_limit_errors") else ""
+                results.append((r["peer"], r["lines_per_s"],
+                                f"{r['ok']}/{n} ok{capped}, {calls / max(r['lines'], 1):.2f} calls/line, "
+                                f"RSS {r['peak_rss_mb']:.0f} MB{extra}"))
+            bg = results[0][1]
+            for peer, rate, note in results:
+                rel = "" if peer.startswith("batchgate") else f" (batchgate {bg / rate:.1f}×)" if rate else ""
+                ctx.row("peers", f"{name}: {peer}", f"{rate:,.0f} lines/s{rel}; {note}")
+            ahead = all(bg > rate for peer, rate, _ in results[1:] if not peer.startswith("bare"))
+            ctx.row("peers", f"{name}: batchgate ahead of LiteLLM Router and cookbook", "yes" if ahead else "no",
+                    "ahead", verdict(ahead))
+            ctx.details.setdefault("peers", {})[name] = results
+    finally:
+        system.stop()
+
+
+def crossvendor(ctx: Context) -> None:
+    c = 64
+    ideal = c / LATENCY_S
+    n = int(ideal * (5 if ctx.quick else 15))
+    behaviour = {"seed": 5, "default": {"latency_ms": LATENCY_S * 1000},
+                 "models": {MODEL: {"errors": {"server_error": 0.3}}}}
+    models = {MODEL: f"openai/{MODEL}", "claude-haiku": "anthropic/claude-3-5-haiku-latest",
+              "gemini-flash": "gemini/gemini-2.0-flash"}
+    vendors = {v: {"max_concurrency": c} for v in ("openai", "anthropic", "gemini")}
+    config = sim_config(ctx.sim.base_url, models, vendors, fallbacks=[{MODEL: ["claude-haiku", "gemini-flash"]}])
+    path = ctx.work / "crossvendor.jsonl"
+    write_batch(path, n)
+    ctx.sim.configure(behaviour)
+    system = start_system(ctx, "crossvendor", config)
+    try:
+        ctx.sim.configure(behaviour)
+        run, sampler = batch_with_sampling(ctx, system, "crossvendor", path, timeout=600)
+        stats = ctx.sim.stats()
+    finally:
+        system.stop()
+    check_complete(ctx, "crossvendor", run)
+    counts = run.batch.get("request_counts", {})
+    served = output_vendors(run.output) if run.output and run.output.exists() else Counter()
+    calls = {m: s["calls"] for m, s in stats["models"].items()}
+    rate = counts.get("completed", 0) / run.run_s
+    ctx.details["crossvendor"] = {"lines": n, "served": dict(served), "calls": calls, "counts": counts,
+                                  "roles": sampler.by_role(), "phases": phases(run)}
+    ctx.row("crossvendor", f"{n:,} lines, gpt-4o-mini 30% 500 → claude → gemini, C={c} each",
+            f"{rate:,.0f} lines/s run phase (OpenAI alone C/L = {ideal:.0f}); e2e {counts.get('completed', 0) / run.total_s:,.0f}/s")
+    ctx.row("crossvendor", "lines served by vendor", ", ".join(f"{k} {v:,}" for k, v in served.most_common()) or "none")
+    ctx.row("crossvendor", "vendor calls by model", ", ".join(f"{k} {v:,}" for k, v in calls.items()) +
+            f"; {sum(calls.values()) / n:.2f} calls/line; failed lines {counts.get('failed')}")
+    ctx.row("crossvendor", "every line accounted for", f"{counts}", "all completed",
+            verdict(counts.get("completed") == n))
+    ctx.row("crossvendor", "phases / CPU", f"{phases(run)}; {cpu_line(sampler)}")
+
+
+SCENARIOS: dict[str, Callable[[Context], None]] = {
+    "overhead": overhead,
+    "efficiency": efficiency,
+    "faults": faults,
+    "scale": scale,
+    "peers": peers,
+    "crossvendor": crossvendor,
+}
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    mem = psutil.virtual_memory().total / 2**30
+    return (f"{platform.node()}: {os.cpu_count()} CPUs, {mem:.1f} GiB RAM, Python {platform.python_version()}, "
+            f"{platform.platform()}, {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}")
+
+
+def print_table(rows: list[Row]) -> None:
+    w1 = max(len(r.scenario) for r in rows)
+    w2 = min(max(len(r.metric) for r in rows), 62)
+    print()
+    print(f"{'scenario':<{w1}}  {'metric':<{w2}}  {'target':<14}  {'':4}  value")
+    print("-" * (w1 + w2 + 30))
+    for r in rows:
+        v = {"pass": "ok", "MISS": "MISS", "info": ""}.get(r.verdict, r.verdict)
+        print(f"{r.scenario:<{w1}}  {r.metric:<{w2}}  {r.target:<14}  {v:<4}  {r.value}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller runs (development)")
+    ap.add_argument("--only", help=f"comma-separated scenarios: {', '.join(SCENARIOS)}")
+    ap.add_argument("--profile", metavar="DIR", help="py-spy the workers and the API during each batch")
+    ap.add_argument("--json", metavar="FILE", help="also write rows and details as JSON")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
+    args = ap.parse_args()
+    names = [s.strip() for s in args.only.split(",")] if args.only else list(SCENARIOS)
+    unknown = [s for s in names if s not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    work = Path(tempfile.mkdtemp(prefix="batchgate-bench-"))
+    log(f"machine: {machine()}")
+    log(f"work dir: {work}{' (kept)' if args.keep else ''}")
+    sim = SimulatorProcess(work / "sim").start()
+    log(f"simulator: {sim.base_url} (pid {sim.proc.pid})")
+    ctx = Context(args, work, sim)
+    started = time.perf_counter()
+    failed: list[str] = []
+    try:
+        for name in names:
+            t = time.perf_counter()
+            log(f"\n== {name}")
+            try:
+                SCENARIOS[name](ctx)
+            except Exception as exc:  # one scenario's failure must not hide the others
+                failed.append(name)
+                traceback.print_exc()
+                ctx.row(name, "scenario error", f"{type(exc).__name__}: {str(exc)[:300]}", "", "MISS")
+            log(f"  ({name} took {time.perf_counter() - t:.0f}s)")
+    finally:
+        sim.stop()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    print_table(ctx.rows)
+    log(f"\ntotal {time.perf_counter() - started:.0f}s; {machine()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"machine": machine(), "quick": args.quick, "rows": [r.__dict__ for r in ctx.rows],
+             "details": ctx.details}, indent=2, default=str))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
