@@ -18,15 +18,13 @@ from batchgate.settings import Settings
 VISIBILITY_TIMEOUT = 3 * 3600
 TASK_TIME_LIMIT = 2 * 3600
 
-# Flower's broker pool. A control broadcast (inspect, enable_events, the event receiver's wake-up
-# `heartbeat`) holds one connection from the app's pool while its producer takes a second one
-# from the same pool, and kombu's ProducerPool waits for it with no timeout. With N threads
-# broadcasting at once and a pool of N or fewer, each holds one connection and waits forever for
-# another: with our pool of 4, Flower's first four parallel inspect calls deadlock it and its
-# event receiver never gets past the wake-up to subscribe to events (empty /api/tasks). Flower
-# broadcasts from a thread pool of at most 32 threads (Python's default cap) plus the receiver,
-# each needing at most 2 connections, so this bound never blocks. Connections open lazily.
-FLOWER_BROKER_POOL_LIMIT = 2 * 32 + 2
+# The broker connection pool of every process. A control broadcast (inspect, ping,
+# enable_events, the event receiver's wake-up) holds one pooled connection while its producer
+# takes a second from the same pool, and kombu waits for that one with no timeout: N threads
+# broadcasting at once with a pool of N or fewer deadlock for good (seen with a pool of 4: Flower
+# never captured an event, and parallel /healthz calls hung the API). Python's default thread
+# pools stop at 32 threads, each needs at most 2 connections, plus spares; they open lazily.
+BROKER_POOL_LIMIT = 2 * 32 + 2
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -50,9 +48,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
-        # Few connections per sending process (API, workers). Not enough for a process that sends
-        # control broadcasts from several threads at once: see FLOWER_BROKER_POOL_LIMIT.
-        "broker_pool_limit": 4,
+        # Every process (API health checks, Flower, workers) may broadcast from many threads at
+        # once: see BROKER_POOL_LIMIT. Connections open lazily, so a high bound costs nothing.
+        "broker_pool_limit": BROKER_POOL_LIMIT,
     }
 
 

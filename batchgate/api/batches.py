@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 from sqlalchemy import and_, or_, select
 
 from batchgate.api.auth import Caller, current_caller
@@ -22,16 +29,12 @@ from batchgate.views import batch_object
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["batches"])
 FILE = File.__table__  # type: ignore[attr-defined]
-# The longest completion window accepted (the extension beyond OpenAI's "24h" exists to make
-# expiry testable); also keeps `expires_at` far inside a 32-bit integer column.
-MAX_WINDOW_SECONDS = 30 * 24 * 3600
+MAX_COST_USD = 10**9
 
 
-def _plain(value: str) -> str:
-    # Stored in text columns and echoed in JSON: NUL (refused by PostgreSQL) and lone
-    # surrogates (not encodable as UTF-8) are refused here rather than failing later.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _encodable(value: str) -> str:
+    # Stored in text columns and echoed in JSON: lone surrogates (which UTF-8 cannot encode) are
+    # refused here rather than failing later. NUL (refused by PostgreSQL) is in the pattern.
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -41,14 +44,39 @@ def _plain(value: str) -> str:
 
 def _text(min_length: int, max_length: int) -> Any:
     return Annotated[
-        str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_plain)
+        str,
+        StringConstraints(min_length=min_length, max_length=max_length, pattern=r"^[^\x00]*$"),
+        AfterValidator(_encodable),
     ]
 
 
+def _picodollars(value: Decimal) -> Decimal:
+    # Money is counted in picodollars; a finer budget cannot be told apart, so round it down.
+    # Plain digits, no exponent and no trailing zeros: "1e3" is stored and shown as "1000".
+    return Decimal(format(value.quantize(Decimal("1e-12"), rounding=ROUND_DOWN).normalize(), "f"))
+
+
 Name = _text(1, 200)
-Window = _text(1, 16)
 MetadataKey = _text(0, 64)
 MetadataValue = _text(0, 512)
+# "24h" (OpenAI's only value) or, as an extension, any "<n>h", "<n>m" or "<n>s" up to ~115 days.
+Window = Annotated[
+    str, StringConstraints(pattern=r"^([1-9][0-9]{0,2}h|[1-9][0-9]{0,4}m|[1-9][0-9]{0,6}s)$")
+]
+MaxCost = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False),
+    AfterValidator(_picodollars),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_COST_USD},
+                {"type": "string", "pattern": r"^[0-9]{1,9}(\.[0-9]{1,30})?$"},
+            ],
+            "description": "batchgate extension: stop starting calls once this is spent (USD).",
+        }
+    ),
+]
 
 
 class CreateBatch(BaseModel):
@@ -61,7 +89,7 @@ class CreateBatch(BaseModel):
     metadata: dict[MetadataKey, MetadataValue] | None = Field(default=None, max_length=16)
     # batchgate extensions
     fallbacks: list[Name] = Field(default_factory=list, max_length=16)
-    max_cost_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=12)
+    max_cost_usd: MaxCost | None = None
     model: Name | None = None
 
 
@@ -97,14 +125,9 @@ def create(
     line ends `failed` with line-numbered `errors` and no call is made."""
     st = request.app.state
     try:
-        seconds = window_seconds(body.completion_window)
+        window_seconds(body.completion_window)
     except ValueError as exc:
         raise APIError(400, str(exc), param="completion_window") from None
-    if seconds > MAX_WINDOW_SECONDS:
-        raise APIError(
-            400, f"completion_window must be at most {MAX_WINDOW_SECONDS // 3600}h",
-            param="completion_window",
-        )
     with st.engine.connect() as conn:
         file = conn.execute(
             select(FILE).where(FILE.c.id == body.input_file_id, FILE.c.tenant == caller.tenant)

@@ -12,7 +12,7 @@ from sqlalchemy import and_, exists, or_, select
 
 from batchgate.api.auth import Caller, current_caller
 from batchgate.api.errors import APIError, lookup_key, not_found
-from batchgate.api.schemas import FileDeleted, FileList, FileObject, errors
+from batchgate.api.schemas import FileDeleted, FileList, FileObject, errors, json_errors
 from batchgate.filestore import TooLarge, new_id
 from batchgate.store.items import BATCH
 from batchgate.store.models import File
@@ -39,7 +39,8 @@ UPLOAD_BODY = {
                     "file": {
                         "type": "string",
                         "format": "binary",
-                        "description": "A JSONL file of batch requests.",
+                        "minLength": 1,
+                        "description": "A JSONL file of batch requests (not empty).",
                     },
                     "purpose": {"type": "string", "enum": sorted(PURPOSES)},
                 },
@@ -183,7 +184,7 @@ def get_file(
             "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                 "format": "binary"}}},
         },
-        **errors(401, 404),
+        **json_errors(401, 404),
     },
 )
 def file_content(

@@ -37,6 +37,16 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": _ERROR_TEXT[code]} for code in codes}
 
 
+def json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Like `errors`, for a route whose success is not JSON (FastAPI would file a `model` under
+    the route's own media type); ErrorResponse is in the schema through the other routes."""
+    ref = {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+    return {
+        code: {"description": _ERROR_TEXT[code], "content": {"application/json": ref}}
+        for code in codes
+    }
+
+
 class FileObject(BaseModel):
     id: str
     object: Literal["file"]

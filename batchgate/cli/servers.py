@@ -154,12 +154,8 @@ def register(app: typer.Typer) -> None:
         if not auth and not _is_loopback(address):
             typer.secho("refusing to serve Flower on a non-loopback address without auth", fg="red", err=True)
             raise typer.Exit(2)
-        from batchgate.queueing import FLOWER_BROKER_POOL_LIMIT
         from workers import app as celery_app
 
-        # Before anything touches the pool: Flower broadcasts from many threads at once, and with
-        # the senders' small pool it deadlocks and never captures an event (see the constant).
-        celery_app.conf.broker_pool_limit = FLOWER_BROKER_POOL_LIMIT
         argv = ["flower", f"--port={port}", f"--address={address}"]
         if auth:
             argv.append(f"--basic-auth={auth}")
