@@ -196,9 +196,9 @@ class Sampler:
             try:
                 root = self._procs.get(pid) or psutil.Process(pid)
                 self._procs[pid] = root
-                family = [(name, root)] + [
-                    (f"{name}/child", c) for c in root.children(recursive=True)
-                ]
+                family = [(name, root)]
+                if name != "driver":  # the driver's children are the roots themselves
+                    family += [(f"{name}/child", c) for c in root.children(recursive=True)]
             except psutil.Error:
                 continue
             for label, p in family:
@@ -220,12 +220,19 @@ class Sampler:
                     st.cpu_first = cpu
                 st.cpu_last = cpu
 
+    def _machine_busy(self) -> float:
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._sample()
             self._stop.wait(self.interval)
 
     def start(self) -> Sampler:
+        self.busy0 = self._machine_busy()
+        self.t0 = time.perf_counter()
+        self.load0 = os.getloadavg()[0]
         self._sample()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
         self._thread.start()
@@ -236,7 +243,15 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(5)
         self._sample()
+        self.busy1 = self._machine_busy()
+        self.t1 = time.perf_counter()
+        self.load1 = os.getloadavg()[0]
         return self
+
+    def foreign_cpu_s(self) -> float:
+        """CPU seconds the machine spent outside the sampled processes (other users' work)."""
+        ours = sum(st.cpu_s for st in self.stats.values())
+        return max(0.0, (self.busy1 - self.busy0) - ours)
 
     def by_role(self) -> dict[str, dict[str, float]]:
         """Peak RSS (MB, max over the role's processes) and CPU seconds (sum) per role."""

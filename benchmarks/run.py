@@ -112,19 +112,16 @@ def run_peer(ctx: Context, module: str, path: Path, concurrency: int, max_second
         cmd += ["--max-seconds", str(max_seconds)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    peak = 0
-    ps = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            peak = max(peak, ps.memory_info().rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
+    sampler = Sampler(lambda: [("peer", proc.pid), ("simulator", ctx.sim.proc.pid), ("driver", os.getpid())],
+                      interval=0.1).start()
     stdout, stderr = proc.communicate()
+    sampler.stop()
+    peak = sampler.by_role().get("peer", {}).get("peak_rss_mb", 0.0) * 2**20
     if proc.returncode != 0 or not stdout.strip():
         raise RuntimeError(f"peer {module} failed ({proc.returncode}): {stderr[-2000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
     result["peak_rss_mb"] = peak / 2**20
+    result["foreign_cpu_s"] = sampler.foreign_cpu_s()
     out.unlink(missing_ok=True)
     return result
 
@@ -141,7 +138,9 @@ def batch_with_sampling(
 ) -> tuple[BatchRun, Sampler]:
     """Run one batch while sampling RSS/CPU of every batchgate process and the simulator;
     with --profile, py-spy records the workers and the API while the batch is in progress."""
-    sampler = Sampler(lambda: [*system.roots(), ("simulator", ctx.sim.proc.pid)]).start()
+    sampler = Sampler(
+        lambda: [*system.roots(), ("simulator", ctx.sim.proc.pid), ("driver", os.getpid())]
+    ).start()
     profiler: Profiler | None = None
 
     def on_in_progress() -> None:
@@ -179,7 +178,10 @@ def check_complete(ctx: Context, scenario: str, run: BatchRun, expect_failed_max
 def cpu_line(sampler: Sampler) -> str:
     roles = sampler.by_role()
     parts = [f"{k} {v['cpu_s']:.1f}" for k, v in sorted(roles.items(), key=lambda kv: -kv[1]["cpu_s"])]
-    return "CPU s: " + ", ".join(parts)
+    wall = sampler.t1 - sampler.t0
+    return (f"CPU s over {wall:.1f}s wall: " + ", ".join(parts)
+            + f"; other processes on the machine {sampler.foreign_cpu_s():.1f}"
+            + f" (load {sampler.load0:.1f}→{sampler.load1:.1f})")
 
 
 def phases(run: BatchRun) -> str:

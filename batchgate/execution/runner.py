@@ -176,7 +176,7 @@ class ChunkRun:
                 item.vendor = deps[0].vendor
                 self._finish(item, "queued", enqueued_at=time.time())
                 return
-            cooling = await rt.cooldowns.cooling([d.id for d in deps])
+            cooling = await rt.cooling([d.id for d in deps])
             dep = choose_deployment(deps, cooling, rt.rng)
             if dep is None:
                 # Cooling down means "unhealthy now": skip to the next model, don't wait on it.
@@ -294,11 +294,13 @@ class ChunkRun:
         assert error is not None
         if error.kind == ErrorKind.authentication:
             await rt.cooldowns.pause(dep.id, AUTH_PAUSE_SECONDS)
+            rt.forget_cooling()
         elif error.kind in (ErrorKind.server_error, ErrorKind.overloaded, ErrorKind.timeout):
             rt.failing.add(dep.id)
-            await rt.cooldowns.record_failure(
+            if await rt.cooldowns.record_failure(
                 dep.id, rt.config.allowed_fails, COOLDOWN_WINDOW, rt.config.cooldown_time
-            )
+            ):
+                rt.forget_cooling()
         return error
 
     async def _after_error(self, item: ClaimedItem, err: ProviderError) -> bool:

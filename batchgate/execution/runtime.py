@@ -37,6 +37,7 @@ from batchgate.store.models import Attempt, Batch
 T = TypeVar("T")
 
 BATCH_CACHE_SECONDS = 1.0
+COOLING_CACHE_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -69,6 +70,7 @@ class Runtime:
             )
         )
         self.failing: set[str] = set()
+        self._cooling: dict[tuple[str, ...], tuple[float, set[str]]] = {}
         self.slots = Slots(self.redis)
         self.cooldowns = Cooldowns(self.redis)
         self.rates = RateWindow(self.redis)
@@ -80,6 +82,21 @@ class Runtime:
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking database call off the event loop, one at a time per process."""
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def cooling(self, deployment_ids: list[str]) -> set[str]:
+        """Deployments out of rotation, as Redis said at most COOLING_CACHE_SECONDS ago: one
+        round trip per deployment set and interval instead of one per call."""
+        key = tuple(deployment_ids)
+        now = time.monotonic()
+        hit = self._cooling.get(key)
+        if hit is not None and now - hit[0] < COOLING_CACHE_SECONDS:
+            return hit[1]
+        found = await self.cooldowns.cooling(deployment_ids)
+        self._cooling[key] = (now, found)
+        return found
+
+    def forget_cooling(self) -> None:
+        self._cooling.clear()
 
     def client(self, vendor: str) -> httpx.AsyncClient:
         client = self._clients.get(vendor)
