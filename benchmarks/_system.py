@@ -372,10 +372,15 @@ class BatchRun:
     t_created: float = 0.0
     t_in_progress: float = 0.0
     t_done: float = 0.0
+    t_cancel: float = 0.0  # when run_cap cancelled the batch (0: it ran to the end)
     t_download1: float = 0.0
     batch: dict[str, Any] = field(default_factory=dict)
     download_bytes: int = 0
     output: Path | None = None
+    errors: Path | None = None
+    download_bytes_errors: int = 0
+    download_errors_s: float = 0.0
+    progress: list[tuple[float, int]] = field(default_factory=list)  # (t, lines done)
 
     @property
     def upload_s(self) -> float:
@@ -400,7 +405,7 @@ class BatchRun:
 
 def run_batch(
     system: System, path: Path, out: Path, *, timeout: float, poll: float = 0.1,
-    on_in_progress: Callable[[], None] | None = None, **extra: Any,
+    on_in_progress: Callable[[], None] | None = None, run_cap: float = 0.0, **extra: Any,
 ) -> BatchRun:
     """Upload → create → (validating → in_progress) → terminal → download, timing each phase."""
     size = path.stat().st_size
@@ -422,14 +427,40 @@ def run_batch(
         run.t_in_progress = time.perf_counter()
         if on_in_progress is not None:
             on_in_progress()
+        cancelled = False
         while b["status"] not in TERMINAL:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"batch {b['id']} not done after {timeout}s: {b.get('request_counts')}")
+            if run_cap and not cancelled and time.perf_counter() - run.t_in_progress > run_cap:
+                run.t_cancel = time.perf_counter()
+                c.cancel(b["id"])
+                cancelled = True
             time.sleep(poll)
             b = c.batch(b["id"])
+            counts = b.get("request_counts") or {}
+            run.progress.append((time.perf_counter(), counts.get("completed", 0) + counts.get("failed", 0)))
         run.t_done = time.perf_counter()
         run.batch = b
         if b.get("output_file_id"):
             run.download_bytes = c.download(b["output_file_id"], out)
         run.t_download1 = time.perf_counter()
+        if b.get("error_file_id"):  # not timed: the error file is read for the report only
+            run.errors = out.with_name(out.stem + "-errors.jsonl")
+            t = time.perf_counter()
+            run.download_bytes_errors = c.download(b["error_file_id"], run.errors)
+            run.download_errors_s = time.perf_counter() - t
     return run
+
+
+def error_codes(path: Path | None, limit: int = 5) -> dict[str, int]:
+    """Counts of `error.code` (with the first words of the message) in an error file."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    if path is None or not path.exists():
+        return {}
+    with open(path) as fp:
+        for line in fp:
+            err = (json.loads(line).get("error") or {})
+            counts[f"{err.get('code')}: {str(err.get('message', ''))[:60]}"] += 1
+    return dict(counts.most_common(limit))

@@ -34,7 +34,8 @@ MAX_COST_USD = 10**9
 
 def _encodable(value: str) -> str:
     # Stored in text columns and echoed in JSON: lone surrogates (which UTF-8 cannot encode) are
-    # refused here rather than failing later. NUL (refused by PostgreSQL) is in the pattern.
+    # refused here rather than failing later. NUL (refused by PostgreSQL in a text column) is
+    # refused by the pattern of fields stored as they are.
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -42,10 +43,12 @@ def _encodable(value: str) -> str:
     return value
 
 
-def _text(min_length: int, max_length: int) -> Any:
+def _text(min_length: int, max_length: int, *, nul: bool = False) -> Any:
     return Annotated[
         str,
-        StringConstraints(min_length=min_length, max_length=max_length, pattern=r"^[^\x00]*$"),
+        StringConstraints(
+            min_length=min_length, max_length=max_length, pattern=None if nul else r"^[^\x00]*$"
+        ),
         AfterValidator(_encodable),
     ]
 
@@ -57,8 +60,9 @@ def _picodollars(value: Decimal) -> Decimal:
 
 
 Name = _text(1, 200)
-MetadataKey = _text(0, 64)
-MetadataValue = _text(0, 512)
+# Metadata is stored as escaped JSON text, so a NUL in it is harmless.
+MetadataKey = _text(0, 64, nul=True)
+MetadataValue = _text(0, 512, nul=True)
 # "24h" (OpenAI's only value) or, as an extension, any "<n>h", "<n>m" or "<n>s" up to ~115 days.
 Window = Annotated[
     str, StringConstraints(pattern=r"^([1-9][0-9]{0,2}h|[1-9][0-9]{0,4}m|[1-9][0-9]{0,6}s)$")

@@ -35,6 +35,7 @@ UPLOAD_BODY = {
             "schema": {
                 "type": "object",
                 "required": ["file", "purpose"],
+                "additionalProperties": False,
                 "properties": {
                     "file": {
                         "type": "string",
@@ -94,6 +95,10 @@ async def create_file(
         )
     form = await request.form(max_files=1, max_fields=8)
     try:
+        unknown = sorted({key for key in form if key not in ("file", "purpose")})
+        if unknown:
+            raise APIError(400, f"Unknown field {unknown[0][:40]!r}; expected 'file' and "
+                           "'purpose'.", param=unknown[0][:40])
         purpose = form.get("purpose")
         upload = form.get("file")
         if not isinstance(purpose, str) or purpose not in PURPOSES:

@@ -53,13 +53,15 @@ class ChunkReport:
     batches: set[str] = field(default_factory=set)
 
 
-def _crash_hook(custom_id: str) -> None:
-    """Durability tests only: die between a paid response and its commit."""
-    faults = os.environ.get("BATCHGATE_TEST_FAULTS", "")
-    if faults.startswith("crash_after_response=") and custom_id in faults.split("=", 1)[1].split(
-        ","
-    ):
-        os._exit(137)
+def _crash_hook(rt: Runtime, custom_id: str) -> None:
+    """Durability tests only (BATCHGATE_TEST_FAULTS=crash_after_response=<custom_id>,...): die
+    once per listed line between a paid response and its commit."""
+    faults, prefix = rt.settings.test_faults, "crash_after_response="
+    if faults and faults.startswith(prefix) and custom_id in faults[len(prefix) :].split(","):
+        marker = rt.settings.data_dir / f"crashed-{custom_id}"
+        if not marker.exists():
+            marker.touch()
+            os._exit(137)
 
 
 class ChunkRun:
@@ -273,7 +275,7 @@ class ChunkRun:
             )
         )
         if completion is not None:
-            _crash_hook(item.custom_id)
+            _crash_hook(rt, item.custom_id)
             if dep.id in rt.failing:
                 # Only a deployment that failed here has a failure count worth clearing.
                 rt.failing.discard(dep.id)

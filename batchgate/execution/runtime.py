@@ -31,7 +31,7 @@ from batchgate.providers.base import Target
 from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from batchgate.settings import Settings, get_settings
-from batchgate.store.db import make_engine
+from batchgate.store.db import init_db, make_engine
 from batchgate.store.models import Attempt, Batch
 
 T = TypeVar("T")
@@ -170,5 +170,7 @@ def get_runtime() -> Runtime:
         if settings.config is None:
             raise RuntimeError("BATCHGATE_CONFIG is not set: workers need the config file")
         config = load_config(settings.config)
-        _runtime = Runtime(settings, config, make_engine(settings.resolved_database_url()))
+        engine = make_engine(settings.resolved_database_url())
+        init_db(engine)  # a worker may be the first process to meet a fresh database
+        _runtime = Runtime(settings, config, engine)
     return _runtime

@@ -13,7 +13,15 @@ import pytest
 import redis
 
 from batchgate.broker import start_valkey
-from tests.e2e.harness import System, chat_lines, sim_config, sim_ledger, wait_for, write_jsonl
+from tests.e2e.harness import (
+    System,
+    chat_lines,
+    prompt_digest,
+    sim_config,
+    sim_ledger,
+    wait_for,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +117,23 @@ def test_batch_past_its_window_expires_with_one_line_per_unfinished_item(
     assert sorted(x["custom_id"] for x in out + err) == [x["custom_id"] for x in lines]
     counts = done["request_counts"]
     assert counts == {"total": 40, "completed": len(out), "failed": len(err)}
+
+
+def test_crash_between_paid_response_and_commit_is_counted_not_repeated(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
+    sim = make_simulator({"default": {"latency_ms": 30}})
+    system = make_system(
+        _config(sim.base_url, 8), test_faults="crash_after_response=item-00010", **FAST
+    )
+    lines = chat_lines(60, "m")
+    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines))
+    done = system.wait(batch["id"], timeout=180)
+    assert done["status"] == "completed", system.logs()
+    out = system.download(done["output_file_id"], "out.jsonl")
+    assert [x["custom_id"] for x in out] == [x["custom_id"] for x in lines]
+    calls = Counter(e["prompt_sha256"] for e in sim_ledger(sim.base_url))
+    crashed = prompt_digest(lines[10]["body"]["messages"][-1]["content"])
+    assert calls[crashed] == 2  # paid twice: once before the crash, once after
+    duplicates = sum(n - 1 for n in calls.values())
+    assert 1 <= duplicates <= done["batchgate"]["lost_calls"]
