@@ -10,6 +10,7 @@ import redis
 
 from batchgate.config import Config
 from batchgate.filestore import FileStore
+from batchgate.pipeline.ingest import ingest
 from batchgate.pipeline.reconcile import reconcile_once
 from batchgate.queueing import enqueue
 from batchgate.settings import Settings
@@ -37,6 +38,9 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
         except redis.RedisError:
             return -1  # unknown: don't treat the queue as idle
 
+    def reingest(batch_id: str) -> None:
+        ingest(engine, settings, config, files, batch_id, send)
+
     log.info("reconciler running every %.1fs", settings.reconcile_interval)
     while not stop.is_set():
         try:
@@ -46,8 +50,9 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                 send,
                 queue_length,
                 stale_enqueue_seconds=settings.stale_enqueue_seconds,
+                reingest=reingest,
             )
-            if report.released or report.enqueued or report.expired or report.finalized:
+            if any(vars(report).values()):
                 log.info("reconciler: %s", report)
         except Exception:
             log.exception("reconciler round failed; retrying")

@@ -34,6 +34,7 @@ class ReconcileReport:
     enqueued: int = 0
     expired: int = 0
     finalized: int = 0
+    reingested: int = 0
 
 
 def release_expired_leases(engine: Engine, now: float) -> int:
@@ -99,6 +100,8 @@ def reconcile_once(
     queue_length: Callable[[str], int],
     *,
     stale_enqueue_seconds: float,
+    reingest: Callable[[str], object] | None = None,
+    stale_ingest_seconds: float = 600.0,
     now: float | None = None,
 ) -> ReconcileReport:
     now = time.time() if now is None else now
@@ -120,6 +123,27 @@ def reconcile_once(
             continue
         mark_enqueued(engine, ids)
         report.enqueued += len(ids)
+
+    if reingest is not None:
+        # An API that died while ingesting leaves a batch `validating` with no items (ingest is
+        # one transaction): run it again so the batch still ends.
+        with engine.connect() as conn:
+            stuck = (
+                conn.execute(
+                    select(BATCH.c.id).where(
+                        BATCH.c.status == "validating",
+                        BATCH.c.created_at < now - stale_ingest_seconds,
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for batch_id in stuck:
+            try:
+                reingest(batch_id)
+                report.reingested += 1
+            except Exception:
+                log.exception("reconciler: re-ingest of %s failed", batch_id)
 
     with engine.connect() as conn:
         active = conn.execute(

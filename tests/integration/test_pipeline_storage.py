@@ -214,3 +214,43 @@ def test_reconciler_releases_dead_leases_and_reenqueues(env) -> None:  # type: i
         now=time.time() + 2,
     )
     assert sent == []
+
+
+def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    fid = _upload(engine, files, _lines(4))
+    batch = create_batch(
+        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
+    )
+    sent: list[list[int]] = []
+
+    def reingest(batch_id: str) -> None:
+        ingest(engine, settings, CONFIG, files, batch_id, lambda b, v, ids: sent.append(ids) or 1)
+
+    young = reconcile_once(
+        engine,
+        files,
+        lambda *a: 1,
+        lambda v: 0,
+        stale_enqueue_seconds=30,
+        reingest=reingest,
+        stale_ingest_seconds=600,
+        now=time.time(),
+    )
+    assert young.reingested == 0  # an ingest may still be running
+    old = reconcile_once(
+        engine,
+        files,
+        lambda *a: 1,
+        lambda v: 0,
+        stale_enqueue_seconds=30,
+        reingest=reingest,
+        stale_ingest_seconds=600,
+        now=time.time() + 601,
+    )
+    assert old.reingested == 1 and len(sent[0]) == 4
+    with engine.connect() as conn:
+        assert (
+            conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch.id)).scalar_one()
+            == "in_progress"
+        )
