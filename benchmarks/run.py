@@ -311,11 +311,17 @@ def faults(ctx: Context) -> None:
     rate = counts.get("completed", 0) / run.run_s
     ctx.details["faults"] = {"lines": n, "run_s": run.run_s, "stats": stats["total"], "ledger": led,
                              "batch_counts": counts, "roles": sampler.by_role()}
+    # Each line needs `calls / n` calls here, so the best possible line rate is C/L ÷ that; the
+    # target ("throughput stays near the limit") is judged on how much of the limit is used.
+    best = ideal / (calls / n)
     ctx.row("faults", f"succeeded lines/s vs C/L={ideal:.0f} (10% 429 ra=1s, 5% 500)",
-            f"{rate:,.0f} lines/s = {rate / ideal:.2f}", "near the limit", verdict(rate / ideal >= 0.8))
-    ctx.row("faults", "vendor calls/s vs C/L (slot use while items back off)",
-            f"{calls / run.run_s:,.0f} calls/s = {calls / run.run_s / ideal:.2f}; mean in flight "
-            f"{led.get('mean_in_flight', 0):.1f}/{c}, steady {led.get('steady_utilisation', 0):.2f}")
+            f"{rate:,.0f} lines/s = {rate / ideal:.2f} of C/L, {rate / best:.2f} of the {best:.0f}/s "
+            f"that {calls / n:.2f} calls per line allow")
+    use = calls / run.run_s / ideal
+    ctx.row("faults", "vendor calls/s vs C/L (the limit used while items back off)",
+            f"{calls / run.run_s:,.0f} calls/s = {use:.2f}; mean in flight "
+            f"{led.get('mean_in_flight', 0):.1f}/{c}, steady {led.get('steady_utilisation', 0):.2f}",
+            "≥ 0.9 (near)", verdict(use >= 0.9))
     ctx.row("faults", "vendor calls per line", f"{calls / n:.3f} (errors {stats['total']['errors']}); "
             f"lines completed {counts.get('completed')}, failed {counts.get('failed')}")
     ctx.row("faults", "phases / CPU", f"{phases(run)}; {cpu_line(sampler)}")
@@ -344,7 +350,7 @@ def scale(ctx: Context) -> None:
     # The run phase is capped so that the suite stays within ~15 minutes on 2 cores: past the
     # cap the batch is cancelled, and finalize + download still cover every one of the n lines
     # (succeeded ones in the output file, cancelled ones in the error file).
-    cap = 150.0 if ctx.quick else 240.0
+    cap = 60.0 if ctx.quick else 180.0
     ctx.sim.configure({"default": {"latency_ms": 0}, "ledger_size": 1000})
     path = ctx.work / "scale.jsonl"
     t = time.perf_counter()
@@ -500,6 +506,18 @@ def machine() -> str:
             f"{platform.platform()}, {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}")
 
 
+def code_version() -> str:
+    """The commit measured, and whether the work tree had local changes (they run too)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "batchgate", "workers"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"commit {head}" + (f" + {len(dirty)} locally changed file(s) under batchgate/ workers/" if dirty else "")
+
+
 def print_table(rows: list[Row]) -> None:
     w1 = max(len(r.scenario) for r in rows)
     w2 = min(max(len(r.metric) for r in rows), 62)
@@ -527,6 +545,7 @@ def main() -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     work = Path(tempfile.mkdtemp(prefix="batchgate-bench-"))
     log(f"machine: {machine()}")
+    log(f"code: {code_version()}")
     log(f"work dir: {work}{' (kept)' if args.keep else ''}")
     sim = SimulatorProcess(work / "sim").start()
     log(f"simulator: {sim.base_url} (pid {sim.proc.pid})")
@@ -557,7 +576,7 @@ def main() -> int:
     log(f"\ntotal {time.perf_counter() - started:.0f}s; {machine()}")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"machine": machine(), "quick": args.quick, "rows": [r.__dict__ for r in ctx.rows],
+            {"machine": machine(), "code": code_version(), "quick": args.quick, "rows": [r.__dict__ for r in ctx.rows],
              "details": ctx.details}, indent=2, default=str))
     return 1 if failed else 0
 

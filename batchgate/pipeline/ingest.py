@@ -27,6 +27,7 @@ from batchgate.store.models import Batch, File
 from batchgate.validation import Limits, LineError, iter_requests, validate_file
 
 log = logging.getLogger(__name__)
+FILE = File.__table__  # type: ignore[attr-defined]
 
 WINDOWS = {"24h": 24 * 3600}
 
@@ -110,11 +111,9 @@ def ingest(
     """Validate, store items and enqueue; returns the batch's new status."""
     with engine.connect() as conn:
         batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).first()
-        file = conn.execute(
-            select(File.__table__).where(File.__table__.c.id == batch.input_file_id)
-        ).first()  # type: ignore[attr-defined]
-    if batch is None or batch.status != "validating":
-        return batch.status if batch else "missing"
+        if batch is None or batch.status != "validating":
+            return batch.status if batch else "missing"
+        file = conn.execute(select(FILE).where(FILE.c.id == batch.input_file_id)).first()
     if file is None:
         _fail(engine, batch_id, [LineError(None, "file_not_found", "input file not found")])
         return "failed"
@@ -159,24 +158,46 @@ def ingest(
                 }
 
     now = time.time()
-    with engine.begin() as conn:
-        total = insert_items(conn, rows())
-        aliases = {a for chain in chains.values() for a in chain}
-        aliases |= {a for alias in aliases for a in config.context_window_fallbacks.get(alias, ())}
-        deployments = [d for d in config.deployments if d.alias in aliases]
-        prices = pin_prices(deployments)
-        conn.execute(
-            update(BATCH)
-            .where(BATCH.c.id == batch_id, BATCH.c.status == "validating")
-            .values(
-                status="in_progress",
-                in_progress_at=int(now),
-                total=total,
-                price_table_json=json.dumps(prices.to_json()),
-            )
-        )
+    try:
+        with engine.begin() as conn:
+            _store_items(conn, batch_id, rows(), chains, config, now)
+    except _NoLongerValidating:
+        # Cancelled while we read the file: the items were rolled back with the transaction.
+        return "cancelled"
     enqueue_batch(engine, config, batch_id, enqueue)
     return "in_progress"
+
+
+class _NoLongerValidating(Exception):
+    pass
+
+
+def _store_items(
+    conn: Any,
+    batch_id: str,
+    rows: Iterator[dict[str, Any]],
+    chains: dict[str, list[str]],
+    config: Config,
+    now: float,
+) -> int:
+    """Insert the items and move the batch to in_progress in one transaction, or neither."""
+    total = insert_items(conn, rows)
+    aliases = {a for chain in chains.values() for a in chain}
+    aliases |= {a for alias in aliases for a in config.context_window_fallbacks.get(alias, ())}
+    prices = pin_prices([d for d in config.deployments if d.alias in aliases])
+    moved = conn.execute(
+        update(BATCH)
+        .where(BATCH.c.id == batch_id, BATCH.c.status == "validating")
+        .values(
+            status="in_progress",
+            in_progress_at=int(now),
+            total=total,
+            price_table_json=json.dumps(prices.to_json()),
+        )
+    ).rowcount
+    if not moved:
+        raise _NoLongerValidating
+    return total
 
 
 def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueue) -> int:

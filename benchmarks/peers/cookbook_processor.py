@@ -207,7 +207,7 @@ async def process_api_requests_from_file(
 
         if status_tracker.num_tasks_in_progress == 0 and not file_not_finished:
             break
-        if max_seconds and time.time() - started > max_seconds + 60:
+        if max_seconds and time.time() - started > max_seconds + 20:
             break  # a capped run: give up on stragglers still pausing
 
         await asyncio.sleep(SECONDS_TO_SLEEP_EACH_LOOP)

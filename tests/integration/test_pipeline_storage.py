@@ -254,3 +254,39 @@ def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:
             conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch.id)).scalar_one()
             == "in_progress"
         )
+
+
+def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env) -> None:  # type: ignore[no-untyped-def]
+    from batchgate.pipeline import lifecycle
+
+    settings, engine, files = env
+    fid = _upload(engine, files, _lines(3))
+    batch = create_batch(
+        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
+    )
+    sent: list[list[int]] = []
+    original = lifecycle.cancel
+
+    import batchgate.pipeline.ingest as ingest_mod
+
+    real_validate = ingest_mod.validate_file
+
+    def validate_then_cancel(*args, **kwargs):  # type: ignore[no-untyped-def]
+        report = real_validate(*args, **kwargs)
+        assert original(engine, files, batch.id)  # the user cancels while the file is read
+        return report
+
+    ingest_mod.validate_file = validate_then_cancel
+    try:
+        status = ingest(
+            engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1
+        )
+    finally:
+        ingest_mod.validate_file = real_validate
+    assert status == "cancelled" and sent == []
+    with engine.connect() as conn:
+        assert conn.execute(select(ITEM.c.id).where(ITEM.c.batch_id == batch.id)).all() == []
+        assert (
+            conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch.id)).scalar_one()
+            == "cancelled"
+        )
