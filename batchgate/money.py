@@ -19,5 +19,5 @@ def pusd_to_usd(pusd: int) -> Decimal:
 
 
 def usd_str(pusd: int) -> str:
-    """Fixed-point text with 12 decimals: exact, so line costs add up to the total digit for digit."""
+    """Fixed-point text, 12 decimals: exact, so line costs add up to the total digit for digit."""
     return format(pusd_to_usd(pusd), "f")

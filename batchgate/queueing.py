@@ -74,8 +74,6 @@ def enqueue(app: Celery, batch_id: str, vendor: str, ids: Sequence[int], chunk_s
                 args=[batch_id, vendor, chunk],
                 queue=vendor_queue(vendor),
                 producer=producer,
-                # Flower shows this instead of the raw id list.
-                argsrepr=f"({batch_id!r}, {vendor!r}, <{len(chunk)} items {chunk[0]}..{chunk[-1]}>)",
             )
             n += 1
     return n

@@ -6,6 +6,7 @@ optionally Flower. A child that dies is restarted; SIGINT/SIGTERM stops everythi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,7 +65,9 @@ class Supervisor:
             **self.extra_env,
         }
         py = [sys.executable, "-m", "batchgate"]
-        self.children.append(Child("api", [*py, "serve", "--host", self.host, "--port", str(self.port)]))
+        self.children.append(
+            Child("api", [*py, "serve", "--host", self.host, "--port", str(self.port)])
+        )
         for vendor in self.config.vendors:
             self.children.append(Child(f"worker-{vendor}", [*py, "worker", "--vendor", vendor]))
         self.children.append(Child("reconciler", [*py, "reconciler"]))
@@ -81,7 +84,10 @@ class Supervisor:
         elif not self.quiet:
             out = None
         child.proc = subprocess.Popen(
-            child.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT if out is not None else None,
+            child.argv,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
             start_new_session=True,
         )
         child.started_at = time.monotonic()
@@ -118,7 +124,5 @@ class Supervisor:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

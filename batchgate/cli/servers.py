@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
-
 from pathlib import Path
 
 import typer
@@ -56,13 +55,19 @@ def _is_loopback(host: str) -> bool:
 def register(app: typer.Typer) -> None:
     @app.command()
     def up(
-        config: Path = typer.Option(..., "--config", "-c", help=CONFIG_HELP, exists=True, dir_okay=False),
+        config: Path = typer.Option(
+            ..., "--config", "-c", help=CONFIG_HELP, exists=True, dir_okay=False
+        ),
         host: str = typer.Option("127.0.0.1", help="API bind address."),
         port: int = typer.Option(8000, help="API port."),
-        data_dir: Path = typer.Option(Path(".batchgate"), help="Database, files and embedded broker live here."),
-        flower_port: int | None = typer.Option(None, help="Also start Flower on this port (needs BATCHGATE_FLOWER_BASIC_AUTH)."),
+        data_dir: Path = typer.Option(
+            Path(".batchgate"), help="Database, files and embedded broker live here."
+        ),
+        flower_port: int | None = typer.Option(
+            None, help="Also start Flower on this port (needs BATCHGATE_FLOWER_BASIC_AUTH)."
+        ),
     ) -> None:
-        """Run everything in the foreground: broker, database, API, one worker per vendor, reconciler.
+        """Run everything in the foreground: broker, database, API, workers per vendor, reconciler.
 
         With no BATCHGATE_REDIS_URL an embedded Valkey is started under the data dir; with no
         BATCHGATE_DATABASE_URL the database is SQLite under the data dir. A worker that dies is
@@ -112,8 +117,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def worker(
-        vendor: str = typer.Option(..., "--vendor", "-v", help="Vendor queue to consume (e.g. openai)."),
-        concurrency: int | None = typer.Option(None, help="Worker processes (default from config)."),
+        vendor: str = typer.Option(
+            ..., "--vendor", "-v", help="Vendor queue to consume (e.g. openai)."
+        ),
+        concurrency: int | None = typer.Option(
+            None, help="Worker processes (default from config)."
+        ),
         config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
         loglevel: str = typer.Option("WARNING", help="Celery log level."),
     ) -> None:
@@ -123,14 +132,31 @@ def register(app: typer.Typer) -> None:
         if config is not None:
             os.environ["BATCHGATE_CONFIG"] = str(config.resolve())
         if vendor not in cfg.vendors:
-            typer.secho(f"vendor {vendor!r} has no model in the config ({', '.join(cfg.vendors)})", fg="red", err=True)
+            typer.secho(
+                f"vendor {vendor!r} has no model in the config ({', '.join(cfg.vendors)})",
+                fg="red",
+                err=True,
+            )
             raise typer.Exit(2)
         n = concurrency or cfg.limits(vendor).worker_concurrency
         from workers import app as celery_app
 
         celery_app.worker_main(
-            ["worker", "-Q", vendor, "-n", f"{vendor}@%h", "-c", str(n), "-P", "prefork",
-             "-E", f"--loglevel={loglevel}", "--without-mingle", "--without-gossip"]
+            [
+                "worker",
+                "-Q",
+                vendor,
+                "-n",
+                f"{vendor}@%h",
+                "-c",
+                str(n),
+                "-P",
+                "prefork",
+                "-E",
+                f"--loglevel={loglevel}",
+                "--without-mingle",
+                "--without-gossip",
+            ]
         )
 
     @app.command()
@@ -148,11 +174,15 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(5555, help="Flower port."),
         address: str = typer.Option("127.0.0.1", help="Flower bind address."),
     ) -> None:
-        """Run Flower on the same broker, with basic auth from BATCHGATE_FLOWER_BASIC_AUTH (user:pass)."""
+        """Run Flower on the same broker; basic auth from BATCHGATE_FLOWER_BASIC_AUTH (user:pass)."""
         settings = get_settings()
         auth = settings.flower_basic_auth
         if not auth and not _is_loopback(address):
-            typer.secho("refusing to serve Flower on a non-loopback address without auth", fg="red", err=True)
+            typer.secho(
+                "refusing to serve Flower on a non-loopback address without auth",
+                fg="red",
+                err=True,
+            )
             raise typer.Exit(2)
         from workers import app as celery_app
 
@@ -165,7 +195,9 @@ def register(app: typer.Typer) -> None:
     def simulate(
         port: int = typer.Option(8099, help="Port."),
         host: str = typer.Option("127.0.0.1", help="Bind address."),
-        behaviour: Path | None = typer.Option(None, "--config", help="Simulator behaviour YAML (see samples/simulator.yaml)."),
+        behaviour: Path | None = typer.Option(
+            None, "--config", help="Simulator behaviour YAML (see samples/simulator.yaml)."
+        ),
     ) -> None:
         """Run the provider simulator: OpenAI, Azure, Anthropic and Gemini wire formats, no keys.
 
@@ -174,5 +206,3 @@ def register(app: typer.Typer) -> None:
         from batchgate.simulator import run
 
         run(host=host, port=port, behaviour_path=str(behaviour) if behaviour else None)
-
-

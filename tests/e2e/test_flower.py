@@ -13,11 +13,14 @@ from tests.e2e.harness import chat_lines, sim_config, wait_for, write_jsonl
 pytestmark = pytest.mark.e2e
 
 
-def test_flower_lists_batch_tasks_with_auth_and_refuses_without(make_simulator, make_system, tmp_path: Path) -> None:
+def test_flower_lists_batch_tasks_with_auth_and_refuses_without(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
     sim = make_simulator({"default": {"latency_ms": 5}})
     port = free_port()
     system = make_system(
-        sim_config(sim.base_url, {"m": "openai/gpt-4o-mini"}), flower_port=port,
+        sim_config(sim.base_url, {"m": "openai/gpt-4o-mini"}),
+        flower_port=port,
         flower_basic_auth="ops:s3cret-flower",
     )
     base = f"http://127.0.0.1:{port}"
