@@ -174,7 +174,7 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(5555, help="Flower port."),
         address: str = typer.Option("127.0.0.1", help="Flower bind address."),
     ) -> None:
-        """Run Flower on the same broker; basic auth from BATCHGATE_FLOWER_BASIC_AUTH (user:pass)."""
+        """Run Flower on the broker, behind basic auth (BATCHGATE_FLOWER_BASIC_AUTH=user:pass)."""
         settings = get_settings()
         auth = settings.flower_basic_auth
         if not auth and not _is_loopback(address):
