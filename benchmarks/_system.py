@@ -381,6 +381,7 @@ class BatchRun:
     download_bytes_errors: int = 0
     download_errors_s: float = 0.0
     progress: list[tuple[float, int]] = field(default_factory=list)  # (t, lines done)
+    api_errors: list[str] = field(default_factory=list)  # failed polls (retried)
 
     @property
     def upload_s(self) -> float:
@@ -413,6 +414,22 @@ def run_batch(
         n = sum(1 for _ in fp)
     run = BatchRun(lines=n, bytes=size, output=out)
     with system.client() as c:
+
+        def poll_batch(batch_id: str) -> dict[str, Any]:
+            """GET the batch; a 5xx or a broken connection is recorded and retried, as a
+            polling client would, so one failed poll does not end the measurement."""
+            from batchgate.client import APIError
+
+            for _ in range(60):
+                try:
+                    return c.batch(batch_id)
+                except (APIError, httpx.HTTPError) as exc:
+                    if isinstance(exc, APIError) and exc.status < 500:
+                        raise
+                    run.api_errors.append(f"{time.perf_counter() - run.t_created:.1f}s after create: {exc}"[:200])
+                    time.sleep(1.0)
+            return c.batch(batch_id)
+
         run.t_upload0 = time.perf_counter()
         f = c.upload(path)
         run.t_upload1 = time.perf_counter()
@@ -423,7 +440,7 @@ def run_batch(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"batch {b['id']} still validating after {timeout}s")
             time.sleep(min(poll, 0.1))
-            b = c.batch(b["id"])
+            b = poll_batch(b["id"])
         run.t_in_progress = time.perf_counter()
         if on_in_progress is not None:
             on_in_progress()
@@ -436,7 +453,7 @@ def run_batch(
                 c.cancel(b["id"])
                 cancelled = True
             time.sleep(poll)
-            b = c.batch(b["id"])
+            b = poll_batch(b["id"])
             counts = b.get("request_counts") or {}
             run.progress.append((time.perf_counter(), counts.get("completed", 0) + counts.get("failed", 0)))
         run.t_done = time.perf_counter()

@@ -165,6 +165,10 @@ def batch_with_sampling(
                 log(summarise(f))
     if system.restarts():
         log(f"  WARNING: children restarted during the run: {system.restarts()}")
+    if run.api_errors:
+        scenario = label.split("-")[0]
+        ctx.row(scenario, f"{label}: failed polls of GET /v1/batches/{{id}} (retried)",
+                f"{len(run.api_errors)}; first: {run.api_errors[0]}", "0", "MISS")
     return run, sampler
 
 

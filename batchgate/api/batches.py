@@ -19,9 +19,16 @@ from sqlalchemy import and_, or_, select
 
 from batchgate.api.auth import Caller, current_caller
 from batchgate.api.errors import APIError, lookup_key, not_found
-from batchgate.api.schemas import BatchList, BatchObject, errors
+from batchgate.api.schemas import BatchEstimate, BatchList, BatchObject, errors
 from batchgate.pipeline import lifecycle
-from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest, window_seconds
+from batchgate.pipeline.estimate import InvalidFile, estimate_file
+from batchgate.pipeline.ingest import (
+    BatchRequest,
+    create_batch,
+    ingest,
+    limits_from,
+    window_seconds,
+)
 from batchgate.store.items import BATCH
 from batchgate.store.models import File
 from batchgate.views import batch_object
@@ -95,6 +102,8 @@ class CreateBatch(BaseModel):
     fallbacks: list[Name] = Field(default_factory=list, max_length=16)
     max_cost_usd: MaxCost | None = None
     model: Name | None = None
+    # Validate and price the file, create nothing, call nothing.
+    dry_run: bool = False
 
 
 def _row(request: Request, caller: Caller, batch_id: str) -> Any:
@@ -121,7 +130,9 @@ def run_ingest(app: Any, batch_id: str) -> None:
         log.exception("ingest of %s failed", batch_id)
 
 
-@router.post("/v1/batches", response_model=BatchObject, responses=errors(400, 401, 404))
+@router.post(
+    "/v1/batches", response_model=BatchObject | BatchEstimate, responses=errors(400, 401, 404)
+)
 def create(
     body: CreateBatch, request: Request, caller: Caller = Depends(current_caller)
 ) -> dict[str, Any]:
@@ -142,11 +153,15 @@ def create(
         )
     if file.purpose != "batch":
         raise APIError(400, "input file must have purpose 'batch'", param="input_file_id")
-    for param, aliases in (("model", [body.model] if body.model else []),
-                           ("fallbacks", body.fallbacks)):
+    for param, aliases in (
+        ("model", [body.model] if body.model else []),
+        ("fallbacks", body.fallbacks),
+    ):
         for alias in aliases:
             if not st.config.deployments_for(alias):
                 raise APIError(400, f"unknown model {alias!r}", code="model_not_found", param=param)
+    if body.dry_run:
+        return _estimate(request, file, body)
     batch = create_batch(
         st.engine,
         BatchRequest(
@@ -162,6 +177,23 @@ def create(
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)
     return _object(request, _row(request, caller, batch.id))
+
+
+def _estimate(request: Request, file: Any, body: CreateBatch) -> dict[str, Any]:
+    st = request.app.state
+    try:
+        return estimate_file(
+            st.config,
+            lambda: st.files.open(file.path),
+            body.endpoint,
+            model=body.model,
+            limits=limits_from(st.settings),
+        )
+    except InvalidFile as exc:
+        first = exc.errors[0]
+        raise APIError(
+            400, f"line {first.line}: {first.message}", code=first.code, param="input_file_id"
+        ) from None
 
 
 @router.get("/v1/batches/{batch_id}", response_model=BatchObject, responses=errors(401, 404))

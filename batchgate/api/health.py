@@ -40,7 +40,10 @@ def healthz(request: Request) -> JSONResponse:
     workers: list[str] = []
     if report["broker"]["ok"]:
         try:
-            replies = st.celery.control.ping(timeout=0.5) or []
+            # Its own connection: a broadcast on a pooled one takes a second pooled connection
+            # for its producer, and enough concurrent health checks would deadlock the pool.
+            with st.celery.connection_for_write() as conn:
+                replies = st.celery.control.ping(timeout=0.5, connection=conn) or []
             workers = sorted(name for reply in replies for name in reply)
         except Exception:
             workers = []

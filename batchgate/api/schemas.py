@@ -139,8 +139,14 @@ class BatchObject(BaseModel):
     input_file_id: str
     completion_window: str
     status: Literal[
-        "validating", "failed", "in_progress", "finalizing", "completed", "expired",
-        "cancelling", "cancelled",
+        "validating",
+        "failed",
+        "in_progress",
+        "finalizing",
+        "completed",
+        "expired",
+        "cancelling",
+        "cancelled",
     ]
     output_file_id: str | None
     error_file_id: str | None
@@ -160,6 +166,27 @@ class BatchObject(BaseModel):
     max_cost_usd: str | None
     fallbacks: list[str]
     batchgate: BatchgateInfo
+
+
+class ModelEstimate(BaseModel):
+    lines: int
+    input_tokens_est: int
+    max_output_tokens: int
+    cost_low: str
+    cost_high: str
+    unpriced: bool = False
+
+
+class BatchEstimate(BaseModel):
+    """The answer to `POST /v1/batches` with `dry_run: true`: nothing is created or called."""
+
+    object: Literal["batch.estimate"] = "batch.estimate"
+    endpoint: str
+    lines: int
+    cost_usd_low: str
+    cost_usd_high: str
+    models: dict[str, ModelEstimate]
+    note: str
 
 
 class BatchList(BaseModel):

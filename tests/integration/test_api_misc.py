@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from batchgate.api.app import create_app
@@ -25,11 +26,22 @@ MAX_FILE_BYTES = 64 * 1024
 @pytest.fixture
 def api(tmp_path: Path, clean_broker: str, database_url: str) -> Iterator[TestClient]:
     config = parse_config(
-        {"model_list": [{"model_name": "m", "litellm_params": {
-            "model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9/v1"}}]}
+        {
+            "model_list": [
+                {
+                    "model_name": "m",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o-mini",
+                        "api_base": "http://127.0.0.1:9/v1",
+                    },
+                }
+            ]
+        }
     )
     settings = Settings(
-        data_dir=tmp_path, redis_url=clean_broker, database_url=database_url,
+        data_dir=tmp_path,
+        redis_url=clean_broker,
+        database_url=database_url,
         max_file_bytes=MAX_FILE_BYTES,
     )
     with TestClient(create_app(settings, config)) as client:
@@ -55,7 +67,8 @@ def create(api: TestClient, file_id: str, **extra: Any) -> dict[str, Any]:
 def settled(api: TestClient, batch_id: str) -> dict[str, Any]:
     return wait_for(
         lambda: (b := api.get(f"/v1/batches/{batch_id}").json())["status"] != "validating" and b,
-        30, "ingest",
+        30,
+        "ingest",
     )
 
 
@@ -95,8 +108,9 @@ def test_unknown_ids_are_404_in_openai_shape(api: TestClient, method: str, path:
 
 
 def test_bad_json_body_is_400(api: TestClient) -> None:
-    resp = api.post("/v1/batches", content=b'{"input_file_id": ', headers={
-        "content-type": "application/json"})
+    resp = api.post(
+        "/v1/batches", content=b'{"input_file_id": ', headers={"content-type": "application/json"}
+    )
     assert_error(resp, 400, "invalid_request")
     assert_error(api.post("/v1/batches", json=["not", "an", "object"]), 400)
     assert_error(api.post("/v1/batches", json={"endpoint": CHAT}), 400, param="input_file_id")
@@ -134,8 +148,9 @@ def test_out_of_range_create_fields_are_400(api: TestClient, field: str, value: 
 
 def test_lone_surrogate_in_metadata_is_400_not_500(api: TestClient) -> None:
     fid = upload(api, good_file())["id"]
-    raw = ('{"input_file_id": "' + fid + '", "endpoint": "' + CHAT
-           + '", "metadata": {"k": "\\ud800"}}').encode()
+    raw = (
+        '{"input_file_id": "' + fid + '", "endpoint": "' + CHAT + '", "metadata": {"k": "\\ud800"}}'
+    ).encode()
     resp = api.post("/v1/batches", content=raw, headers={"content-type": "application/json"})
     assert_error(resp, 400)
 
@@ -172,8 +187,13 @@ def test_cancel_of_a_finished_batch_is_409(api: TestClient) -> None:
     assert running["status"] == "in_progress"
     first = api.post(f"/v1/batches/{running['id']}/cancel")
     assert first.status_code == 200 and first.json()["status"] in ("cancelling", "cancelled")
-    done = wait_for(lambda: (b := api.get(f"/v1/batches/{running['id']}").json())["status"]
-                    == "cancelled" and b, 30, "cancelled")
+    done = wait_for(
+        lambda: (
+            (b := api.get(f"/v1/batches/{running['id']}").json())["status"] == "cancelled" and b
+        ),
+        30,
+        "cancelled",
+    )
     assert done["request_counts"] == {"total": 2, "completed": 0, "failed": 2}
     # Cancelling again answers with the cancelled batch, as a retried request expects.
     again = api.post(f"/v1/batches/{running['id']}/cancel")
@@ -187,8 +207,11 @@ def test_cancel_of_a_completed_batch_is_409(api: TestClient) -> None:
 
     batch = settled(api, create(api, upload(api, good_file())["id"])["id"])
     with api.app.state.engine.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(update(BATCH).where(BATCH.c.id == batch["id"])
-                     .values(status="completed", completed_at=batch["created_at"]))
+        conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch["id"])
+            .values(status="completed", completed_at=batch["created_at"])
+        )
     resp = api.post(f"/v1/batches/{batch['id']}/cancel")
     assert_error(resp, 409, "batch_not_cancellable")
     assert "completed" in resp.json()["error"]["message"]
@@ -216,12 +239,14 @@ def test_bad_upload_form_is_400(api: TestClient, parts: dict[str, Any], param: s
 
 def test_upload_that_is_not_multipart_is_400(api: TestClient) -> None:
     assert_error(api.post("/v1/files", json={"purpose": "batch", "file": "x"}), 400)
-    assert_error(api.post("/v1/files", content=b"x", headers={
-        "content-type": "multipart/form-data"}), 400)  # no boundary
+    assert_error(
+        api.post("/v1/files", content=b"x", headers={"content-type": "multipart/form-data"}), 400
+    )  # no boundary
 
 
-def test_missing_key_is_401_when_keys_are_configured(tmp_path: Path, clean_broker: str,
-                                                     database_url: str) -> None:
+def test_missing_key_is_401_when_keys_are_configured(
+    tmp_path: Path, clean_broker: str, database_url: str
+) -> None:
     config = parse_config({"model_list": [], "general_settings": {"master_key": "sk-m-0123456789"}})
     settings = Settings(data_dir=tmp_path, redis_url=clean_broker, database_url=database_url)
     with TestClient(create_app(settings, config)) as api:
@@ -271,7 +296,8 @@ def test_files_list_retrieve_and_delete(api: TestClient) -> None:
     assert gone.status_code == 200
     assert gone.json() == {"id": b["id"], "object": "file", "deleted": True}
     assert [f["id"] for f in api.get("/v1/files").json()["data"]] == [
-        i for i in newest_first if i != b["id"]]
+        i for i in newest_first if i != b["id"]
+    ]
     assert_error(api.get(f"/v1/files/{b['id']}"), 404, "not_found")
     assert_error(api.get(f"/v1/files/{b['id']}/content"), 404, "not_found")
     assert_error(api.delete(f"/v1/files/{b['id']}"), 404, "not_found")
@@ -288,8 +314,15 @@ def test_client_filename_is_metadata_only(api: TestClient, tmp_path: Path) -> No
 
 def test_file_content_streams_the_exact_bytes(api: TestClient) -> None:
     data = good_file(1) * 1 + b"".join(
-        json.dumps({"custom_id": f"r{i}", "method": "POST", "url": CHAT, "body": {
-            "model": "m", "messages": [{"role": "user", "content": "y" * 500}]}}).encode() + b"\n"
+        json.dumps(
+            {
+                "custom_id": f"r{i}",
+                "method": "POST",
+                "url": CHAT,
+                "body": {"model": "m", "messages": [{"role": "user", "content": "y" * 500}]},
+            }
+        ).encode()
+        + b"\n"
         for i in range(100)
     )
     assert len(data) < MAX_FILE_BYTES
@@ -306,8 +339,11 @@ def test_output_files_are_listed_and_downloadable(api: TestClient) -> None:
     fid = upload(api, good_file(3))["id"]
     batch = settled(api, create(api, fid, metadata={"run": "misc"})["id"])
     api.post(f"/v1/batches/{batch['id']}/cancel")
-    done = wait_for(lambda: (b := api.get(f"/v1/batches/{batch['id']}").json())["status"]
-                    == "cancelled" and b, 30, "cancelled")
+    done = wait_for(
+        lambda: (b := api.get(f"/v1/batches/{batch['id']}").json())["status"] == "cancelled" and b,
+        30,
+        "cancelled",
+    )
     assert done["metadata"] == {"run": "misc"}
     err = api.get(f"/v1/files/{done['error_file_id']}").json()
     assert err["purpose"] == "batch_output"
@@ -335,9 +371,11 @@ def test_deleting_a_file_a_validating_batch_reads_is_409(api: TestClient) -> Non
 def test_streamed_upload_over_the_cap_is_413(api: TestClient) -> None:
     """A chunked body (no content-length) is counted as it arrives."""
     boundary = "bgboundary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"big.jsonl\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="big.jsonl"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
 
     def body() -> Iterator[bytes]:
         yield head
@@ -345,8 +383,11 @@ def test_streamed_upload_over_the_cap_is_413(api: TestClient) -> None:
             yield b"x" * 1024
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    resp = api.post("/v1/files", content=body(),
-                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    resp = api.post(
+        "/v1/files",
+        content=body(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert_error(resp, 413, "file_too_large")
     assert api.get("/v1/files").json()["data"] == []
 
@@ -356,12 +397,32 @@ def test_streamed_upload_over_the_cap_is_413(api: TestClient) -> None:
 
 def test_batch_object_has_openai_fields(api: TestClient) -> None:
     fid = upload(api, good_file(2))["id"]
-    batch = create(api, fid, metadata={"team": "eval"}, max_cost_usd="1.50",
-                   completion_window="24h")
-    for key in ("id", "object", "endpoint", "errors", "input_file_id", "completion_window",
-                "status", "output_file_id", "error_file_id", "created_at", "in_progress_at",
-                "expires_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
-                "cancelling_at", "cancelled_at", "request_counts", "metadata", "usage"):
+    batch = create(
+        api, fid, metadata={"team": "eval"}, max_cost_usd="1.50", completion_window="24h"
+    )
+    for key in (
+        "id",
+        "object",
+        "endpoint",
+        "errors",
+        "input_file_id",
+        "completion_window",
+        "status",
+        "output_file_id",
+        "error_file_id",
+        "created_at",
+        "in_progress_at",
+        "expires_at",
+        "finalizing_at",
+        "completed_at",
+        "failed_at",
+        "expired_at",
+        "cancelling_at",
+        "cancelled_at",
+        "request_counts",
+        "metadata",
+        "usage",
+    ):
         assert key in batch, key
     assert batch["object"] == "batch" and batch["metadata"] == {"team": "eval"}
     assert batch["max_cost_usd"] == "1.5"
@@ -399,3 +460,69 @@ def test_openapi_schema_documents_errors_and_multipart(api: TestClient) -> None:
     content = schema["paths"]["/v1/files/{file_id}/content"]["get"]["responses"]
     assert "application/octet-stream" in content["200"]["content"]
     assert "application/json" in content["404"]["content"]
+
+
+def test_dry_run_prices_the_file_and_creates_nothing(tmp_path, clean_broker, database_url) -> None:  # type: ignore[no-untyped-def]
+    config = parse_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "gpt",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o-mini",
+                        "api_base": "http://127.0.0.1:9/v1",
+                    },
+                }
+            ]
+        }
+    )
+    lines = [
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "gpt",
+                "messages": [{"role": "user", "content": "x" * 400}],
+                "max_tokens": 100,
+            },
+        }
+        for i in range(10)
+    ]
+    data = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    with TestClient(
+        create_app(
+            Settings(data_dir=tmp_path, redis_url=clean_broker, database_url=database_url), config
+        )
+    ) as api:
+        fid = api.post(
+            "/v1/files", files={"file": ("a.jsonl", data)}, data={"purpose": "batch"}
+        ).json()["id"]
+        resp = api.post(
+            "/v1/batches",
+            json={
+                "input_file_id": fid,
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+                "dry_run": True,
+            },
+        )
+        assert resp.status_code == 200, resp.text
+        est = resp.json()
+        assert est["object"] == "batch.estimate" and est["lines"] == 10
+        gpt = est["models"]["gpt"]
+        assert gpt["lines"] == 10 and gpt["max_output_tokens"] == 1000
+        assert 0 < float(est["cost_usd_low"]) < float(est["cost_usd_high"])
+        assert api.get("/v1/batches").json()["data"] == []
+        bad_line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}
+        bad_line["body"] = {"model": "gpt"}  # no messages
+        bad = json.dumps(bad_line).encode() + b"\n"
+        fid2 = api.post(
+            "/v1/files", files={"file": ("b.jsonl", bad)}, data={"purpose": "batch"}
+        ).json()["id"]
+        refused = api.post(
+            "/v1/batches",
+            json={"input_file_id": fid2, "endpoint": "/v1/chat/completions", "dry_run": True},
+        )
+        assert refused.status_code == 400 and "line 1" in refused.json()["error"]["message"]
+    assert redis.Redis.from_url(clean_broker).llen("openai") == 0
