@@ -67,7 +67,9 @@ def current_caller(
     caller = ring.caller(key)
     if caller is None:
         raise APIError(
-            401, "Incorrect or missing API key.", code="invalid_api_key",
+            401,
+            "Incorrect or missing API key.",
+            code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return caller

@@ -190,10 +190,21 @@ def _estimate(request: Request, file: Any, body: CreateBatch) -> dict[str, Any]:
             limits=limits_from(st.settings),
         )
     except InvalidFile as exc:
-        first = exc.errors[0]
-        raise APIError(
-            400, f"line {first.line}: {first.message}", code=first.code, param="input_file_id"
-        ) from None
+        # As a real batch would: the answer carries the file's line-numbered errors.
+        data = [
+            {"code": e.code, "message": e.message, "line": e.line, "param": None}
+            for e in exc.errors
+        ]
+        return {
+            "object": "batch.estimate",
+            "endpoint": body.endpoint,
+            "lines": 0,
+            "cost_usd_low": "0",
+            "cost_usd_high": "0",
+            "models": {},
+            "note": "the file is not valid: nothing was priced",
+            "errors": {"object": "list", "data": data},
+        }
 
 
 @router.get("/v1/batches/{batch_id}", response_model=BatchObject, responses=errors(401, 404))

@@ -13,8 +13,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 class APIError(Exception):
     def __init__(
-        self, status: int, message: str, *, type: str = "invalid_request_error",
-        code: str | None = None, param: str | None = None, headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.type = status, message, type
@@ -55,7 +61,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
         return ErrorJSON(
-            error_body(exc.message, exc.type, exc.code, exc.param), status_code=exc.status,
+            error_body(exc.message, exc.type, exc.code, exc.param),
+            status_code=exc.status,
             headers=exc.headers,
         )
 
@@ -64,16 +71,23 @@ def install(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
         return ErrorJSON(
-            error_body(f"{param}: {first.get('msg')}" if param else str(first.get("msg")),
-                       "invalid_request_error", "invalid_request", param or None),
+            error_body(
+                f"{param}: {first.get('msg')}" if param else str(first.get("msg")),
+                "invalid_request_error",
+                "invalid_request",
+                param or None,
+            ),
             status_code=400,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return ErrorJSON(error_body(str(exc.detail), kind), status_code=exc.status_code,
-                         headers=getattr(exc, "headers", None))
+        return ErrorJSON(
+            error_body(str(exc.detail), kind),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -79,9 +79,7 @@ def _filename(raw: str | None) -> str:
     responses=errors(400, 401, 413),
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
-async def create_file(
-    request: Request, caller: Caller = Depends(current_caller)
-) -> dict[str, Any]:
+async def create_file(request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
     """Upload a JSONL file (multipart `file`, `purpose=batch`). It is stored as is; its lines
     are validated when a batch is created from it."""
     settings = request.app.state.settings
@@ -97,8 +95,11 @@ async def create_file(
     try:
         unknown = sorted({key for key in form if key not in ("file", "purpose")})
         if unknown:
-            raise APIError(400, f"Unknown field {unknown[0][:40]!r}; expected 'file' and "
-                           "'purpose'.", param=unknown[0][:40])
+            raise APIError(
+                400,
+                f"Unknown field {unknown[0][:40]!r}; expected 'file' and 'purpose'.",
+                param=unknown[0][:40],
+            )
         purpose = form.get("purpose")
         upload = form.get("file")
         if not isinstance(purpose, str) or purpose not in PURPOSES:
@@ -122,9 +123,15 @@ async def create_file(
             raise APIError(400, "The file is empty.", code="empty_file", param="file")
         now = int(time.time())
         row = {
-            "id": file_id, "tenant": caller.tenant, "purpose": purpose,
-            "filename": _filename(upload.filename), "bytes": size, "sha256": sha,
-            "created_at": now, "expires_at": now + FILE_RETENTION, "path": rel,
+            "id": file_id,
+            "tenant": caller.tenant,
+            "purpose": purpose,
+            "filename": _filename(upload.filename),
+            "bytes": size,
+            "sha256": sha,
+            "created_at": now,
+            "expires_at": now + FILE_RETENTION,
+            "path": rel,
             "status": "processed",
         }
         with request.app.state.engine.begin() as conn:
@@ -153,11 +160,15 @@ def list_files(
     if after:
         cur = _get(request, caller, after)
         if newest_first:
-            past = or_(FILE.c.created_at < cur.created_at,
-                       and_(FILE.c.created_at == cur.created_at, FILE.c.id < cur.id))
+            past = or_(
+                FILE.c.created_at < cur.created_at,
+                and_(FILE.c.created_at == cur.created_at, FILE.c.id < cur.id),
+            )
         else:
-            past = or_(FILE.c.created_at > cur.created_at,
-                       and_(FILE.c.created_at == cur.created_at, FILE.c.id > cur.id))
+            past = or_(
+                FILE.c.created_at > cur.created_at,
+                and_(FILE.c.created_at == cur.created_at, FILE.c.id > cur.id),
+            )
         query = query.where(past)
     keys = (FILE.c.created_at, FILE.c.id)
     query = query.order_by(*(k.desc() if newest_first else k.asc() for k in keys))
@@ -186,8 +197,9 @@ def get_file(
     responses={
         200: {
             "description": "The file's bytes, as uploaded or as written (JSONL).",
-            "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                "format": "binary"}}},
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
         },
         **json_errors(401, 404),
     },
@@ -209,9 +221,7 @@ def file_content(
     return FileContent(stream(), headers={"content-length": str(row.bytes)})
 
 
-@router.delete(
-    "/v1/files/{file_id}", response_model=FileDeleted, responses=errors(401, 404, 409)
-)
+@router.delete("/v1/files/{file_id}", response_model=FileDeleted, responses=errors(401, 404, 409))
 def delete_file(
     file_id: str, request: Request, caller: Caller = Depends(current_caller)
 ) -> dict[str, Any]:
@@ -221,7 +231,8 @@ def delete_file(
         if conn.execute(select(reading)).scalar():
             # Ingest is reading it: deleting now would leave that batch with no file to read.
             raise APIError(
-                409, "The file is being read by a batch that is validating; retry later.",
+                409,
+                "The file is being read by a batch that is validating; retry later.",
                 code="file_in_use",
             )
         conn.execute(FILE.delete().where(FILE.c.id == row.id))

@@ -187,6 +187,7 @@ class BatchEstimate(BaseModel):
     cost_usd_high: str
     models: dict[str, ModelEstimate]
     note: str
+    errors: BatchErrors | None = None
 
 
 class BatchList(BaseModel):

@@ -524,5 +524,6 @@ def test_dry_run_prices_the_file_and_creates_nothing(tmp_path, clean_broker, dat
             "/v1/batches",
             json={"input_file_id": fid2, "endpoint": "/v1/chat/completions", "dry_run": True},
         )
-        assert refused.status_code == 400 and "line 1" in refused.json()["error"]["message"]
+        assert refused.status_code == 200 and refused.json()["lines"] == 0
+        assert refused.json()["errors"]["data"][0]["line"] == 1
     assert redis.Redis.from_url(clean_broker).llen("openai") == 0
