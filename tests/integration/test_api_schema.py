@@ -109,6 +109,9 @@ def test_every_operation_conforms_to_the_served_schema(app: Any, mode: Generatio
             max_examples=25,
             deadline=None,
             database=None,
+            # The same examples on every run: CI must not turn red by the luck of the draw.
+            # Drop derandomize and raise max_examples locally to explore further.
+            derandomize=True,
             suppress_health_check=list(HealthCheck),
         )
         def run(case: Any) -> None:
