@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -24,6 +25,25 @@ def file_object(row: Any) -> dict[str, Any]:
         "status": row.status,
         "status_details": None,
     }
+
+
+_LIVE_CACHE: dict[str, tuple[float, float, dict[str, Any]]] = {}
+_LIVE_CACHE_MAX = 1024
+
+
+def _live_cached(conn: Connection, batch_id: str) -> dict[str, Any]:
+    """Progress of a running batch, recomputed at most every max(1 s, 3 × its cost): its
+    aggregates walk the batch's rows, and clients poll; a huge batch must not cost a CPU."""
+    now = time.monotonic()
+    hit = _LIVE_CACHE.get(batch_id)
+    if hit is not None and now - hit[0] < hit[1]:
+        return hit[2]
+    value = _live(conn, batch_id)
+    took = time.monotonic() - now
+    if len(_LIVE_CACHE) >= _LIVE_CACHE_MAX:
+        _LIVE_CACHE.clear()
+    _LIVE_CACHE[batch_id] = (now, max(1.0, 3 * took), value)
+    return value
 
 
 def _live(conn: Connection, batch_id: str) -> dict[str, Any]:
@@ -55,7 +75,7 @@ def _live(conn: Connection, batch_id: str) -> dict[str, Any]:
 def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
     summary = json.loads(row.summary_json) if row.summary_json else None
     if summary is None:
-        live = _live(conn, row.id)
+        live = _live_cached(conn, row.id)
         counts = live["counts"]
         done = counts.get("succeeded", 0)
         failed = sum(counts.get(s, 0) for s in ("failed", "cancelled", "expired"))

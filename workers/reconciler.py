@@ -51,6 +51,7 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                 queue_length,
                 stale_enqueue_seconds=settings.stale_enqueue_seconds,
                 reingest=reingest,
+                vendors=config.vendors,
             )
             if any(vars(report).values()):
                 log.info("reconciler: %s", report)

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
-from batchgate.store.items import ATTEMPT, BATCH, ITEM, pending_count
+from batchgate.store.items import ATTEMPT, BATCH, ITEM, has_pending
 from batchgate.store.models import File
 
 FILE = File.__table__  # type: ignore[attr-defined]
@@ -24,7 +24,7 @@ FILE = File.__table__  # type: ignore[attr-defined]
 
 def try_finalize(engine: Engine, files: FileStore, batch_id: str, *, force: bool = False) -> bool:
     """Finalize the batch if all its items are terminal. Returns True if this call did it."""
-    if pending_count(engine, batch_id) > 0:
+    if has_pending(engine, batch_id):
         return False
     now = int(time.time())
     with engine.begin() as conn:

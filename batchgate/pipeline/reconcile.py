@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, insert, or_, select, update
@@ -72,24 +72,31 @@ def due_items(
 ) -> dict[tuple[str, str], list[int]]:
     """Queued items of running batches that need a message: never enqueued (or deferred and now
     due), or enqueued long ago on a vendor queue that is now empty (the message was lost)."""
-    never = and_(ITEM.c.enqueued_at.is_(None))
-    lost = and_(ITEM.c.enqueued_at < stale_before, ITEM.c.vendor.in_(sorted(idle_vendors)))
     running = select(BATCH.c.id).where(BATCH.c.status == "in_progress", BATCH.c.expires_at > now)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(ITEM.c.id, ITEM.c.batch_id, ITEM.c.vendor)
-            .where(
-                ITEM.c.state == "queued",
-                or_(ITEM.c.not_before.is_(None), ITEM.c.not_before <= now),
-                or_(never, lost) if idle_vendors else never,
-                ITEM.c.batch_id.in_(running),
-            )
-            .order_by(ITEM.c.batch_id, ITEM.c.idx)
-            .limit(ENQUEUE_LIMIT)
-        ).all()
+    # Two index range scans on (state, enqueued_at) rather than one OR that walks every queued
+    # row: a large backlog is queued and enqueued, and must cost nothing here.
+    wanted = [ITEM.c.enqueued_at.is_(None)]
+    if idle_vendors:
+        wanted.append(
+            and_(ITEM.c.enqueued_at < stale_before, ITEM.c.vendor.in_(sorted(idle_vendors)))
+        )
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for item_id, batch_id, vendor in rows:
-        groups[(batch_id, vendor)].append(item_id)
+    with engine.connect() as conn:
+        for condition in wanted:
+            rows = conn.execute(
+                select(ITEM.c.id, ITEM.c.batch_id, ITEM.c.vendor)
+                .where(
+                    ITEM.c.state == "queued",
+                    condition,
+                    or_(ITEM.c.not_before.is_(None), ITEM.c.not_before <= now),
+                    ITEM.c.batch_id.in_(running),
+                )
+                .limit(ENQUEUE_LIMIT)
+            ).all()
+            for item_id, batch_id, vendor in rows:
+                groups[(batch_id, vendor)].append(item_id)
+    for ids in groups.values():
+        ids.sort()  # ids follow input order within a batch
     return groups
 
 
@@ -101,6 +108,7 @@ def reconcile_once(
     *,
     stale_enqueue_seconds: float,
     reingest: Callable[[str], object] | None = None,
+    vendors: Iterable[str] = (),
     stale_ingest_seconds: float = 600.0,
     now: float | None = None,
 ) -> ReconcileReport:
@@ -108,10 +116,13 @@ def reconcile_once(
     report = ReconcileReport()
     report.released = release_expired_leases(engine, now)
 
-    with engine.connect() as conn:
-        vendors = set(
-            conn.execute(select(ITEM.c.vendor).where(ITEM.c.state == "queued").distinct()).scalars()
-        )
+    if not vendors:
+        with engine.connect() as conn:
+            vendors = set(
+                conn.execute(
+                    select(ITEM.c.vendor).where(ITEM.c.state == "queued").distinct()
+                ).scalars()
+            )
     idle = {v for v in vendors if queue_length(v) == 0}
     for (batch_id, vendor), ids in due_items(
         engine, now, now - stale_enqueue_seconds, idle

@@ -66,7 +66,8 @@ class Item(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("batch_id", "idx", name="uq_item_batch_idx"),
         UniqueConstraint("batch_id", "custom_id", name="uq_item_batch_custom_id"),
-        Index("ix_item_state_vendor", "state", "vendor"),
+        # The reconciler looks for queued items by when (or whether) they were enqueued.
+        Index("ix_item_state_enqueued", "state", "enqueued_at"),
         Index("ix_item_batch_state", "batch_id", "state"),
     )
 
