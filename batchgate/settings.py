@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     reconcile_interval: float = 5.0
     stale_enqueue_seconds: float = 30.0
     inline_backoff_max: float = 30.0
+    # How long a task keeps claiming more of its batch's items as its own finish.
+    refill_seconds: float = 60.0
     slot_ttl_margin: float = 10.0
     max_response_bytes: int = 16 * 1024 * 1024
 

@@ -29,7 +29,7 @@ def _enqueue(batch_id: str, vendor: str, ids: list[int]) -> None:
 @app.task(name=TASK_RUN_CHUNK, ignore_result=True, acks_late=True)
 def run_chunk(batch_id: str, vendor: str, item_ids: list[int]) -> dict[str, int]:
     rt = get_runtime()
-    report = rt.run(ChunkRun(rt, vendor, _enqueue).run(list(item_ids)))
+    report = rt.run(ChunkRun(rt, vendor, _enqueue).run(batch_id, list(item_ids)))
     files = FileStore(rt.settings.files_dir)
     for bid in report.batches:
         try_finalize(rt.engine, files, bid)

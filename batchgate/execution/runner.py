@@ -28,7 +28,14 @@ from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
 from batchgate.routing.policy import choose_deployment, decide, next_aliases
-from batchgate.store.items import AttemptRow, ClaimedItem, ItemUpdate, claim, renew
+from batchgate.store.items import (
+    AttemptRow,
+    ClaimedItem,
+    ItemUpdate,
+    claim,
+    claim_next,
+    renew,
+)
 from batchgate.store.models import TERMINAL_ITEM_STATES
 
 log = logging.getLogger(__name__)
@@ -78,7 +85,7 @@ class ChunkRun:
         self.report = ChunkReport()
         self.in_flight: set[int] = set()
 
-    async def run(self, ids: list[int]) -> ChunkReport:
+    async def run(self, batch_id: str, ids: list[int]) -> ChunkReport:
         rt = self.rt
         items = await rt.db(
             claim, rt.engine, ids, self.owner, time.time(), rt.settings.lease_seconds
@@ -86,18 +93,49 @@ class ChunkRun:
         self.report.claimed = len(items)
         if not items:
             return self.report
-        self.in_flight = {i.id for i in items}
+        self.report.batches = {i.batch_id for i in items}
         self.recorder.start()
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
-            await asyncio.gather(*(self._run_item(item) for item in items))
+            await self._run_all(batch_id, items)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await self.recorder.close()
-        self.report.batches = {i.batch_id for i in items}
         return self.report
+
+    async def _run_all(self, batch_id: str, items: list[ClaimedItem]) -> None:
+        """Run the chunk, and while the batch has queued items of this vendor, claim more as
+        items finish: a chunk's slow tail (an item backing off after a 429) must not leave the
+        vendor's slots idle. Refilling stops after `refill_seconds`, so the task ends and its
+        message is acknowledged; the items' own messages then find them done (no-ops)."""
+        rt = self.rt
+        size = max(len(items), rt.config.limits(self.vendor).effective_chunk_size())
+        deadline = time.monotonic() + rt.settings.refill_seconds
+        running = {asyncio.ensure_future(self._run_item(i)) for i in self._track(items)}
+        exhausted = False
+        while running:
+            _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            if exhausted or len(running) > size // 2 or time.monotonic() > deadline:
+                continue
+            more = await rt.db(
+                claim_next,
+                rt.engine,
+                batch_id,
+                self.vendor,
+                size - len(running),
+                self.owner,
+                time.time(),
+                rt.settings.lease_seconds,
+            )
+            exhausted = not more
+            self.report.claimed += len(more)
+            running |= {asyncio.ensure_future(self._run_item(i)) for i in self._track(more)}
+
+    def _track(self, items: list[ClaimedItem]) -> list[ClaimedItem]:
+        self.in_flight.update(i.id for i in items)
+        return items
 
     async def _heartbeat(self) -> None:
         lease = self.rt.settings.lease_seconds

@@ -110,11 +110,36 @@ def claim(
     a redelivered message for a finished or leased item is a no-op."""
     if not ids:
         return []
+    return _claim(engine, ITEM.c.id.in_(list(ids)), owner, now, lease)
+
+
+def claim_next(
+    engine: Engine, batch_id: str, vendor: str, n: int, owner: str, now: float, lease: float
+) -> list[ClaimedItem]:
+    """Lease up to `n` more queued, due items of one batch and vendor, in input order: how a
+    running task keeps the vendor busy instead of idling on its chunk's slowest items."""
+    if n <= 0:
+        return []
+    next_ids = (
+        select(ITEM.c.id)
+        .where(
+            ITEM.c.batch_id == batch_id,
+            ITEM.c.vendor == vendor,
+            ITEM.c.state == "queued",
+            (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= now),
+        )
+        .order_by(ITEM.c.idx)
+        .limit(n)
+    )
+    return _claim(engine, ITEM.c.id.in_(next_ids), owner, now, lease)
+
+
+def _claim(engine: Engine, which: Any, owner: str, now: float, lease: float) -> list[ClaimedItem]:
     running_batches = select(BATCH.c.id).where(BATCH.c.status == "in_progress")
     stmt = (
         update(ITEM)
         .where(
-            ITEM.c.id.in_(list(ids)),
+            which,
             ITEM.c.state == "queued",
             (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= now),
             ITEM.c.batch_id.in_(running_batches),

@@ -69,6 +69,8 @@ class Item(SQLModel, table=True):
         # The reconciler looks for queued items by when (or whether) they were enqueued.
         Index("ix_item_state_enqueued", "state", "enqueued_at"),
         Index("ix_item_batch_state", "batch_id", "state"),
+        # A running task refills from its batch's queued items of its vendor, in input order.
+        Index("ix_item_refill", "batch_id", "vendor", "state", "idx"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
