@@ -30,9 +30,22 @@ class Profiler:
         for role, pid in targets:
             out = self.outdir / f"{self.label}-{role}-{pid}.txt"
             proc = subprocess.Popen(
-                [exe, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw",
-                 "--nonblocking", "--output", str(out)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    str(self.rate),
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
             self.procs.append((proc, out))
 

@@ -6,6 +6,7 @@ Everything started here is stopped here, by pid (process groups we created), nev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -45,7 +46,11 @@ def chat_line(i: int, model: str, prefix: str = "item") -> dict[str, Any]:
             "model": model,
             "messages": [
                 {"role": "system", "content": "You are a concise assistant."},
-                {"role": "user", "content": f"Classify the sentiment of review #{i}: 'The battery lasts two days.'"},
+                {
+                    "role": "user",
+                    "content": f"Classify the sentiment of review #{i}: "
+                    "'The battery lasts two days.'",
+                },
             ],
             "max_tokens": 16,
             "temperature": 0.0,
@@ -106,8 +111,20 @@ class SimulatorProcess:
         cfg.write_text(yaml.safe_dump(self._behaviour))
         log = open(self.workdir / "simulator.log", "ab")  # noqa: SIM115 (owned by the child)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batchgate", "simulate", "--port", str(self.port), "--config", str(cfg)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "batchgate",
+                "simulate",
+                "--port",
+                str(self.port),
+                "--config",
+                str(cfg),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -183,7 +200,9 @@ class ProcStat:
 class Sampler:
     """Samples RSS and CPU time of named root pids and all their descendants, every `interval`."""
 
-    def __init__(self, roots: Callable[[], Iterable[tuple[str, int]]], interval: float = 0.2) -> None:
+    def __init__(
+        self, roots: Callable[[], Iterable[tuple[str, int]]], interval: float = 0.2
+    ) -> None:
         self._roots = roots
         self.interval = interval
         self.stats: dict[int, ProcStat] = {}
@@ -282,11 +301,17 @@ class System:
         self.root.mkdir(parents=True, exist_ok=True)
         config_path = self.root / "config.yaml"
         config_path.write_text(yaml.safe_dump(self.config))
-        settings = Settings(data_dir=self.root / "data", redis_url=None, database_url=None, config=config_path)
+        settings = Settings(
+            data_dir=self.root / "data", redis_url=None, database_url=None, config=config_path
+        )
         self.port = free_port()
         self.sup = Supervisor(
-            settings, load_config(config_path), config_path, port=self.port,
-            log_dir=self.root / "logs", extra_env=self.env,
+            settings,
+            load_config(config_path),
+            config_path,
+            port=self.port,
+            log_dir=self.root / "logs",
+            extra_env=self.env,
         )
         self.sup.start()
         # As `batchgate up` does in its foreground loop: restart children that die.
@@ -321,10 +346,8 @@ class System:
         for name, pid in self.roots():
             if name == role:
                 out.append(pid)
-                try:
+                with contextlib.suppress(psutil.Error):
                     out += [c.pid for c in psutil.Process(pid).children(recursive=True)]
-                except psutil.Error:
-                    pass
         return out
 
     def restarts(self) -> dict[str, int]:
@@ -344,7 +367,10 @@ class System:
 
 
 def sim_config(
-    base_url: str, models: dict[str, str], vendors: dict[str, dict[str, Any]] | None = None, **router: Any
+    base_url: str,
+    models: dict[str, str],
+    vendors: dict[str, dict[str, Any]] | None = None,
+    **router: Any,
 ) -> dict[str, Any]:
     """A config whose aliases map to '<vendor>/<model>' served by the simulator (as the e2e
     harness builds it), with optional `batchgate_settings.vendors`."""
@@ -353,9 +379,19 @@ def sim_config(
         vendor = target.split("/", 1)[0]
         api_base = f"{base_url}/v1" if vendor == "openai" else base_url
         model_list.append(
-            {"model_name": alias, "litellm_params": {"model": target, "api_base": api_base, "api_key": "sk-bench-key"}}
+            {
+                "model_name": alias,
+                "litellm_params": {
+                    "model": target,
+                    "api_base": api_base,
+                    "api_key": "sk-bench-key",
+                },
+            }
         )
-    cfg: dict[str, Any] = {"model_list": model_list, "router_settings": {"num_retries": 2, **router}}
+    cfg: dict[str, Any] = {
+        "model_list": model_list,
+        "router_settings": {"num_retries": 2, **router},
+    }
     if vendors:
         cfg["batchgate_settings"] = {"vendors": vendors}
     return cfg
@@ -405,8 +441,15 @@ class BatchRun:
 
 
 def run_batch(
-    system: System, path: Path, out: Path, *, timeout: float, poll: float = 0.1,
-    on_in_progress: Callable[[], None] | None = None, run_cap: float = 0.0, **extra: Any,
+    system: System,
+    path: Path,
+    out: Path,
+    *,
+    timeout: float,
+    poll: float = 0.1,
+    on_in_progress: Callable[[], None] | None = None,
+    run_cap: float = 0.0,
+    **extra: Any,
 ) -> BatchRun:
     """Upload → create → (validating → in_progress) → terminal → download, timing each phase."""
     size = path.stat().st_size
@@ -426,7 +469,9 @@ def run_batch(
                 except (APIError, httpx.HTTPError) as exc:
                     if isinstance(exc, APIError) and exc.status < 500:
                         raise
-                    run.api_errors.append(f"{time.perf_counter() - run.t_created:.1f}s after create: {exc}"[:200])
+                    run.api_errors.append(
+                        f"{time.perf_counter() - run.t_created:.1f}s after create: {exc}"[:200]
+                    )
                     time.sleep(1.0)
             return c.batch(batch_id)
 
@@ -447,7 +492,9 @@ def run_batch(
         cancelled = False
         while b["status"] not in TERMINAL:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"batch {b['id']} not done after {timeout}s: {b.get('request_counts')}")
+                raise TimeoutError(
+                    f"batch {b['id']} not done after {timeout}s: {b.get('request_counts')}"
+                )
             if run_cap and not cancelled and time.perf_counter() - run.t_in_progress > run_cap:
                 run.t_cancel = time.perf_counter()
                 c.cancel(b["id"])
@@ -455,7 +502,9 @@ def run_batch(
             time.sleep(poll)
             b = poll_batch(b["id"])
             counts = b.get("request_counts") or {}
-            run.progress.append((time.perf_counter(), counts.get("completed", 0) + counts.get("failed", 0)))
+            run.progress.append(
+                (time.perf_counter(), counts.get("completed", 0) + counts.get("failed", 0))
+            )
         run.t_done = time.perf_counter()
         run.batch = b
         if b.get("output_file_id"):
@@ -478,6 +527,6 @@ def error_codes(path: Path | None, limit: int = 5) -> dict[str, int]:
         return {}
     with open(path) as fp:
         for line in fp:
-            err = (json.loads(line).get("error") or {})
+            err = json.loads(line).get("error") or {}
             counts[f"{err.get('code')}: {str(err.get('message', ''))[:60]}"] += 1
     return dict(counts.most_common(limit))

@@ -51,9 +51,9 @@ from benchmarks._profile import Profiler, summarise  # noqa: E402
 from benchmarks._system import (  # noqa: E402
     BatchRun,
     Sampler,
-    error_codes,
     SimulatorProcess,
     System,
+    error_codes,
     ledger_metrics,
     run_batch,
     sim_config,
@@ -88,10 +88,15 @@ class Context:
     def quick(self) -> bool:
         return bool(self.args.quick)
 
-    def row(self, scenario: str, metric: str, value: str, target: str = "", verdict: str = "info") -> None:
+    def row(
+        self, scenario: str, metric: str, value: str, target: str = "", verdict: str = "info"
+    ) -> None:
         self.rows.append(Row(scenario, metric, value, target, verdict))
         mark = {"pass": "  ok  ", "MISS": " MISS ", "info": "      "}.get(verdict, verdict)
-        print(f"  [{mark}] {metric}: {value}" + (f"   (target {target})" if target else ""), flush=True)
+        print(
+            f"  [{mark}] {metric}: {value}" + (f"   (target {target})" if target else ""),
+            flush=True,
+        )
 
 
 def verdict(ok: bool) -> str:
@@ -105,16 +110,37 @@ def log(msg: str) -> None:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def run_peer(ctx: Context, module: str, path: Path, concurrency: int, max_seconds: float = 0) -> dict[str, Any]:
+def run_peer(
+    ctx: Context, module: str, path: Path, concurrency: int, max_seconds: float = 0
+) -> dict[str, Any]:
     out = ctx.work / f"peer-{module}.jsonl"
-    cmd = [sys.executable, "-m", f"benchmarks.peers.{module}", "--url", ctx.sim.base_url,
-           "--input", str(path), "--output", str(out), "--concurrency", str(concurrency)]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"benchmarks.peers.{module}",
+        "--url",
+        ctx.sim.base_url,
+        "--input",
+        str(path),
+        "--output",
+        str(out),
+        "--concurrency",
+        str(concurrency),
+    ]
     if max_seconds:
         cmd += ["--max-seconds", str(max_seconds)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    sampler = Sampler(lambda: [("peer", proc.pid), ("simulator", ctx.sim.proc.pid), ("driver", os.getpid())],
-                      interval=0.1).start()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    sampler = Sampler(
+        lambda: [("peer", proc.pid), ("simulator", ctx.sim.proc.pid), ("driver", os.getpid())],
+        interval=0.1,
+    ).start()
     stdout, stderr = proc.communicate()
     sampler.stop()
     peak = sampler.by_role().get("peer", {}).get("peak_rss_mb", 0.0) * 2**20
@@ -127,16 +153,28 @@ def run_peer(ctx: Context, module: str, path: Path, concurrency: int, max_second
     return result
 
 
-def start_system(ctx: Context, name: str, config: dict[str, Any], env: dict[str, str] | None = None) -> System:
+def start_system(
+    ctx: Context, name: str, config: dict[str, Any], env: dict[str, str] | None = None
+) -> System:
     t = time.perf_counter()
     system = System(ctx.work / name, config, env=env or {}).start()
-    log(f"  system up in {time.perf_counter() - t:.1f}s (API :{system.port}, vendors {system.sup.config.vendors})")
+    log(
+        f"  system up in {time.perf_counter() - t:.1f}s "
+        f"(API :{system.port}, vendors {system.sup.config.vendors})"
+    )
     return system
 
 
 def batch_with_sampling(
-    ctx: Context, system: System, label: str, path: Path, *, timeout: float, poll: float = 0.25,
-    run_cap: float = 0.0, **extra: Any,
+    ctx: Context,
+    system: System,
+    label: str,
+    path: Path,
+    *,
+    timeout: float,
+    poll: float = 0.25,
+    run_cap: float = 0.0,
+    **extra: Any,
 ) -> tuple[BatchRun, Sampler]:
     """Run one batch while sampling RSS/CPU of every batchgate process and the simulator;
     with --profile, py-spy records the workers and the API while the batch is in progress."""
@@ -156,8 +194,16 @@ def batch_with_sampling(
             profiler.start(targets)
 
     try:
-        run = run_batch(system, path, ctx.work / f"{label}-out.jsonl", timeout=timeout, poll=poll,
-                        on_in_progress=on_in_progress, run_cap=run_cap, **extra)
+        run = run_batch(
+            system,
+            path,
+            ctx.work / f"{label}-out.jsonl",
+            timeout=timeout,
+            poll=poll,
+            on_in_progress=on_in_progress,
+            run_cap=run_cap,
+            **extra,
+        )
     finally:
         sampler.stop()
         if profiler is not None:
@@ -167,8 +213,13 @@ def batch_with_sampling(
         log(f"  WARNING: children restarted during the run: {system.restarts()}")
     if run.api_errors:
         scenario = label.split("-")[0]
-        ctx.row(scenario, f"{label}: failed polls of GET /v1/batches/{{id}} (retried)",
-                f"{len(run.api_errors)}; first: {run.api_errors[0]}", "0", "MISS")
+        ctx.row(
+            scenario,
+            f"{label}: failed polls of GET /v1/batches/{{id}} (retried)",
+            f"{len(run.api_errors)}; first: {run.api_errors[0]}",
+            "0",
+            "MISS",
+        )
     return run, sampler
 
 
@@ -176,25 +227,40 @@ def check_complete(ctx: Context, scenario: str, run: BatchRun, expect_failed_max
     b = run.batch
     counts = b.get("request_counts", {})
     if b.get("status") != "completed" or counts.get("total") != run.lines:
-        ctx.row(scenario, "batch status", f"{b.get('status')} {counts}", "completed, all lines", "MISS")
+        ctx.row(
+            scenario, "batch status", f"{b.get('status')} {counts}", "completed, all lines", "MISS"
+        )
     elif counts.get("failed", 0) > expect_failed_max:
-        ctx.row(scenario, "failed lines", f"{counts['failed']} of {run.lines}", f"≤ {expect_failed_max}", "MISS")
+        ctx.row(
+            scenario,
+            "failed lines",
+            f"{counts['failed']} of {run.lines}",
+            f"≤ {expect_failed_max}",
+            "MISS",
+        )
     if counts.get("failed"):
         ctx.row(scenario, "errors in the error file", json.dumps(error_codes(run.errors)))
 
 
 def cpu_line(sampler: Sampler) -> str:
     roles = sampler.by_role()
-    parts = [f"{k} {v['cpu_s']:.1f}" for k, v in sorted(roles.items(), key=lambda kv: -kv[1]["cpu_s"])]
+    parts = [
+        f"{k} {v['cpu_s']:.1f}" for k, v in sorted(roles.items(), key=lambda kv: -kv[1]["cpu_s"])
+    ]
     wall = sampler.t1 - sampler.t0
-    return (f"CPU s over {wall:.1f}s wall: " + ", ".join(parts)
-            + f"; other processes on the machine {sampler.foreign_cpu_s():.1f}"
-            + f" (load {sampler.load0:.1f}→{sampler.load1:.1f})")
+    return (
+        f"CPU s over {wall:.1f}s wall: "
+        + ", ".join(parts)
+        + f"; other processes on the machine {sampler.foreign_cpu_s():.1f}"
+        + f" (load {sampler.load0:.1f}→{sampler.load1:.1f})"
+    )
 
 
 def phases(run: BatchRun) -> str:
-    return (f"upload {run.upload_s:.2f}s, validate+ingest {run.validate_s:.2f}s, run {run.run_s:.2f}s, "
-            f"download {run.download_s:.2f}s")
+    return (
+        f"upload {run.upload_s:.2f}s, validate+ingest {run.validate_s:.2f}s, run {run.run_s:.2f}s, "
+        f"download {run.download_s:.2f}s"
+    )
 
 
 def count_lines(path: Path) -> int:
@@ -222,8 +288,13 @@ def overhead(ctx: Context) -> None:
     ctx.sim.configure({"default": {"latency_ms": 0}})
     path = ctx.work / "overhead.jsonl"
     write_batch(path, n)
-    system = start_system(ctx, "overhead", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"},
-                                                     {"openai": {"max_concurrency": c}}))
+    system = start_system(
+        ctx,
+        "overhead",
+        sim_config(
+            ctx.sim.base_url, {MODEL: f"openai/{MODEL}"}, {"openai": {"max_concurrency": c}}
+        ),
+    )
     try:
         bare = []
         ctx.sim.configure({"default": {"latency_ms": 0}})
@@ -240,15 +311,36 @@ def overhead(ctx: Context) -> None:
     e2e = n / run.total_s
     run_rate = n / run.run_s
     ratio = e2e / bare_rate
-    ctx.details["overhead"] = {"lines": n, "concurrency": c, "bare": bare, "e2e_s": run.total_s,
-                               "phases": phases(run), "sim_calls": stats["total"]["calls"],
-                               "roles": sampler.by_role()}
-    ctx.row("overhead", f"bare aiohttp loop, C={c}, {n:,} lines",
-            "%s lines/s (runs: %s)" % (f"{bare_rate:,.0f}", ", ".join(
-                f"{b['lines_per_s']:,.0f} with {b['foreign_cpu_s']:.1f} CPU s elsewhere" for b in bare)))
-    ctx.row("overhead", "batchgate end to end (upload → download)", f"{e2e:,.0f} lines/s; {phases(run)}")
-    ctx.row("overhead", "batchgate run phase only (in_progress → completed)", f"{run_rate:,.0f} lines/s")
-    ctx.row("overhead", "ratio batchgate e2e / bare loop", f"{ratio:.2f}×", "≥ 0.5×", verdict(ratio >= 0.5))
+    ctx.details["overhead"] = {
+        "lines": n,
+        "concurrency": c,
+        "bare": bare,
+        "e2e_s": run.total_s,
+        "phases": phases(run),
+        "sim_calls": stats["total"]["calls"],
+        "roles": sampler.by_role(),
+    }
+    runs = ", ".join(
+        f"{b['lines_per_s']:,.0f} with {b['foreign_cpu_s']:.1f} CPU s elsewhere" for b in bare
+    )
+    ctx.row(
+        "overhead",
+        f"bare aiohttp loop, C={c}, {n:,} lines",
+        f"{bare_rate:,.0f} lines/s (runs: {runs})",
+    )
+    ctx.row(
+        "overhead", "batchgate end to end (upload → download)", f"{e2e:,.0f} lines/s; {phases(run)}"
+    )
+    ctx.row(
+        "overhead", "batchgate run phase only (in_progress → completed)", f"{run_rate:,.0f} lines/s"
+    )
+    ctx.row(
+        "overhead",
+        "ratio batchgate e2e / bare loop",
+        f"{ratio:.2f}×",
+        "≥ 0.5×",
+        verdict(ratio >= 0.5),
+    )
     ctx.row("overhead", "vendor calls", f"{stats['total']['calls']:,} for {n:,} lines")
     ctx.row("overhead", "CPU during the batch", cpu_line(sampler))
 
@@ -263,8 +355,13 @@ def efficiency(ctx: Context) -> None:
         ctx.sim.configure(behaviour)
         path = ctx.work / f"eff-{c}.jsonl"
         write_batch(path, n)
-        system = start_system(ctx, f"eff-{c}", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"},
-                                                         {"openai": {"max_concurrency": c}}))
+        system = start_system(
+            ctx,
+            f"eff-{c}",
+            sim_config(
+                ctx.sim.base_url, {MODEL: f"openai/{MODEL}"}, {"openai": {"max_concurrency": c}}
+            ),
+        )
         try:
             ctx.sim.configure(behaviour)
             run, sampler = batch_with_sampling(ctx, system, f"efficiency-C{c}", path, timeout=600)
@@ -275,22 +372,43 @@ def efficiency(ctx: Context) -> None:
         check_complete(ctx, "efficiency", run)
         rate = n / run.run_s
         ratio = rate / ideal
-        ctx.details[f"efficiency_C{c}"] = {"lines": n, "ideal": ideal, "run_s": run.run_s, "ledger": led,
-                                           "peak_in_flight": stats["total"]["peak_in_flight"],
-                                           "phases": phases(run), "roles": sampler.by_role()}
+        ctx.details[f"efficiency_C{c}"] = {
+            "lines": n,
+            "ideal": ideal,
+            "run_s": run.run_s,
+            "ledger": led,
+            "peak_in_flight": stats["total"]["peak_in_flight"],
+            "phases": phases(run),
+            "roles": sampler.by_role(),
+        }
         target = "≥ 0.95" if c == 64 else ""
-        ctx.row("efficiency", f"C={c}: run phase lines/s vs C/L={ideal:,.0f}",
-                f"{rate:,.0f} lines/s = {ratio:.2f}", target, verdict(ratio >= 0.95) if c == 64 else "info")
-        ctx.row("efficiency", f"C={c}: vendor side",
-                f"peak in flight {stats['total']['peak_in_flight']}/{c}, mean in flight "
-                f"{led.get('mean_in_flight', 0):.1f} ({led.get('utilisation', 0):.2f} of C; steady middle 80%: "
-                f"{led.get('steady_utilisation', 0):.2f}), calls window {led.get('window_s', 0):.1f}s; "
-                f"{phases(run)}")
+        ctx.row(
+            "efficiency",
+            f"C={c}: run phase lines/s vs C/L={ideal:,.0f}",
+            f"{rate:,.0f} lines/s = {ratio:.2f}",
+            target,
+            verdict(ratio >= 0.95) if c == 64 else "info",
+        )
+        ctx.row(
+            "efficiency",
+            f"C={c}: vendor side",
+            f"peak in flight {stats['total']['peak_in_flight']}/{c}, mean in flight "
+            f"{led.get('mean_in_flight', 0):.1f} ({led.get('utilisation', 0):.2f} of C; "
+            "steady middle 80%: "
+            f"{led.get('steady_utilisation', 0):.2f}), calls window {led.get('window_s', 0):.1f}s; "
+            f"{phases(run)}",
+        )
         ctx.row("efficiency", f"C={c}: CPU", cpu_line(sampler))
 
 
-FAULTS = {"default": {"latency_ms": LATENCY_S * 1000, "retry_after_s": 1,
-                      "errors": {"rate_limit": 0.1, "server_error": 0.05}}, "seed": 11}
+FAULTS = {
+    "default": {
+        "latency_ms": LATENCY_S * 1000,
+        "retry_after_s": 1,
+        "errors": {"rate_limit": 0.1, "server_error": 0.05},
+    },
+    "seed": 11,
+}
 
 
 def faults(ctx: Context) -> None:
@@ -300,8 +418,13 @@ def faults(ctx: Context) -> None:
     ctx.sim.configure(FAULTS)
     path = ctx.work / "faults.jsonl"
     write_batch(path, n)
-    system = start_system(ctx, "faults", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"},
-                                                   {"openai": {"max_concurrency": c}}))
+    system = start_system(
+        ctx,
+        "faults",
+        sim_config(
+            ctx.sim.base_url, {MODEL: f"openai/{MODEL}"}, {"openai": {"max_concurrency": c}}
+        ),
+    )
     try:
         ctx.sim.configure(FAULTS)
         run, sampler = batch_with_sampling(ctx, system, "faults", path, timeout=600)
@@ -313,21 +436,38 @@ def faults(ctx: Context) -> None:
     counts = run.batch.get("request_counts", {})
     calls = stats["total"]["calls"]
     rate = counts.get("completed", 0) / run.run_s
-    ctx.details["faults"] = {"lines": n, "run_s": run.run_s, "stats": stats["total"], "ledger": led,
-                             "batch_counts": counts, "roles": sampler.by_role()}
+    ctx.details["faults"] = {
+        "lines": n,
+        "run_s": run.run_s,
+        "stats": stats["total"],
+        "ledger": led,
+        "batch_counts": counts,
+        "roles": sampler.by_role(),
+    }
     # Each line needs `calls / n` calls here, so the best possible line rate is C/L ÷ that; the
     # target ("throughput stays near the limit") is judged on how much of the limit is used.
     best = ideal / (calls / n)
-    ctx.row("faults", f"succeeded lines/s vs C/L={ideal:.0f} (10% 429 ra=1s, 5% 500)",
-            f"{rate:,.0f} lines/s = {rate / ideal:.2f} of C/L, {rate / best:.2f} of the {best:.0f}/s "
-            f"that {calls / n:.2f} calls per line allow")
+    ctx.row(
+        "faults",
+        f"succeeded lines/s vs C/L={ideal:.0f} (10% 429 ra=1s, 5% 500)",
+        f"{rate:,.0f} lines/s = {rate / ideal:.2f} of C/L, {rate / best:.2f} of the {best:.0f}/s "
+        f"that {calls / n:.2f} calls per line allow",
+    )
     use = calls / run.run_s / ideal
-    ctx.row("faults", "vendor calls/s vs C/L (the limit used while items back off)",
-            f"{calls / run.run_s:,.0f} calls/s = {use:.2f}; mean in flight "
-            f"{led.get('mean_in_flight', 0):.1f}/{c}, steady {led.get('steady_utilisation', 0):.2f}",
-            "≥ 0.9 (near)", verdict(use >= 0.9))
-    ctx.row("faults", "vendor calls per line", f"{calls / n:.3f} (errors {stats['total']['errors']}); "
-            f"lines completed {counts.get('completed')}, failed {counts.get('failed')}")
+    ctx.row(
+        "faults",
+        "vendor calls/s vs C/L (the limit used while items back off)",
+        f"{calls / run.run_s:,.0f} calls/s = {use:.2f}; mean in flight "
+        f"{led.get('mean_in_flight', 0):.1f}/{c}, steady {led.get('steady_utilisation', 0):.2f}",
+        "≥ 0.9 (near)",
+        verdict(use >= 0.9),
+    )
+    ctx.row(
+        "faults",
+        "vendor calls per line",
+        f"{calls / n:.3f} (errors {stats['total']['errors']}); "
+        f"lines completed {counts.get('completed')}, failed {counts.get('failed')}",
+    )
     ctx.row("faults", "phases / CPU", f"{phases(run)}; {cpu_line(sampler)}")
 
 
@@ -359,12 +499,22 @@ def scale(ctx: Context) -> None:
     path = ctx.work / "scale.jsonl"
     t = time.perf_counter()
     size = write_batch(path, n)
-    log(f" wrote {n:,} lines, {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f}s; run phase capped at {cap:.0f}s")
-    env = {"BATCHGATE_MAX_LINES": str(n), "BATCHGATE_MAX_FILE_BYTES": str(max(size * 2, 256 * 2**20))}
-    system = start_system(ctx, "scale", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"}), env=env)
+    log(
+        f" wrote {n:,} lines, {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f}s; "
+        f"run phase capped at {cap:.0f}s"
+    )
+    env = {
+        "BATCHGATE_MAX_LINES": str(n),
+        "BATCHGATE_MAX_FILE_BYTES": str(max(size * 2, 256 * 2**20)),
+    }
+    system = start_system(
+        ctx, "scale", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"}), env=env
+    )
     try:
         ctx.sim.configure({"default": {"latency_ms": 0}, "ledger_size": 1000})
-        run, sampler = batch_with_sampling(ctx, system, "scale", path, timeout=3600, poll=5.0, run_cap=cap)
+        run, sampler = batch_with_sampling(
+            ctx, system, "scale", path, timeout=3600, poll=5.0, run_cap=cap
+        )
         stats = ctx.sim.stats()
     finally:
         system.stop()
@@ -372,34 +522,73 @@ def scale(ctx: Context) -> None:
     out_lines = count_lines(run.output) if run.output and run.output.exists() else 0
     err_lines = count_lines(run.errors) if run.errors and run.errors.exists() else 0
     roles = sampler.by_role()
-    ctx.details["scale"] = {"lines": n, "bytes": size, "phases": phases(run), "roles": roles,
-                            "sim_calls": stats["total"]["calls"], "output_lines": out_lines,
-                            "error_lines": err_lines, "counts": counts, "status": run.batch.get("status"),
-                            "progress": run.progress}
-    ctx.row("scale", f"{n:,} lines, {size / 1e6:.0f} MB: upload", f"{run.upload_s:.1f}s = {size / 1e6 / run.upload_s:.0f} MB/s")
-    ctx.row("scale", "validation + ingest (created → in_progress)",
-            f"{run.validate_s:.1f}s = {size / 1e6 / run.validate_s:.1f} MB/s, {n / run.validate_s:,.0f} lines/s")
+    ctx.details["scale"] = {
+        "lines": n,
+        "bytes": size,
+        "phases": phases(run),
+        "roles": roles,
+        "sim_calls": stats["total"]["calls"],
+        "output_lines": out_lines,
+        "error_lines": err_lines,
+        "counts": counts,
+        "status": run.batch.get("status"),
+        "progress": run.progress,
+    }
+    ctx.row(
+        "scale",
+        f"{n:,} lines, {size / 1e6:.0f} MB: upload",
+        f"{run.upload_s:.1f}s = {size / 1e6 / run.upload_s:.0f} MB/s",
+    )
+    ctx.row(
+        "scale",
+        "validation + ingest (created → in_progress)",
+        f"{run.validate_s:.1f}s = {size / 1e6 / run.validate_s:.1f} MB/s, "
+        f"{n / run.validate_s:,.0f} lines/s",
+    )
     done = counts.get("completed", 0)
     if run.t_cancel:
         ran = run.t_cancel - run.t_in_progress
-        ctx.row("scale", "run (zero latency, C=64), capped",
-                f"cancelled after {ran:.0f}s with {done:,} lines done ≈ {done / ran:,.0f} lines/s "
-                f"({segment_rates(run)}); cancel → finalized in {run.t_done - run.t_cancel:.1f}s")
+        ctx.row(
+            "scale",
+            "run (zero latency, C=64), capped",
+            f"cancelled after {ran:.0f}s with {done:,} lines done ≈ {done / ran:,.0f} lines/s "
+            f"({segment_rates(run)}); cancel → finalized in {run.t_done - run.t_cancel:.1f}s",
+        )
     else:
-        ctx.row("scale", "run (in_progress → completed, zero latency, C=64)",
-                f"{run.run_s:.1f}s = {n / run.run_s:,.0f} lines/s ({segment_rates(run)})")
-    ctx.row("scale", "every line in output + error file",
-            f"{out_lines:,} + {err_lines:,} = {out_lines + err_lines:,} (status {run.batch.get('status')})",
-            f"{n:,}", verdict(out_lines + err_lines == n))
-    ctx.row("scale", "download (output file)", f"{run.download_bytes / 1e6:.0f} MB in {run.download_s:.1f}s = "
-            f"{run.download_bytes / 1e6 / max(run.download_s, 1e-9):.0f} MB/s"
-            + (f"; error file {run.download_bytes_errors / 1e6:.0f} MB in {run.download_errors_s:.1f}s"
-               if run.errors else ""))
+        ctx.row(
+            "scale",
+            "run (in_progress → completed, zero latency, C=64)",
+            f"{run.run_s:.1f}s = {n / run.run_s:,.0f} lines/s ({segment_rates(run)})",
+        )
+    ctx.row(
+        "scale",
+        "every line in output + error file",
+        f"{out_lines:,} + {err_lines:,} = {out_lines + err_lines:,} "
+        f"(status {run.batch.get('status')})",
+        f"{n:,}",
+        verdict(out_lines + err_lines == n),
+    )
+    ctx.row(
+        "scale",
+        "download (output file)",
+        f"{run.download_bytes / 1e6:.0f} MB in {run.download_s:.1f}s = "
+        f"{run.download_bytes / 1e6 / max(run.download_s, 1e-9):.0f} MB/s"
+        + (
+            f"; error file {run.download_bytes_errors / 1e6:.0f} MB in {run.download_errors_s:.1f}s"
+            if run.errors
+            else ""
+        ),
+    )
     for role, r in sorted(roles.items()):
         if role in ("simulator", "driver"):
             continue
-        ctx.row("scale", f"peak RSS {role} ({int(r['procs'])} proc)", f"{r['peak_rss_mb']:.0f} MB",
-                "< 300 MB", verdict(r["peak_rss_mb"] < 300))
+        ctx.row(
+            "scale",
+            f"peak RSS {role} ({int(r['procs'])} proc)",
+            f"{r['peak_rss_mb']:.0f} MB",
+            "< 300 MB",
+            verdict(r["peak_rss_mb"] < 300),
+        )
     ctx.row("scale", "CPU", cpu_line(sampler))
 
 
@@ -413,8 +602,13 @@ PEER_SETTINGS = [
 def peers(ctx: Context) -> None:
     c = 64
     cap = 20 if ctx.quick else 60
-    system = start_system(ctx, "peers", sim_config(ctx.sim.base_url, {MODEL: f"openai/{MODEL}"},
-                                                  {"openai": {"max_concurrency": c}}))
+    system = start_system(
+        ctx,
+        "peers",
+        sim_config(
+            ctx.sim.base_url, {MODEL: f"openai/{MODEL}"}, {"openai": {"max_concurrency": c}}
+        ),
+    )
     try:
         for name, behaviour, n_full, n_quick in PEER_SETTINGS:
             n = n_quick if ctx.quick else n_full
@@ -426,10 +620,19 @@ def peers(ctx: Context) -> None:
             run, _ = batch_with_sampling(ctx, system, f"peers-{name.split()[0]}", path, timeout=600)
             calls = ctx.sim.stats()["total"]["calls"]
             counts = run.batch.get("request_counts", {})
-            errs = f", errors: {json.dumps(error_codes(run.errors, 2))}" if counts.get("failed") else ""
-            results.append(("batchgate (end to end)", counts.get("completed", 0) / run.total_s,
-                            f"{counts.get('completed')}/{n} ok, {calls / n:.2f} calls/line, "
-                            f"run phase {counts.get('completed', 0) / run.run_s:,.0f}/s{errs}"))
+            errs = (
+                f", errors: {json.dumps(error_codes(run.errors, 2))}"
+                if counts.get("failed")
+                else ""
+            )
+            results.append(
+                (
+                    "batchgate (end to end)",
+                    counts.get("completed", 0) / run.total_s,
+                    f"{counts.get('completed')}/{n} ok, {calls / n:.2f} calls/line, "
+                    f"run phase {counts.get('completed', 0) / run.run_s:,.0f}/s{errs}",
+                )
+            )
             modules = ["litellm_router", "cookbook_processor"]
             if not behaviour["default"].get("errors"):
                 modules.insert(0, "bare_aiohttp")  # the bare loop has no retries
@@ -438,17 +641,37 @@ def peers(ctx: Context) -> None:
                 r = run_peer(ctx, module, path, c, max_seconds=cap)
                 calls = ctx.sim.stats()["total"]["calls"]
                 capped = " (stopped at the time cap)" if r["lines"] < n else ""
-                extra = f", {r['rate_limit_errors']} rate-limit pauses" if r.get("rate_limit_errors") else ""
-                results.append((r["peer"], r["lines_per_s"],
-                                f"{r['ok']}/{n} ok{capped}, {calls / max(r['lines'], 1):.2f} calls/line, "
-                                f"RSS {r['peak_rss_mb']:.0f} MB{extra}"))
+                extra = (
+                    f", {r['rate_limit_errors']} rate-limit pauses"
+                    if r.get("rate_limit_errors")
+                    else ""
+                )
+                results.append(
+                    (
+                        r["peer"],
+                        r["lines_per_s"],
+                        f"{r['ok']}/{n} ok{capped}, {calls / max(r['lines'], 1):.2f} calls/line, "
+                        f"RSS {r['peak_rss_mb']:.0f} MB{extra}",
+                    )
+                )
             bg = results[0][1]
             for peer, rate, note in results:
-                rel = "" if peer.startswith("batchgate") else f" (batchgate {bg / rate:.1f}×)" if rate else ""
+                rel = (
+                    ""
+                    if peer.startswith("batchgate")
+                    else f" (batchgate {bg / rate:.1f}×)"
+                    if rate
+                    else ""
+                )
                 ctx.row("peers", f"{name}: {peer}", f"{rate:,.0f} lines/s{rel}; {note}")
             ahead = all(bg > rate for peer, rate, _ in results[1:] if not peer.startswith("bare"))
-            ctx.row("peers", f"{name}: batchgate ahead of LiteLLM Router and cookbook", "yes" if ahead else "no",
-                    "ahead", verdict(ahead))
+            ctx.row(
+                "peers",
+                f"{name}: batchgate ahead of LiteLLM Router and cookbook",
+                "yes" if ahead else "no",
+                "ahead",
+                verdict(ahead),
+            )
             ctx.details.setdefault("peers", {})[name] = results
     finally:
         system.stop()
@@ -458,12 +681,20 @@ def crossvendor(ctx: Context) -> None:
     c = 64
     ideal = c / LATENCY_S
     n = int(ideal * (5 if ctx.quick else 15))
-    behaviour = {"seed": 5, "default": {"latency_ms": LATENCY_S * 1000},
-                 "models": {MODEL: {"errors": {"server_error": 0.3}}}}
-    models = {MODEL: f"openai/{MODEL}", "claude-haiku": "anthropic/claude-3-5-haiku-latest",
-              "gemini-flash": "gemini/gemini-2.0-flash"}
+    behaviour = {
+        "seed": 5,
+        "default": {"latency_ms": LATENCY_S * 1000},
+        "models": {MODEL: {"errors": {"server_error": 0.3}}},
+    }
+    models = {
+        MODEL: f"openai/{MODEL}",
+        "claude-haiku": "anthropic/claude-3-5-haiku-latest",
+        "gemini-flash": "gemini/gemini-2.0-flash",
+    }
     vendors = {v: {"max_concurrency": c} for v in ("openai", "anthropic", "gemini")}
-    config = sim_config(ctx.sim.base_url, models, vendors, fallbacks=[{MODEL: ["claude-haiku", "gemini-flash"]}])
+    config = sim_config(
+        ctx.sim.base_url, models, vendors, fallbacks=[{MODEL: ["claude-haiku", "gemini-flash"]}]
+    )
     path = ctx.work / "crossvendor.jsonl"
     write_batch(path, n)
     ctx.sim.configure(behaviour)
@@ -479,15 +710,38 @@ def crossvendor(ctx: Context) -> None:
     served = output_vendors(run.output) if run.output and run.output.exists() else Counter()
     calls = {m: s["calls"] for m, s in stats["models"].items()}
     rate = counts.get("completed", 0) / run.run_s
-    ctx.details["crossvendor"] = {"lines": n, "served": dict(served), "calls": calls, "counts": counts,
-                                  "roles": sampler.by_role(), "phases": phases(run)}
-    ctx.row("crossvendor", f"{n:,} lines, gpt-4o-mini 30% 500 → claude → gemini, C={c} each",
-            f"{rate:,.0f} lines/s run phase (OpenAI alone C/L = {ideal:.0f}); e2e {counts.get('completed', 0) / run.total_s:,.0f}/s")
-    ctx.row("crossvendor", "lines served by vendor", ", ".join(f"{k} {v:,}" for k, v in served.most_common()) or "none")
-    ctx.row("crossvendor", "vendor calls by model", ", ".join(f"{k} {v:,}" for k, v in calls.items()) +
-            f"; {sum(calls.values()) / n:.2f} calls/line; failed lines {counts.get('failed')}")
-    ctx.row("crossvendor", "every line accounted for", f"{counts}", "all completed",
-            verdict(counts.get("completed") == n))
+    ctx.details["crossvendor"] = {
+        "lines": n,
+        "served": dict(served),
+        "calls": calls,
+        "counts": counts,
+        "roles": sampler.by_role(),
+        "phases": phases(run),
+    }
+    ctx.row(
+        "crossvendor",
+        f"{n:,} lines, gpt-4o-mini 30% 500 → claude → gemini, C={c} each",
+        f"{rate:,.0f} lines/s run phase (OpenAI alone C/L = {ideal:.0f}); "
+        f"e2e {counts.get('completed', 0) / run.total_s:,.0f}/s",
+    )
+    ctx.row(
+        "crossvendor",
+        "lines served by vendor",
+        ", ".join(f"{k} {v:,}" for k, v in served.most_common()) or "none",
+    )
+    ctx.row(
+        "crossvendor",
+        "vendor calls by model",
+        ", ".join(f"{k} {v:,}" for k, v in calls.items())
+        + f"; {sum(calls.values()) / n:.2f} calls/line; failed lines {counts.get('failed')}",
+    )
+    ctx.row(
+        "crossvendor",
+        "every line accounted for",
+        f"{counts}",
+        "all completed",
+        verdict(counts.get("completed") == n),
+    )
     ctx.row("crossvendor", "phases / CPU", f"{phases(run)}; {cpu_line(sampler)}")
 
 
@@ -506,20 +760,35 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
 
 def machine() -> str:
     mem = psutil.virtual_memory().total / 2**30
-    return (f"{platform.node()}: {os.cpu_count()} CPUs, {mem:.1f} GiB RAM, Python {platform.python_version()}, "
-            f"{platform.platform()}, {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}")
+    return (
+        f"{platform.node()}: {os.cpu_count()} CPUs, {mem:.1f} GiB RAM, "
+        f"Python {platform.python_version()}, "
+        f"{platform.platform()}, {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}"
+    )
 
 
 def code_version() -> str:
     """The commit measured, and whether the work tree had local changes (they run too)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "batchgate", "workers"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "batchgate", "workers"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return f"commit {head}" + (f" + {len(dirty)} locally changed file(s) under batchgate/ workers/" if dirty else "")
+    return f"commit {head}" + (
+        f" + {len(dirty)} locally changed file(s) under batchgate/ workers/" if dirty else ""
+    )
 
 
 def print_table(rows: list[Row]) -> None:
@@ -537,7 +806,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs (development)")
     ap.add_argument("--only", help=f"comma-separated scenarios: {', '.join(SCENARIOS)}")
-    ap.add_argument("--profile", metavar="DIR", help="py-spy the workers and the API during each batch")
+    ap.add_argument(
+        "--profile", metavar="DIR", help="py-spy the workers and the API during each batch"
+    )
     ap.add_argument("--json", metavar="FILE", help="also write rows and details as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     args = ap.parse_args()
@@ -562,13 +833,17 @@ def main() -> int:
     try:
         for name in names:
             t = time.perf_counter()
-            log(f"\n== {name}")
+            code = code_version()
+            log(f"\n== {name} ({code})")
+            ctx.details.setdefault("code", {})[name] = code
             try:
                 SCENARIOS[name](ctx)
             except Exception as exc:  # one scenario's failure must not hide the others
                 failed.append(name)
                 traceback.print_exc()
-                ctx.row(name, "scenario error", f"{type(exc).__name__}: {str(exc)[:300]}", "", "MISS")
+                ctx.row(
+                    name, "scenario error", f"{type(exc).__name__}: {str(exc)[:300]}", "", "MISS"
+                )
             log(f"  ({name} took {time.perf_counter() - t:.0f}s)")
     finally:
         sim.stop()
@@ -579,9 +854,19 @@ def main() -> int:
     print_table(ctx.rows)
     log(f"\ntotal {time.perf_counter() - started:.0f}s; {machine()}")
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"machine": machine(), "code": code_version(), "quick": args.quick, "rows": [r.__dict__ for r in ctx.rows],
-             "details": ctx.details}, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "code": code_version(),
+                    "quick": args.quick,
+                    "rows": [r.__dict__ for r in ctx.rows],
+                    "details": ctx.details,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 1 if failed else 0
 
 

@@ -39,15 +39,20 @@ async def main() -> None:
                         async with session.post(url, json=req["body"], headers=headers) as r:
                             body = await r.json()
                             status = r.status
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         failed += 1
-                        out.write(json.dumps({"custom_id": req["custom_id"], "error": str(exc)}) + "\n")
+                        out.write(
+                            json.dumps({"custom_id": req["custom_id"], "error": str(exc)}) + "\n"
+                        )
                         continue
                     if status == 200:
                         ok += 1
                     else:
                         failed += 1
-                    line = {"custom_id": req["custom_id"], "response": {"status_code": status, "body": body}}
+                    line = {
+                        "custom_id": req["custom_id"],
+                        "response": {"status_code": status, "body": body},
+                    }
                     out.write(json.dumps(line) + "\n")
 
             await asyncio.gather(*(worker() for _ in range(args.concurrency)))

@@ -16,7 +16,12 @@ def parse_args(doc: str) -> argparse.Namespace:
     ap.add_argument("--input", required=True, help="OpenAI batch JSONL (custom_id, body)")
     ap.add_argument("--output", required=True, help="where to write one result line per request")
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--max-seconds", type=float, default=0.0, help="stop dispatching after this long (0: no cap)")
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0.0,
+        help="stop dispatching after this long (0: no cap)",
+    )
     return ap.parse_args()
 
 
@@ -29,8 +34,13 @@ def read_requests(path: str) -> Iterator[dict[str, Any]]:
 
 def summary(name: str, lines: int, ok: int, failed: int, seconds: float, **extra: Any) -> None:
     out = {
-        "peer": name, "lines": lines, "ok": ok, "failed": failed, "seconds": seconds,
-        "lines_per_s": ok / seconds if seconds > 0 else 0.0, **extra,
+        "peer": name,
+        "lines": lines,
+        "ok": ok,
+        "failed": failed,
+        "seconds": seconds,
+        "lines_per_s": ok / seconds if seconds > 0 else 0.0,
+        **extra,
     }
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()

@@ -50,7 +50,7 @@ def _encoding() -> Any:
         import tiktoken
 
         return tiktoken.get_encoding("cl100k_base")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -95,14 +95,22 @@ class APIRequest:
     result: list[Any] = field(default_factory=list)
 
     async def call_api(
-        self, request_url: str, request_header: dict[str, str], retry_queue: asyncio.Queue,
-        save_filepath: str, status_tracker: StatusTracker,
+        self,
+        request_url: str,
+        request_header: dict[str, str],
+        retry_queue: asyncio.Queue,
+        save_filepath: str,
+        status_tracker: StatusTracker,
     ) -> None:
         error: Any = None
         try:
-            async with aiohttp.ClientSession() as session:
-                async with session.post(url=request_url, headers=request_header, json=self.request_json["body"]) as r:
-                    response = await r.json()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    url=request_url, headers=request_header, json=self.request_json["body"]
+                ) as r,
+            ):
+                response = await r.json()
             if "error" in response:
                 status_tracker.num_api_errors += 1
                 error = response
@@ -110,7 +118,7 @@ class APIRequest:
                     status_tracker.time_of_last_rate_limit_error = time.time()
                     status_tracker.num_rate_limit_errors += 1
                     status_tracker.num_api_errors -= 1
-        except Exception as exc:  # noqa: BLE001  (as published: catch everything)
+        except Exception as exc:
             status_tracker.num_other_errors += 1
             error = exc
         finally:
@@ -121,14 +129,20 @@ class APIRequest:
                 retry_queue.put_nowait(self)
             else:
                 append_to_jsonl(
-                    {"custom_id": self.request_json["custom_id"], "error": [str(e) for e in self.result]},
+                    {
+                        "custom_id": self.request_json["custom_id"],
+                        "error": [str(e) for e in self.result],
+                    },
                     save_filepath,
                 )
                 status_tracker.num_tasks_in_progress -= 1
                 status_tracker.num_tasks_failed += 1
         else:
             append_to_jsonl(
-                {"custom_id": self.request_json["custom_id"], "response": {"status_code": 200, "body": response}},
+                {
+                    "custom_id": self.request_json["custom_id"],
+                    "response": {"status_code": 200, "body": response},
+                },
                 save_filepath,
             )
             status_tracker.num_tasks_in_progress -= 1
@@ -141,9 +155,15 @@ def append_to_jsonl(data: Any, filename: str) -> None:
 
 
 async def process_api_requests_from_file(
-    requests_filepath: str, save_filepath: str, request_url: str, api_key: str,
-    max_requests_per_minute: float, max_tokens_per_minute: float, max_attempts: int,
-    max_in_flight: int, max_seconds: float,
+    requests_filepath: str,
+    save_filepath: str,
+    request_url: str,
+    api_key: str,
+    max_requests_per_minute: float,
+    max_tokens_per_minute: float,
+    max_attempts: int,
+    max_in_flight: int,
+    max_seconds: float,
 ) -> StatusTracker:
     request_header = {"Authorization": f"Bearer {api_key}"}
     queue_of_requests_to_retry: asyncio.Queue = asyncio.Queue()
@@ -190,20 +210,28 @@ async def process_api_requests_from_file(
         )
         last_update_time = current_time
 
-        if next_request is not None and status_tracker.in_flight < max_in_flight:
-            if available_request_capacity >= 1 and available_token_capacity >= next_request.token_consumption:
-                available_request_capacity -= 1
-                available_token_capacity -= next_request.token_consumption
-                next_request.attempts_left -= 1
-                status_tracker.in_flight += 1  # released by call_api when the reply is in
-                task = asyncio.create_task(
-                    next_request.call_api(
-                        request_url, request_header, queue_of_requests_to_retry, save_filepath, status_tracker
-                    )
+        if (
+            next_request is not None
+            and status_tracker.in_flight < max_in_flight
+            and available_request_capacity >= 1
+            and available_token_capacity >= next_request.token_consumption
+        ):
+            available_request_capacity -= 1
+            available_token_capacity -= next_request.token_consumption
+            next_request.attempts_left -= 1
+            status_tracker.in_flight += 1  # released by call_api when the reply is in
+            task = asyncio.create_task(
+                next_request.call_api(
+                    request_url,
+                    request_header,
+                    queue_of_requests_to_retry,
+                    save_filepath,
+                    status_tracker,
                 )
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                next_request = None
+            )
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            next_request = None
 
         if status_tracker.num_tasks_in_progress == 0 and not file_not_finished:
             break
@@ -214,7 +242,9 @@ async def process_api_requests_from_file(
 
         seconds_since_rate_limit_error = time.time() - status_tracker.time_of_last_rate_limit_error
         if seconds_since_rate_limit_error < SECONDS_TO_PAUSE_AFTER_RATE_LIMIT_ERROR:
-            await asyncio.sleep(SECONDS_TO_PAUSE_AFTER_RATE_LIMIT_ERROR - seconds_since_rate_limit_error)
+            await asyncio.sleep(
+                SECONDS_TO_PAUSE_AFTER_RATE_LIMIT_ERROR - seconds_since_rate_limit_error
+            )
     return status_tracker
 
 
@@ -223,14 +253,26 @@ async def main() -> None:
     open(args.output, "w").close()
     start = now()
     st = await process_api_requests_from_file(
-        args.input, args.output, args.url.rstrip("/") + "/v1/chat/completions", "sk-bench-key",
-        MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE, MAX_ATTEMPTS, args.concurrency, args.max_seconds,
+        args.input,
+        args.output,
+        args.url.rstrip("/") + "/v1/chat/completions",
+        "sk-bench-key",
+        MAX_REQUESTS_PER_MINUTE,
+        MAX_TOKENS_PER_MINUTE,
+        MAX_ATTEMPTS,
+        args.concurrency,
+        args.max_seconds,
     )
     seconds = now() - start
     summary(
-        "OpenAI cookbook processor", st.num_tasks_succeeded + st.num_tasks_failed, st.num_tasks_succeeded,
-        st.num_tasks_failed, seconds, rate_limit_errors=st.num_rate_limit_errors,
-        api_errors=st.num_api_errors, other_errors=st.num_other_errors,
+        "OpenAI cookbook processor",
+        st.num_tasks_succeeded + st.num_tasks_failed,
+        st.num_tasks_succeeded,
+        st.num_tasks_failed,
+        seconds,
+        rate_limit_errors=st.num_rate_limit_errors,
+        api_errors=st.num_api_errors,
+        other_errors=st.num_other_errors,
         tokens_counted_with="tiktoken" if ENCODING else "len/4",
     )
 

@@ -18,7 +18,7 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch at import
 os.environ.setdefault("LITELLM_LOG", "ERROR")
 
-from benchmarks.peers.common import now, parse_args, read_requests, summary  # noqa: E402
+from benchmarks.peers.common import now, parse_args, read_requests, summary
 
 
 async def main() -> None:
@@ -59,12 +59,17 @@ async def main() -> None:
                 model = body.pop("model")
                 try:
                     resp = await router.acompletion(model=model, **body)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     failed += 1
-                    out.write(json.dumps({"custom_id": req["custom_id"], "error": str(exc)[:200]}) + "\n")
+                    out.write(
+                        json.dumps({"custom_id": req["custom_id"], "error": str(exc)[:200]}) + "\n"
+                    )
                     return
                 ok += 1
-                line = {"custom_id": req["custom_id"], "response": {"status_code": 200, "body": resp.model_dump()}}
+                line = {
+                    "custom_id": req["custom_id"],
+                    "response": {"status_code": 200, "body": resp.model_dump()},
+                }
                 out.write(json.dumps(line, default=str) + "\n")
 
         await asyncio.gather(*(one(r) for r in requests))

@@ -22,7 +22,8 @@ def test_runtime_dependencies_have_no_vendor_sdk() -> None:
     assert runtime.isdisjoint(FORBIDDEN)
     assert {"httpx", "httpx-aiohttp", "celery", "sqlmodel", "flower", "genai-prices"} <= runtime
     # The SDKs are test dependencies only: they prove the wire formats.
-    assert {"openai", "anthropic", "google-genai"} <= _names(project["optional-dependencies"]["test"])
+    test_deps = _names(project["optional-dependencies"]["test"])
+    assert {"openai", "anthropic", "google-genai"} <= test_deps
 
 
 def test_importing_the_whole_runtime_loads_no_vendor_sdk() -> None:
