@@ -5,7 +5,6 @@ from __future__ import annotations
 KEY_PREFIX = "bg"
 
 TASK_RUN_CHUNK = "batchgate.run_chunk"
-TASK_FINALIZE = "batchgate.finalize"
 
 # The control queue carries finalize work; each vendor has its own queue named after it.
 CONTROL_QUEUE = "batchgate"
@@ -31,10 +30,6 @@ def cooldown_key(deployment_id: str) -> str:
 
 def failures_key(deployment_id: str) -> str:
     return f"{KEY_PREFIX}:fails:{deployment_id}"
-
-
-def worker_heartbeat_key(vendor: str, hostname: str) -> str:
-    return f"{KEY_PREFIX}:worker:{vendor}:{hostname}"
 
 
 def budget_key(batch_id: str) -> str:

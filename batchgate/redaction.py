@@ -12,10 +12,9 @@ import re
 from collections.abc import Iterable
 
 from batchgate.config import Config
-from batchgate.providers._errors import sanitize
 
 MASK = "***"
-# Provider-key shapes; sanitize() masks more, this is the fast path for whole messages.
+# Provider-key shapes, masked wherever they appear in a record.
 _PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,})")
 
 
@@ -72,4 +71,4 @@ def install(config: Config | None = None, logger: logging.Logger | None = None) 
     return flt
 
 
-__all__ = ["RedactingFilter", "config_secrets", "install", "sanitize"]
+__all__ = ["RedactingFilter", "config_secrets", "install"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 
-from batchgate.api.errors import APIError
+from batchgate.api.errors import APIError, lookup_key, not_found
 from batchgate.config import Config
 
 ADMIN = "default"
@@ -73,3 +75,16 @@ def current_caller(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return caller
+
+
+def owned_row(request: Request, table: Any, what: str, ident: str, caller: Caller) -> Any:
+    """The caller's own row of `table` by id; another tenant's row is a 404, like a missing one
+    (no existence oracle)."""
+    lookup_key(what, ident)
+    with request.app.state.engine.connect() as conn:
+        row = conn.execute(
+            select(table).where(table.c.id == ident, table.c.tenant == caller.tenant)
+        ).first()
+    if row is None:
+        raise not_found(what, ident)
+    return row

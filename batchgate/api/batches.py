@@ -17,8 +17,8 @@ from pydantic import (
 )
 from sqlalchemy import and_, or_, select
 
-from batchgate.api.auth import Caller, current_caller
-from batchgate.api.errors import APIError, lookup_key, not_found
+from batchgate.api.auth import Caller, current_caller, owned_row
+from batchgate.api.errors import APIError
 from batchgate.api.schemas import BatchEstimate, BatchList, BatchObject, errors
 from batchgate.pipeline import lifecycle
 from batchgate.pipeline.estimate import InvalidFile, estimate_file
@@ -107,14 +107,7 @@ class CreateBatch(BaseModel):
 
 
 def _row(request: Request, caller: Caller, batch_id: str) -> Any:
-    lookup_key("batch", batch_id)
-    with request.app.state.engine.connect() as conn:
-        row = conn.execute(
-            select(BATCH).where(BATCH.c.id == batch_id, BATCH.c.tenant == caller.tenant)
-        ).first()
-    if row is None:
-        raise not_found("batch", batch_id)
-    return row
+    return owned_row(request, BATCH, "batch", batch_id, caller)
 
 
 def _object(request: Request, row: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, exists, or_, select
 
-from batchgate.api.auth import Caller, current_caller
-from batchgate.api.errors import APIError, lookup_key, not_found
+from batchgate.api.auth import Caller, current_caller, owned_row
+from batchgate.api.errors import APIError, not_found
 from batchgate.api.schemas import FileDeleted, FileList, FileObject, errors, json_errors
 from batchgate.filestore import TooLarge, new_id
 from batchgate.store.items import BATCH
@@ -56,14 +56,7 @@ class FileContent(StreamingResponse):
 
 
 def _get(request: Request, caller: Caller, file_id: str) -> Any:
-    lookup_key("file", file_id)
-    with request.app.state.engine.connect() as conn:
-        row = conn.execute(
-            select(FILE).where(FILE.c.id == file_id, FILE.c.tenant == caller.tenant)
-        ).first()
-    if row is None:
-        raise not_found("file", file_id)
-    return row
+    return owned_row(request, FILE, "file", file_id, caller)
 
 
 def _filename(raw: str | None) -> str:

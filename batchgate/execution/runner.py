@@ -23,7 +23,7 @@ from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.money import usd_str, usd_to_pusd
 from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
-from batchgate.pricing import cost_of, estimate_request
+from batchgate.pricing import cost_of, estimate_request, estimate_tokens
 from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
@@ -245,7 +245,10 @@ class ChunkRun:
         if dep.max_parallel_requests:
             scopes.append((dep.id, dep.max_parallel_requests))
         if dep.rpm or dep.tpm:
-            await rt.rates.wait_turn(dep.id, dep.rpm, dep.tpm, _estimate_tokens(item.body))
+            tokens = estimate_tokens(item.body, info.endpoint)
+            await rt.rates.wait_turn(
+                dep.id, dep.rpm, dep.tpm, tokens.input_tokens + tokens.max_output_tokens
+            )
         body = dict(item.body)
         adapter = get_adapter(dep.adapter)
         entry = info.prices.entry(dep.id)
@@ -402,12 +405,3 @@ def _usage_dict(u: Usage) -> dict[str, int]:
         "cache_read_tokens": u.cache_read_tokens,
         "cache_write_tokens": u.cache_write_tokens,
     }
-
-
-def _estimate_tokens(body: dict[str, Any]) -> int:
-    text = 0
-    for m in body.get("messages") or []:
-        c = m.get("content") if isinstance(m, dict) else None
-        if isinstance(c, str):
-            text += len(c)
-    return max(1, text // 4) + int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)

@@ -227,7 +227,3 @@ def mark_enqueued(engine: Engine, ids: list[int]) -> None:
             conn.execute(
                 update(ITEM).where(ITEM.c.id.in_(ids[i : i + 5000])).values(enqueued_at=now)
             )
-
-
-def new_file_id() -> str:
-    return new_id("file-")

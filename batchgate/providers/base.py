@@ -95,8 +95,6 @@ class Adapter(ABC):
         responses that are errors in disguise (blocked content, malformed body)."""
 
     @abstractmethod
-    def parse_error(
-        self, status: int, headers: Mapping[str, str], payload: Any
-    ) -> ProviderError:
+    def parse_error(self, status: int, headers: Mapping[str, str], payload: Any) -> ProviderError:
         """A non-2xx response as a classified ProviderError (returned, not raised).
         `payload` is the parsed JSON body, or the raw text when it was not JSON, or None."""
