@@ -1,7 +1,7 @@
 """The closed set of errors that routing acts on.
 
 Adapters convert every vendor or transport failure into one of these at their boundary; nothing
-above the adapter layer sees an httpx, aiohttp or vendor exception.
+above the adapter layer sees an aiohttp or vendor exception.
 """
 
 from __future__ import annotations

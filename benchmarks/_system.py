@@ -209,6 +209,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: dict[int, psutil.Process] = {}
+        self.slots: SlotSampler | None = None  # set by the caller that also sampled slots
 
     def _sample(self) -> None:
         for name, pid in list(self._roots()):
@@ -530,3 +531,46 @@ def error_codes(path: Path | None, limit: int = 5) -> dict[str, int]:
             err = json.loads(line).get("error") or {}
             counts[f"{err.get('code')}: {str(err.get('message', ''))[:60]}"] += 1
     return dict(counts.most_common(limit))
+
+
+class SlotSampler:
+    """Samples how many of each vendor's global call slots are held (the Redis sorted sets the
+    workers acquire from), every `interval`: tells "slots full, calls slow to cycle" apart from
+    "slots idle, workers slow to ask"."""
+
+    def __init__(self, redis_url: str, vendors: Iterable[str], interval: float = 0.01) -> None:
+        import redis
+
+        from batchgate import names
+
+        self._redis = redis.Redis.from_url(redis_url)
+        self._keys = {v: names.slots_key(v) for v in vendors}
+        self.interval = interval
+        self.samples: dict[str, list[int]] = {v: [] for v in self._keys}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slot-sampler", daemon=True)
+
+    def start(self) -> SlotSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            pipe = self._redis.pipeline(transaction=False)
+            for key in self._keys.values():
+                pipe.zcard(key)
+            for vendor, n in zip(self._keys, pipe.execute(), strict=True):
+                self.samples[vendor].append(int(n))
+
+    def mean_held(self, vendor: str) -> float:
+        """Mean slots held over the busy samples (leading and trailing zeros dropped)."""
+        s = self.samples[vendor]
+        while s and s[0] == 0:
+            s = s[1:]
+        while s and s[-1] == 0:
+            s = s[:-1]
+        return sum(s) / len(s) if s else 0.0

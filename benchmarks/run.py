@@ -52,6 +52,7 @@ from benchmarks._system import (  # noqa: E402
     BatchRun,
     Sampler,
     SimulatorProcess,
+    SlotSampler,
     System,
     error_codes,
     ledger_metrics,
@@ -181,6 +182,8 @@ def batch_with_sampling(
     sampler = Sampler(
         lambda: [*system.roots(), ("simulator", ctx.sim.proc.pid), ("driver", os.getpid())]
     ).start()
+    assert system.sup is not None
+    slots = SlotSampler(system.sup.env["BATCHGATE_REDIS_URL"], system.sup.config.vendors).start()
     profiler: Profiler | None = None
 
     def on_in_progress() -> None:
@@ -206,6 +209,8 @@ def batch_with_sampling(
         )
     finally:
         sampler.stop()
+        slots.stop()
+        sampler.slots = slots
         if profiler is not None:
             for f in profiler.stop():
                 log(summarise(f))
@@ -254,6 +259,12 @@ def cpu_line(sampler: Sampler) -> str:
         + f"; other processes on the machine {sampler.foreign_cpu_s():.1f}"
         + f" (load {sampler.load0:.1f}→{sampler.load1:.1f})"
     )
+
+
+def slots_line(sampler: Sampler, vendor: str, limit: int) -> str:
+    assert sampler.slots is not None
+    held = sampler.slots.mean_held(vendor)
+    return f"mean {held:.1f} of {limit} while the batch ran (sampled every 10 ms)"
 
 
 def phases(run: BatchRun) -> str:
@@ -342,6 +353,7 @@ def overhead(ctx: Context) -> None:
         verdict(ratio >= 0.5),
     )
     ctx.row("overhead", "vendor calls", f"{stats['total']['calls']:,} for {n:,} lines")
+    ctx.row("overhead", "global call slots held (Redis)", slots_line(sampler, "openai", c))
     ctx.row("overhead", "CPU during the batch", cpu_line(sampler))
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 import redis.asyncio as aioredis
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -61,7 +61,7 @@ class Runtime:
         self.rng = random.Random()
         self.loop = asyncio.new_event_loop()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-db")
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._clients: dict[str, aiohttp.ClientSession] = {}
         self._batches: dict[str, BatchInfo] = {}
         # Blocking pool: waiters queue for a connection instead of failing past the cap.
         self.redis = aioredis.Redis(
@@ -98,7 +98,7 @@ class Runtime:
     def forget_cooling(self) -> None:
         self._cooling.clear()
 
-    def client(self, vendor: str) -> httpx.AsyncClient:
+    def client(self, vendor: str) -> aiohttp.ClientSession:
         client = self._clients.get(vendor)
         if client is None:
             limit = self.config.limits(vendor).max_concurrency

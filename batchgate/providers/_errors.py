@@ -71,7 +71,7 @@ def sanitize(text: object, secret: str | None = None, limit: int = MAX_MESSAGE_C
 
 
 def lower_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Headers with lowercase names, so lookups work on plain dicts as on httpx.Headers."""
+    """Headers with lowercase names, so lookups work on plain dicts as on aiohttp's headers."""
     return {k.lower(): v for k, v in (headers or {}).items()}
 
 

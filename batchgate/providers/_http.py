@@ -3,6 +3,10 @@ classification of every transport failure into `batchgate.errors`.
 
 Build one client per worker process with `make_client` (inside the event loop that will use it,
 since the aiohttp session binds to its loop) and pass it to every `send`.
+
+The client is an aiohttp session, not httpx on `httpx_aiohttp`'s transport: the httpx layer cost
+3.2x the CPU per call of aiohttp alone (324 vs 101 µs, `benchmarks/transport.py`), a quarter
+of a worker's CPU per line. httpx stays the HTTP client of the CLI and the tests.
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
+from multidict import CIMultiDictProxy
 
 from batchgate.errors import (
     InvalidRequest,
@@ -39,35 +42,35 @@ ERROR_BODY_BYTES = 64 * 1024
 # only once the whole answer is generated.
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 600.0
-WRITE_TIMEOUT = 60.0
-POOL_TIMEOUT = 60.0
+KEEPALIVE_SECONDS = 30.0
+READ_CHUNK = 64 * 1024
 
 
-def make_client(max_connections: int) -> httpx.AsyncClient:
-    """An httpx client on aiohttp's connection pool, sized for `max_connections` calls at once.
-
-    Stock httpx's pool degrades sharply at hundreds of concurrent requests; aiohttp's does not
-    (research/performance.md).
-    """
-    size = max(1, max_connections)
-    limits = httpx.Limits(
-        max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
+def make_client(max_connections: int) -> aiohttp.ClientSession:
+    """A pooled session sized for `max_connections` calls at once. Call it inside the event loop
+    that will use it; close it with `await client.close()`."""
+    connector = aiohttp.TCPConnector(
+        limit=max(1, max_connections),
+        limit_per_host=0,  # one vendor host takes the whole pool
+        keepalive_timeout=KEEPALIVE_SECONDS,
     )
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits),
-        timeout=httpx.Timeout(
-            connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=POOL_TIMEOUT
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
         ),
-        follow_redirects=False,
-        # With trust_env, httpx would route proxied hosts through its own stock transport (and
-        # its 100-connection pool), silently bypassing this one; proxies are not supported yet.
+        # Vendors authenticate by header; cookies would only leak state between items.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        # Proxies from the environment are not supported yet.
         trust_env=False,
+        raise_for_status=False,
+        auto_decompress=True,
     )
 
 
 async def send(
     adapter: Adapter,
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     endpoint: str,
     body: Mapping[str, Any],
     target: Target,
@@ -102,7 +105,7 @@ async def send(
             status, headers, raw, truncated = await _exchange(client, request, content, max_bytes)
     except ProviderError as exc:
         raise _scrub(exc, target) from None
-    except Exception as exc:  # whatever httpx, aiohttp or the OS raised: classify it here
+    except Exception as exc:  # whatever aiohttp or the OS raised: classify it here
         err = _transport_error(exc, request, target, expired=deadline.expired())
         raise _scrub(err, target) from None
 
@@ -133,24 +136,25 @@ def _encode(request: HttpRequest) -> bytes:
 
 
 async def _exchange(
-    client: httpx.AsyncClient, request: HttpRequest, content: bytes, max_bytes: int
-) -> tuple[int, httpx.Headers, bytes, bool]:
+    client: aiohttp.ClientSession, request: HttpRequest, content: bytes, max_bytes: int
+) -> tuple[int, CIMultiDictProxy[str], bytes, bool]:
     """(status, headers, body bytes, cut short) of one exchange, reading at most the cap."""
     headers = {"Content-Type": "application/json", **request.headers}
-    async with client.stream(request.method, request.url, headers=headers, content=content) as r:
-        ok = 200 <= r.status_code < 300
+    async with client.request(
+        request.method, request.url, headers=headers, data=content, allow_redirects=False
+    ) as r:
+        ok = 200 <= r.status < 300
         limit = max_bytes if ok else ERROR_BODY_BYTES
-        declared = r.headers.get("content-length", "")
-        if ok and declared.isdigit() and int(declared) > max_bytes:
+        if ok and r.content_length is not None and r.content_length > max_bytes:
             raise _too_large(max_bytes, _errors.request_id_of(r.headers))
         buf = bytearray()
-        async for chunk in r.aiter_bytes():
+        async for chunk in r.content.iter_chunked(READ_CHUNK):
             buf += chunk
             if len(buf) > limit:
                 if ok:
                     raise _too_large(max_bytes, _errors.request_id_of(r.headers))
-                return r.status_code, r.headers, bytes(buf[:limit]), True
-        return r.status_code, r.headers, bytes(buf), False
+                return r.status, r.headers, bytes(buf[:limit]), True
+        return r.status, r.headers, bytes(buf), False
 
 
 def _too_large(max_bytes: int, request_id: str | None) -> ServerError:
@@ -164,7 +168,7 @@ def _success(
     adapter: Adapter,
     endpoint: str,
     raw: bytes,
-    headers: httpx.Headers,
+    headers: Mapping[str, str],
     target: Target,
     status: int,
     request_id: str | None,
@@ -205,21 +209,6 @@ def _error_payload(raw: bytes, truncated: bool) -> Any:
     return text
 
 
-def _aiohttp_cause(exc: BaseException) -> BaseException:
-    """The aiohttp error behind an httpx one, else `exc` itself.
-
-    httpx_aiohttp re-raises aiohttp errors as httpx ones and maps some oddly (a refused
-    connection and a server that hangs up both become ConnectTimeout); the aiohttp error is the
-    honest one.
-    """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, aiohttp.ClientError):
-            return seen
-        seen = seen.__cause__
-    return exc
-
-
 def _describe(exc: BaseException) -> str:
     # The deepest cause says the most ("Connect call failed", "Connection reset by peer").
     while exc.__cause__ is not None:
@@ -231,31 +220,24 @@ def _transport_error(
     exc: Exception, request: HttpRequest, target: Target, *, expired: bool
 ) -> ProviderError:
     host = urlsplit(request.url).hostname or "?"
-    cause = _aiohttp_cause(exc)
     what = _describe(exc)
     if expired:
         return Timeout(
             f"no complete response from {host} within the {target.deadline:g}s attempt deadline",
             code="deadline_exceeded",
         )
-    if isinstance(cause, aiohttp.ServerTimeoutError) or (
-        cause is exc and isinstance(exc, httpx.TimeoutException | TimeoutError)
-    ):
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
         return Timeout(f"timed out talking to {host}: {what}", code="transport_timeout")
-    if isinstance(cause, aiohttp.ClientConnectorError) or (
-        cause is exc and isinstance(exc, httpx.ConnectError)
-    ):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return ServerError(f"cannot connect to {host}: {what}", code="connect_error")
-    if isinstance(cause, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError) or (
-        cause is exc and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
-    ):
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
         return ServerError(
             f"malformed response from {host}: connection closed mid-response ({what})",
             code="truncated_response",
         )
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if isinstance(exc, aiohttp.InvalidURL):
         return InvalidRequest(f"bad api_base for {target.vendor}: {what}", code="bad_api_base")
-    if isinstance(exc, httpx.HTTPError | aiohttp.ClientError | OSError):
+    if isinstance(exc, aiohttp.ClientError | OSError):
         return ServerError(f"connection to {host} failed: {what}", code="connection_error")
     return ServerError(f"unexpected failure calling {host}: {type(exc).__name__}")
 

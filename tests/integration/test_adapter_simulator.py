@@ -51,7 +51,7 @@ def _call(
         try:
             return await send(get_adapter(adapter), client, endpoint, body, target)
         finally:
-            await client.aclose()
+            await client.close()
 
     return asyncio.run(go())
 

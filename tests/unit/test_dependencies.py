@@ -1,4 +1,4 @@
-"""No vendor SDK and no LiteLLM at run time: adapters speak HTTP through httpx themselves."""
+"""No vendor SDK and no LiteLLM at run time: adapters speak HTTP through aiohttp themselves."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_runtime_dependencies_have_no_vendor_sdk() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     runtime = _names(project["dependencies"])
     assert runtime.isdisjoint(FORBIDDEN)
-    assert {"httpx", "httpx-aiohttp", "celery", "sqlmodel", "flower", "genai-prices"} <= runtime
+    assert {"httpx", "aiohttp", "celery", "sqlmodel", "flower", "genai-prices"} <= runtime
     # The SDKs are test dependencies only: they prove the wire formats.
     test_deps = _names(project["optional-dependencies"]["test"])
     assert {"openai", "anthropic", "google-genai"} <= test_deps

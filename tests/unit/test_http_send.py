@@ -255,7 +255,7 @@ def test_unsupported_parameter_is_raised_before_any_request() -> None:
 def test_client_pool_fits_max_connections() -> None:
     async def main() -> int:
         async with make_client(300) as client:
-            return client._transport.limits.max_connections  # type: ignore[attr-defined]
+            return client.connector.limit  # type: ignore[union-attr]
 
     assert run(main) >= 300
 
