@@ -158,7 +158,18 @@ def start_system(
     ctx: Context, name: str, config: dict[str, Any], env: dict[str, str] | None = None
 ) -> System:
     t = time.perf_counter()
-    system = System(ctx.work / name, config, env=env or {}).start()
+    env = dict(env or {})
+    if ctx.args.database_url:
+        # A fresh schema per system, as SQLite gets a fresh file.
+        from sqlmodel import SQLModel
+
+        from batchgate.store.db import make_engine
+
+        engine = make_engine(ctx.args.database_url)
+        SQLModel.metadata.drop_all(engine)
+        engine.dispose()
+        env["BATCHGATE_DATABASE_URL"] = ctx.args.database_url
+    system = System(ctx.work / name, config, env=env).start()
     log(
         f"  system up in {time.perf_counter() - t:.1f}s "
         f"(API :{system.port}, vendors {system.sup.config.vendors})"
@@ -822,6 +833,11 @@ def main() -> int:
         "--profile", metavar="DIR", help="py-spy the workers and the API during each batch"
     )
     ap.add_argument("--json", metavar="FILE", help="also write rows and details as JSON")
+    ap.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="run on this PostgreSQL database instead of SQLite (its tables are dropped first)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     args = ap.parse_args()
     names = [s.strip() for s in args.only.split(",")] if args.only else list(SCENARIOS)

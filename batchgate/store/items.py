@@ -131,6 +131,15 @@ def claim_next(
         .order_by(ITEM.c.idx)
         .limit(n)
     )
+    if engine.dialect.name == "postgresql":
+        # Two workers refilling from one batch would pick the same rows, and the loser would
+        # wait for the winner's commit, get nothing and stop refilling: skip rows another claim
+        # holds. Materialised, because a LIMIT ... SKIP LOCKED subquery the planner re-runs per
+        # row returns the next rows each time and claims far more than `n`.
+        picked = next_ids.with_for_update(skip_locked=True).cte("picked")
+        picked = picked.prefix_with("MATERIALIZED")
+        return _claim(engine, ITEM.c.id.in_(select(picked.c.id)), owner, now, lease)
+    # SQLite serialises writers (BEGIN IMMEDIATE), so the plain subquery is exact there.
     return _claim(engine, ITEM.c.id.in_(next_ids), owner, now, lease)
 
 

@@ -290,3 +290,51 @@ def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env) -> None: 
             conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch.id)).scalar_one()
             == "cancelled"
         )
+
+
+def test_two_workers_refilling_at_once_both_get_items(env) -> None:  # type: ignore[no-untyped-def]
+    """Worker A's refill holds its rows (PostgreSQL: row locks until commit) while worker B
+    refills from the same batch: B must get the next rows, not wait for A's and then come back
+    empty (which ends B's refilling for good)."""
+    import threading
+
+    from sqlalchemy import event
+
+    from batchgate.store.db import is_sqlite
+    from batchgate.store.items import claim_next
+
+    settings, engine, files = env
+    fid = _upload(engine, files, _lines(40))
+    batch = create_batch(
+        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
+    )
+    ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: 1)
+    got: dict[str, list[int]] = {}
+
+    def refill(owner: str) -> None:
+        got[owner] = [c.idx for c in claim_next(engine, batch.id, "openai", 10, owner, 1e12, 60)]
+
+    if is_sqlite(engine):
+        # SQLite serialises writers (BEGIN IMMEDIATE): B runs after A, the same question.
+        refill("a")
+        refill("b")
+    else:
+        a_claimed, b_done = threading.Event(), threading.Event()
+
+        def pause_a(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+            if threading.current_thread().name == "worker-a" and "UPDATE item" in statement:
+                a_claimed.set()
+                b_done.wait(30)  # hold A's transaction (and its row locks) open until B is done
+
+        event.listen(engine, "after_cursor_execute", pause_a)
+        a = threading.Thread(target=refill, args=("a",), name="worker-a")
+        a.start()
+        assert a_claimed.wait(30)
+        try:
+            refill("b")
+        finally:
+            b_done.set()
+            a.join(30)
+            event.remove(engine, "after_cursor_execute", pause_a)
+    assert got["a"] == list(range(10))
+    assert got["b"] == list(range(10, 20))
