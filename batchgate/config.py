@@ -170,6 +170,9 @@ class Config:
     vendor_limits: dict[str, VendorLimits] = field(default_factory=dict)
     attempt_timeout: float = 120.0
     source: str | None = None
+    _by_alias: dict[str, list[Deployment]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     @property
     def aliases(self) -> list[str]:
@@ -179,8 +182,13 @@ class Config:
     def vendors(self) -> list[str]:
         return sorted({d.vendor for d in self.deployments})
 
+    def __post_init__(self) -> None:
+        # Asked on every attempt: index once (the config is frozen, so it never goes stale).
+        for d in self.deployments:
+            self._by_alias.setdefault(d.alias, []).append(d)
+
     def deployments_for(self, alias: str) -> list[Deployment]:
-        return [d for d in self.deployments if d.alias == alias]
+        return list(self._by_alias.get(alias, ()))
 
     def deployment(self, deployment_id: str) -> Deployment:
         for d in self.deployments:

@@ -69,6 +69,27 @@ async def via_httpx(url: str, calls: int) -> tuple[float, float]:
         return await _drive(calls, one)
 
 
+async def via_send(url: str, calls: int) -> tuple[float, float]:
+    """What a worker pays per call: batchgate's `send` (adapter, deadline, byte cap, parsing)."""
+    from batchgate.providers._http import make_client, send
+    from batchgate.providers.base import ENDPOINT_CHAT, Target
+    from batchgate.providers.registry import get_adapter
+
+    adapter = get_adapter("openai")
+    target = Target("openai", "gpt-4o-mini", url.removesuffix("/chat/completions"), "sk-sim-openai")
+    body = json.loads(BODY)
+    client = make_client(CONCURRENCY)
+    try:
+
+        async def one() -> None:
+            await send(adapter, client, ENDPOINT_CHAT, body, target)
+
+        await one()
+        return await _drive(calls, one)
+    finally:
+        await client.close()
+
+
 async def via_aiohttp(url: str, calls: int) -> tuple[float, float]:
     connector = aiohttp.TCPConnector(limit=CONCURRENCY, limit_per_host=0)
     async with aiohttp.ClientSession(
@@ -95,7 +116,11 @@ def main() -> int:
     sim = SimulatorProcess(Path("/tmp") / f"bg-transport-{time.time_ns()}").start()
     try:
         url = sim.base_url + "/v1/chat/completions"
-        clients = {"httpx + aiohttp transport": via_httpx, "aiohttp": via_aiohttp}
+        clients = {
+            "httpx + aiohttp transport": via_httpx,
+            "aiohttp": via_aiohttp,
+            "batchgate send() on aiohttp": via_send,
+        }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
         for _ in range(args.rounds):
             for name, drive in clients.items():

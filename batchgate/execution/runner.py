@@ -84,6 +84,9 @@ class ChunkRun:
         self.recorder = Recorder(rt, self.owner, enqueue)
         self.report = ChunkReport()
         self.in_flight: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._backing_off = 0  # items sleeping out a retry delay: they hold no slot
+        self._changed = asyncio.Event()  # an item finished or started backing off
 
     async def run(self, batch_id: str, ids: list[int]) -> ChunkReport:
         rt = self.rt
@@ -107,31 +110,47 @@ class ChunkRun:
 
     async def _run_all(self, batch_id: str, items: list[ClaimedItem]) -> None:
         """Run the chunk, and while the batch has queued items of this vendor, claim more as
-        items finish: a chunk's slow tail (an item backing off after a 429) must not leave the
-        vendor's slots idle. Refilling stops after `refill_seconds`, so the task ends and its
-        message is acknowledged; the items' own messages then find them done (no-ops)."""
+        items finish: a chunk's slow tail must not leave the vendor's slots idle. Items waiting
+        out a backoff hold no slot, so they do not count against the `size` kept in play.
+        Refilling stops after `refill_seconds`, so the task ends and its message is
+        acknowledged; the items' own messages then find them done (no-ops)."""
         rt = self.rt
         size = max(len(items), rt.config.limits(self.vendor).effective_chunk_size())
+        # Refill in groups (a quarter of `size`), not one claim per finished item.
+        low = size - max(1, size // 4)
         deadline = time.monotonic() + rt.settings.refill_seconds
-        running = {asyncio.ensure_future(self._run_item(i)) for i in self._track(items)}
+        self._start(items)
         exhausted = False
-        while running:
-            _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            if exhausted or len(running) > size // 2 or time.monotonic() > deadline:
+        while self._tasks:
+            await self._changed.wait()
+            self._changed.clear()
+            active = len(self._tasks) - self._backing_off
+            if exhausted or active >= low or time.monotonic() > deadline:
                 continue
             more = await rt.db(
                 claim_next,
                 rt.engine,
                 batch_id,
                 self.vendor,
-                size - len(running),
+                size - active,
                 self.owner,
                 time.time(),
                 rt.settings.lease_seconds,
             )
             exhausted = not more
             self.report.claimed += len(more)
-            running |= {asyncio.ensure_future(self._run_item(i)) for i in self._track(more)}
+            self._start(more)
+
+    def _start(self, items: list[ClaimedItem]) -> None:
+        loop = asyncio.get_running_loop()
+        for item in self._track(items):
+            task = loop.create_task(self._run_item(item))
+            self._tasks.add(task)
+            task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._changed.set()
 
     def _track(self, items: list[ClaimedItem]) -> list[ClaimedItem]:
         self.in_flight.update(i.id for i in items)
@@ -357,8 +376,14 @@ class ChunkRun:
         )
         if decision.action == "retry":
             if decision.delay <= rt.settings.inline_backoff_max:
-                # The slot was released on leaving hold_all: waiting costs the vendor nothing.
-                await asyncio.sleep(decision.delay)
+                # The slot was released on leaving hold_all: waiting costs the vendor nothing,
+                # and the chunk may claim another item to use it meanwhile.
+                self._backing_off += 1
+                self._changed.set()
+                try:
+                    await asyncio.sleep(decision.delay)
+                finally:
+                    self._backing_off -= 1
                 return True
             self._finish(item, "queued", not_before=time.time() + decision.delay)
             return False

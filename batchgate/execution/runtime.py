@@ -63,6 +63,7 @@ class Runtime:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-db")
         self._clients: dict[str, aiohttp.ClientSession] = {}
         self._batches: dict[str, BatchInfo] = {}
+        self._batch_loads: dict[str, asyncio.Future[BatchInfo | None]] = {}
         # Blocking pool: waiters queue for a connection instead of failing past the cap.
         self.redis = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
@@ -117,20 +118,29 @@ class Runtime:
         )
 
     async def batch(self, batch_id: str) -> BatchInfo | None:
+        """The batch as the database said at most BATCH_CACHE_SECONDS ago. One load per batch
+        at a time: when the cache expires, every item starting then awaits the same query."""
         info = self._batches.get(batch_id)
-        now = time.monotonic()
-        if info is not None and now - info.fetched_at < BATCH_CACHE_SECONDS:
+        if info is not None and time.monotonic() - info.fetched_at < BATCH_CACHE_SECONDS:
             return info
+        loading = self._batch_loads.get(batch_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._refresh_batch(batch_id, info))
+            self._batch_loads[batch_id] = loading
+            loading.add_done_callback(lambda _: self._batch_loads.pop(batch_id, None))
+        return await asyncio.shield(loading)  # a cancelled waiter must not cancel the others'
+
+    async def _refresh_batch(self, batch_id: str, info: BatchInfo | None) -> BatchInfo | None:
         row = await self.db(self._load_batch, batch_id)
         if row is None:
             return None
         endpoint, status, prices_json, expires_at, max_cost = row
         prices = info.prices if info is not None else PriceTable.from_json(json.loads(prices_json))
         cap = usd_to_pusd(Decimal(max_cost)) if max_cost is not None else None
-        info = self._batches[batch_id] = BatchInfo(
-            batch_id, endpoint, status, prices, now, expires_at, cap
+        fresh = self._batches[batch_id] = BatchInfo(
+            batch_id, endpoint, status, prices, time.monotonic(), expires_at, cap
         )
-        return info
+        return fresh
 
     def _load_batch(self, batch_id: str) -> tuple[Any, ...] | None:
         t = Batch.__table__  # type: ignore[attr-defined]

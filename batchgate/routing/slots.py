@@ -12,6 +12,12 @@ off from `min_poll` to `max_poll` while the scope is full, and is woken at once 
 this process. Releases are pipelined the same way. So a process needs a couple of Redis
 connections for its slots however many coroutines wait, and a burst of N acquires costs one
 round trip, not N.
+
+A slot released while a local coroutine waits on the same terms is handed to that waiter
+directly: it stays held in Redis, so the limit is kept, and the hand-over costs no round trip,
+so a full vendor limit never idles between one call and the next. A slot is handed on only while
+it is young (`HANDOFF_MAX_AGE`, and a small share of its TTL): then it goes back through Redis,
+where other processes' waiters can take it, and the next holder starts with a fresh expiry.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ log = logging.getLogger(__name__)
 
 # Most tokens asked for in one script call (Lua's unpack has a stack limit near 8000 values).
 MAX_BATCH = 256
+# A released slot is handed straight to a local waiter only within this many seconds of its
+# acquisition and within this share of its TTL, so its expiry still covers the next holder.
+HANDOFF_MAX_AGE = 1.0
+HANDOFF_TTL_SHARE = 0.05
 
 # KEYS: one sorted set per scope. ARGV: ttl_ms, the limit of each key in KEYS order, then the
 # tokens of the waiters in FIFO order. Grants the first k tokens a slot in every scope, k as
@@ -108,6 +118,7 @@ class _Gate:
     keys: list[str]
     args: list[int]  # ttl_ms, then the limits
     batch: int
+    ttl: float  # seconds
     waiters: deque[_Waiter] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # a local release freed a slot
     task: asyncio.Task[None] | None = None
@@ -126,6 +137,9 @@ class _LoopState:
 
     loop: asyncio.AbstractEventLoop
     gates: dict[tuple[object, ...], _Gate] = field(default_factory=dict)
+    # Slots held in this loop: token -> (its gate, loop time by which it must go back to Redis
+    # rather than be handed on).
+    held: dict[str, tuple[_Gate, float]] = field(default_factory=dict)
     gates_of_scope: dict[str, list[_Gate]] = field(default_factory=dict)
     releases: list[_Release] = field(default_factory=list)
     flusher: asyncio.Task[None] | None = None
@@ -209,9 +223,10 @@ class Slots:
         try:
             return await waiter.future
         except asyncio.CancelledError:
-            # Granted just as we were cancelled: nobody will release it, so do it now.
+            # Granted just as we were cancelled: nobody will release it, so do it now. (A
+            # hand-over grants another holder's token, so release what the future holds.)
             if waiter.future.done() and not waiter.future.cancelled():
-                self._queue_release(state, scopes, waiter.token, wait=False)
+                self._drop_or_hand_on(state, scopes, waiter.future.result())
             raise
 
     async def _poll(self, state: _LoopState, gate: _Gate) -> None:
@@ -239,9 +254,11 @@ class Slots:
                         raise  # cancelled: the loop is shutting down
                     log.warning("slot poll for %s failed (%r); waiters got it", gate.scopes, exc)
                     return
+                deadline = state.loop.time() + min(HANDOFF_MAX_AGE, gate.ttl * HANDOFF_TTL_SHARE)
                 for waiter in batch[:granted]:
+                    state.held[waiter.token] = (gate, deadline)
                     if waiter.future.done():  # gave up while we were asking
-                        self._queue_release(state, gate.scopes, waiter.token, wait=False)
+                        self._drop_or_hand_on(state, gate.scopes, waiter.token)
                     else:
                         waiter.future.set_result(waiter.token)
                 gate.waiters.extendleft(reversed(batch[granted:]))  # still first in line
@@ -271,9 +288,33 @@ class Slots:
     # Releasing.
 
     async def _release_scopes(self, scopes: tuple[str, ...], token: str) -> None:
-        future = self._queue_release(self._loop_state(), scopes, token, wait=True)
+        state = self._loop_state()
+        if self._hand_on(state, token):
+            return
+        future = self._queue_release(state, scopes, token, wait=True)
         assert future is not None
         await future
+
+    def _drop_or_hand_on(self, state: _LoopState, scopes: tuple[str, ...], token: str) -> None:
+        if not self._hand_on(state, token):
+            self._queue_release(state, scopes, token, wait=False)
+
+    def _hand_on(self, state: _LoopState, token: str) -> bool:
+        """Give a held slot to the oldest local waiter on the same terms, if it is young
+        enough; True if it was handed on (it stays held in Redis, under the same token)."""
+        entry = state.held.pop(token, None)
+        if entry is None:
+            return False
+        gate, deadline = entry
+        if state.loop.time() > deadline:
+            return False
+        while gate.waiters:
+            waiter = gate.waiters.popleft()
+            if not waiter.future.done():
+                state.held[token] = entry
+                waiter.future.set_result(token)
+                return True
+        return False
 
     def _queue_release(
         self, state: _LoopState, scopes: tuple[str, ...], token: str, *, wait: bool
@@ -344,6 +385,7 @@ class Slots:
                 keys=[names.slots_key(s) for s in scopes],
                 args=[ttl_ms, *caps],
                 batch=min(MAX_BATCH, *caps),
+                ttl=ttl_ms / 1000,
             )
             for scope in scopes:
                 state.gates_of_scope.setdefault(scope, []).append(gate)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from batchgate.store.models import PENDING_ITEM_STATES, Attempt, Batch, Item
@@ -110,7 +110,7 @@ def claim(
     a redelivered message for a finished or leased item is a no-op."""
     if not ids:
         return []
-    return _claim(engine, ITEM.c.id.in_(list(ids)), owner, now, lease)
+    return _claim(engine, _CLAIM_IDS, {"ids": list(ids)}, owner, now, lease)
 
 
 def claim_next(
@@ -120,41 +120,24 @@ def claim_next(
     running task keeps the vendor busy instead of idling on its chunk's slowest items."""
     if n <= 0:
         return []
-    next_ids = (
-        select(ITEM.c.id)
-        .where(
-            ITEM.c.batch_id == batch_id,
-            ITEM.c.vendor == vendor,
-            ITEM.c.state == "queued",
-            (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= now),
-        )
-        .order_by(ITEM.c.idx)
-        .limit(n)
-    )
-    if engine.dialect.name == "postgresql":
-        # Two workers refilling from one batch would pick the same rows, and the loser would
-        # wait for the winner's commit, get nothing and stop refilling: skip rows another claim
-        # holds. Materialised, because a LIMIT ... SKIP LOCKED subquery the planner re-runs per
-        # row returns the next rows each time and claims far more than `n`.
-        picked = next_ids.with_for_update(skip_locked=True).cte("picked")
-        picked = picked.prefix_with("MATERIALIZED")
-        return _claim(engine, ITEM.c.id.in_(select(picked.c.id)), owner, now, lease)
-    # SQLite serialises writers (BEGIN IMMEDIATE), so the plain subquery is exact there.
-    return _claim(engine, ITEM.c.id.in_(next_ids), owner, now, lease)
+    stmt = _CLAIM_NEXT_PG if engine.dialect.name == "postgresql" else _CLAIM_NEXT
+    params = {"b_batch": batch_id, "b_vendor": vendor, "n": n}
+    return _claim(engine, stmt, params, owner, now, lease)
 
 
-def _claim(engine: Engine, which: Any, owner: str, now: float, lease: float) -> list[ClaimedItem]:
+def _claim_statement(which: Any) -> Any:
+    """UPDATE … RETURNING that leases the queued, due rows `which` selects, of running batches.
+    Built once per shape at import: building statements per call cost more than running them."""
     running_batches = select(BATCH.c.id).where(BATCH.c.status == "in_progress")
-    stmt = (
+    due = (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= bindparam("now"))
+    return (
         update(ITEM)
-        .where(
-            which,
-            ITEM.c.state == "queued",
-            (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= now),
-            ITEM.c.batch_id.in_(running_batches),
-        )
+        .where(which, ITEM.c.state == "queued", due, ITEM.c.batch_id.in_(running_batches))
         .values(
-            state="running", lease_owner=owner, lease_until=now + lease, claims=ITEM.c.claims + 1
+            state="running",
+            lease_owner=bindparam("b_owner"),
+            lease_until=bindparam("b_lease_until"),
+            claims=ITEM.c.claims + 1,
         )
         .returning(
             ITEM.c.id,
@@ -171,8 +154,36 @@ def _claim(engine: Engine, which: Any, owner: str, now: float, lease: float) -> 
             ITEM.c.tried_json,
         )
     )
+
+
+_NEXT_IDS = (
+    select(ITEM.c.id)
+    .where(
+        ITEM.c.batch_id == bindparam("b_batch"),
+        ITEM.c.vendor == bindparam("b_vendor"),
+        ITEM.c.state == "queued",
+        (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= bindparam("now")),
+    )
+    .order_by(ITEM.c.idx)
+    .limit(bindparam("n"))
+)
+_CLAIM_IDS = _claim_statement(ITEM.c.id.in_(bindparam("ids", expanding=True)))
+# SQLite serialises writers (BEGIN IMMEDIATE), so the plain subquery is exact there.
+_CLAIM_NEXT = _claim_statement(ITEM.c.id.in_(_NEXT_IDS))
+# PostgreSQL: two workers refilling from one batch would pick the same rows, and the loser would
+# wait for the winner's commit, get nothing and stop refilling: skip rows another claim holds.
+# Materialised, because a LIMIT … SKIP LOCKED subquery the planner re-runs per row returns the
+# next rows each time and claims far more than `n`.
+_PICKED = _NEXT_IDS.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+_CLAIM_NEXT_PG = _claim_statement(ITEM.c.id.in_(select(_PICKED.c.id)))
+
+
+def _claim(
+    engine: Engine, stmt: Any, params: dict[str, Any], owner: str, now: float, lease: float
+) -> list[ClaimedItem]:
+    params = {**params, "b_owner": owner, "now": now, "b_lease_until": now + lease}
     with engine.begin() as conn:
-        rows = conn.execute(stmt).all()
+        rows = conn.execute(stmt, params).all()
     out = [
         ClaimedItem(
             id=r.id,
@@ -214,13 +225,7 @@ def apply(
     if not ids:
         return result
     with engine.begin() as conn:
-        held = set(
-            conn.execute(
-                select(ITEM.c.id).where(
-                    ITEM.c.id.in_(ids), ITEM.c.lease_owner == owner, ITEM.c.state == "running"
-                )
-            ).scalars()
-        )
+        held = set(conn.execute(_HELD, {"ids": ids, "b_owner": owner}).scalars())
         result.stale = set(ids) - held
         if attempts:
             rows = []
@@ -228,7 +233,7 @@ def apply(
                 row = {k: getattr(a, k) for k in AttemptRow.__slots__}
                 row["duplicate"] = a.duplicate or a.item_id not in held
                 rows.append(row)
-            conn.execute(insert(ATTEMPT), rows)
+            _executemany(conn, _INSERT_ATTEMPT, rows)
         # Add this round's spend and tokens to the items we still hold.
         spend: dict[int, list[int]] = {}
         for a in attempts:
@@ -249,20 +254,20 @@ def apply(
                 {
                     "b_id": u.id,
                     "b_owner": owner,
-                    "state": u.state,
-                    "attempts": u.attempts,
-                    "model_attempts": u.model_attempts,
-                    "alias": u.alias,
-                    "vendor": u.vendor,
-                    "chain_pos": u.chain_pos,
-                    "tried_json": json.dumps(u.tried),
-                    "chain_json": json.dumps(u.chain),
-                    "result_json": json.dumps(u.result) if u.result is not None else None,
-                    "error_json": json.dumps(u.error) if u.error is not None else None,
-                    "served_deployment": u.served_deployment,
-                    "not_before": u.not_before,
-                    "enqueued_at": u.enqueued_at,
-                    "finished_at": u.finished_at,
+                    "b_state": u.state,
+                    "b_attempts": u.attempts,
+                    "b_model_attempts": u.model_attempts,
+                    "b_alias": u.alias,
+                    "b_vendor": u.vendor,
+                    "b_chain_pos": u.chain_pos,
+                    "b_tried": json.dumps(u.tried),
+                    "b_chain": json.dumps(u.chain),
+                    "b_result": json.dumps(u.result) if u.result is not None else None,
+                    "b_error": json.dumps(u.error) if u.error is not None else None,
+                    "b_served": u.served_deployment,
+                    "b_not_before": u.not_before,
+                    "b_enqueued_at": u.enqueued_at,
+                    "b_finished_at": u.finished_at,
                     "d_cost": s[0],
                     "d_in": s[1],
                     "d_out": s[2],
@@ -272,36 +277,62 @@ def apply(
                 }
             )
         if params:
-            conn.execute(
-                update(ITEM)
-                .where(ITEM.c.id == bindparam("b_id"), ITEM.c.lease_owner == bindparam("b_owner"))
-                .values(
-                    state=bindparam("state"),
-                    attempts=bindparam("attempts"),
-                    model_attempts=bindparam("model_attempts"),
-                    alias=bindparam("alias"),
-                    vendor=bindparam("vendor"),
-                    chain_pos=bindparam("chain_pos"),
-                    tried_json=bindparam("tried_json"),
-                    chain_json=bindparam("chain_json"),
-                    result_json=bindparam("result_json"),
-                    error_json=bindparam("error_json"),
-                    served_deployment=bindparam("served_deployment"),
-                    not_before=bindparam("not_before"),
-                    enqueued_at=bindparam("enqueued_at"),
-                    finished_at=bindparam("finished_at"),
-                    lease_owner=None,
-                    lease_until=None,
-                    cost_pusd=ITEM.c.cost_pusd + bindparam("d_cost"),
-                    input_tokens=ITEM.c.input_tokens + bindparam("d_in"),
-                    output_tokens=ITEM.c.output_tokens + bindparam("d_out"),
-                    cache_read_tokens=ITEM.c.cache_read_tokens + bindparam("d_cr"),
-                    cache_write_tokens=ITEM.c.cache_write_tokens + bindparam("d_cw"),
-                    unpriced=ITEM.c.unpriced | bindparam("d_unpriced"),
-                ),
-                params,
-            )
+            _executemany(conn, _APPLY_UPDATE, params)
     return result
+
+
+_HELD = select(ITEM.c.id).where(
+    ITEM.c.id.in_(bindparam("ids", expanding=True)),
+    ITEM.c.lease_owner == bindparam("b_owner"),
+    ITEM.c.state == "running",
+)
+_INSERT_ATTEMPT = insert(ATTEMPT).values({k: bindparam(k) for k in AttemptRow.__slots__})
+_APPLY_UPDATE = (
+    update(ITEM)
+    .where(ITEM.c.id == bindparam("b_id"), ITEM.c.lease_owner == bindparam("b_owner"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=bindparam("b_attempts"),
+        model_attempts=bindparam("b_model_attempts"),
+        alias=bindparam("b_alias"),
+        vendor=bindparam("b_vendor"),
+        chain_pos=bindparam("b_chain_pos"),
+        tried_json=bindparam("b_tried"),
+        chain_json=bindparam("b_chain"),
+        result_json=bindparam("b_result"),
+        error_json=bindparam("b_error"),
+        served_deployment=bindparam("b_served"),
+        not_before=bindparam("b_not_before"),
+        enqueued_at=bindparam("b_enqueued_at"),
+        finished_at=bindparam("b_finished_at"),
+        lease_owner=null(),
+        lease_until=null(),
+        cost_pusd=ITEM.c.cost_pusd + bindparam("d_cost"),
+        input_tokens=ITEM.c.input_tokens + bindparam("d_in"),
+        output_tokens=ITEM.c.output_tokens + bindparam("d_out"),
+        cache_read_tokens=ITEM.c.cache_read_tokens + bindparam("d_cr"),
+        cache_write_tokens=ITEM.c.cache_write_tokens + bindparam("d_cw"),
+        unpriced=ITEM.c.unpriced | bindparam("d_unpriced"),
+    )
+)
+_DRIVER_SQL: dict[tuple[int, str], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """One statement over many parameter sets, at the driver: SQLAlchemy's per-row parameter
+    processing was most of the cost of recording outcomes. The values are plain ints, floats,
+    strings, bools and None, which both drivers take as they are."""
+    key = (id(stmt), conn.dialect.name)
+    sql = _DRIVER_SQL.get(key)
+    if sql is None:
+        compiled = stmt.compile(dialect=conn.dialect)
+        order = tuple(compiled.positiontup) if compiled.positional else None
+        sql = _DRIVER_SQL[key] = (str(compiled), order)
+    text, order = sql
+    if order is None:
+        conn.exec_driver_sql(text, rows)
+    else:
+        conn.exec_driver_sql(text, [tuple(r[k] for k in order) for r in rows])
 
 
 def has_pending(engine: Engine, batch_id: str) -> bool:

@@ -50,6 +50,16 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> f
     return time.monotonic() - start
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _queued(slots: Slots) -> bool:
+    """A waiter sits in the local queue (between polls), where a release can reach it."""
+    state = slots._state
+    return state is not None and any(g.waiters for g in state.gates.values())
+
+
 # -- slots within one process ----------------------------------------------------------------
 
 
@@ -123,6 +133,54 @@ def test_waiters_queue_in_fifo_order_locally(valkey_url: str) -> None:  # noqa: 
         return order
 
     assert run(valkey_url, body) == list(range(10))
+
+
+def test_a_released_slot_goes_to_a_local_waiter_without_a_round_trip(
+    valkey_url: str,  # noqa: F811
+) -> None:
+    scope = _name("vendor")
+
+    async def body(r: Redis) -> tuple[bool, int, int, int]:
+        slots = Slots(r)
+        first = await slots.acquire(scope, 1, ttl=30)
+        waiter = asyncio.create_task(slots.acquire(scope, 1, ttl=30))
+        await _eventually(lambda: _true(_queued(slots)), timeout=5)
+        await r.config_resetstat()
+        await slots.release(scope, first)
+        second = await waiter
+        stats = await r.info("commandstats")
+        held_meanwhile = await slots.in_use(scope)
+        await slots.release(scope, second)  # nobody waits now: back to Redis
+        return second == first, held_meanwhile, stats.get("cmdstat_zrem", {}).get("calls", 0), (
+            await slots.in_use(scope)
+        )
+
+    same_token, held, zrems, after = run(valkey_url, body)
+    # Handed over under the same token: the slot never left Redis, no ZREM, never over limit.
+    assert same_token and held == 1 and zrems == 0
+    assert after == 0
+
+
+def test_an_old_slot_goes_back_through_redis_instead_of_being_handed_on(
+    valkey_url: str,  # noqa: F811
+) -> None:
+    scope = _name("vendor")
+
+    async def body(r: Redis) -> tuple[bool, int]:
+        slots = Slots(r)
+        first = await slots.acquire(scope, 1, ttl=2)  # hand-on window: 5% of 2 s = 0.1 s
+        await asyncio.sleep(0.15)  # let it age past the window (the behaviour under test)
+        waiter = asyncio.create_task(slots.acquire(scope, 1, ttl=2))
+        await _eventually(lambda: _true(_queued(slots)), timeout=5)
+        await r.config_resetstat()
+        await slots.release(scope, first)
+        second = await waiter
+        stats = await r.info("commandstats")
+        await slots.release(scope, second)
+        return second == first, stats.get("cmdstat_zrem", {}).get("calls", 0)
+
+    same_token, zrems = run(valkey_url, body)
+    assert not same_token and zrems >= 1
 
 
 def test_waiting_does_not_hammer_redis(valkey_url: str) -> None:  # noqa: F811

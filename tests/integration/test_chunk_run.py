@@ -1,0 +1,144 @@
+"""One worker's `ChunkRun` in this process against real parts: the simulator over HTTP, a real
+Valkey for the slots, a real database. Checks how a chunk keeps the vendor busy: it claims the
+rest of its batch as items finish, and items waiting out a retry-after do not hold that up."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchgate.config import parse_config
+from batchgate.execution.runner import ChunkRun
+from batchgate.execution.runtime import Runtime
+from batchgate.filestore import FileStore
+from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
+from batchgate.settings import Settings
+from batchgate.simulator.server import RunningSimulator, start_in_thread
+from batchgate.store.db import init_db, make_engine
+from batchgate.store.models import File
+from tests.integration.valkey_fixture import valkey_url  # noqa: F401  (a pytest fixture)
+
+pytestmark = pytest.mark.storage
+
+LIMIT = 8
+
+
+@pytest.fixture
+def sim() -> Iterator[RunningSimulator]:
+    with start_in_thread({"default": {"latency_ms": 50}}) as s:
+        yield s
+
+
+def _runtime(tmp_path: Path, database_url: str, redis_url: str, sim: RunningSimulator) -> Runtime:
+    config = parse_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "m",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o-mini",
+                        "api_base": sim.base_url + "/v1",
+                        "api_key": "sk-test",
+                    },
+                }
+            ],
+            "router_settings": {"num_retries": 2},
+            "batchgate_settings": {
+                "vendors": {"openai": {"max_concurrency": LIMIT, "chunk_size": LIMIT}}
+            },
+        }
+    )
+    settings = Settings(data_dir=tmp_path, database_url=database_url, redis_url=redis_url)
+    engine = make_engine(database_url)
+    init_db(engine)
+    return Runtime(settings, config, engine)
+
+
+def _batch(rt: Runtime, prompts: list[str]) -> tuple[str, list[int]]:
+    """Ingest one line per prompt; returns the batch id and item ids in input order."""
+    files = FileStore(rt.settings.files_dir)
+    data = b"".join(
+        json.dumps(
+            {
+                "custom_id": f"c{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "m", "messages": [{"role": "user", "content": p}]},
+            }
+        ).encode()
+        + b"\n"
+        for i, p in enumerate(prompts)
+    )
+    with files.atomic_writer("file-1") as (rel, fp):
+        fp.write(data)
+    with rt.engine.begin() as conn:
+        conn.execute(
+            File.__table__.insert().values(  # type: ignore[attr-defined]
+                id="file-1",
+                tenant="t",
+                purpose="batch",
+                filename="in.jsonl",
+                bytes=len(data),
+                created_at=int(time.time()),
+                path=rel,
+            )
+        )
+    batch = create_batch(
+        rt.engine, BatchRequest(tenant="t", input_file_id="file-1", endpoint="/v1/chat/completions")
+    )
+    chunks: list[list[int]] = []
+
+    def enqueue(batch_id: str, vendor: str, ids: list[int]) -> int:
+        chunks.append(ids)  # no broker here: the test hands the first chunk to a ChunkRun
+        return len(ids)
+
+    ingest(rt.engine, rt.settings, rt.config, files, batch.id, enqueue)
+    return batch.id, [i for chunk in chunks for i in chunk]
+
+
+def _run(rt: Runtime, batch_id: str, ids: list[int]) -> Any:
+    try:
+        return rt.run(ChunkRun(rt, "openai", lambda *a: None).run(batch_id, ids))
+    finally:
+        rt.run(rt.client("openai").close())
+        rt.run(rt.redis.aclose())
+        rt.loop.close()
+        rt.engine.dispose()
+
+
+def test_a_chunk_claims_the_rest_of_its_batch_as_items_finish(
+    tmp_path: Path,
+    database_url: str,
+    valkey_url: str,  # noqa: F811
+    sim: RunningSimulator,
+) -> None:
+    rt = _runtime(tmp_path, database_url, valkey_url, sim)
+    batch_id, ids = _batch(rt, [f"hello {i}" for i in range(40)])
+    report = _run(rt, batch_id, ids[:LIMIT])  # the message carried the first chunk only
+    assert report.claimed == 40 and report.succeeded == 40
+    assert sim.stats()["total"]["calls"] == 40
+
+
+def test_items_waiting_out_a_retry_after_do_not_hold_up_the_rest(
+    tmp_path: Path,
+    database_url: str,
+    valkey_url: str,  # noqa: F811
+    sim: RunningSimulator,
+) -> None:
+    rt = _runtime(tmp_path, database_url, valkey_url, sim)
+    limited = [f"slow down {i} #sim:fail=429:first=1:retry-after=1" for i in range(LIMIT)]
+    batch_id, ids = _batch(rt, [*limited, *(f"hello {i}" for i in range(32))])
+    report = _run(rt, batch_id, ids[:LIMIT])  # the whole chunk is told to wait a second
+    assert report.succeeded == 40
+
+    ledger = sim.ledger()
+    first_429 = min(e["t_end"] for e in ledger if e["status"] == 429)
+    while_waiting = [e for e in ledger if e["status"] == 200 and e["t_start"] < first_429 + 0.9]
+    # The chunk claimed and ran the other 32 lines while its first 8 waited out the second.
+    assert len(while_waiting) == 32
+    assert sum(1 for e in ledger if e["status"] == 429) == LIMIT
