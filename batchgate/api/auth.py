@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from batchgate.api.errors import APIError, lookup_key, not_found
 from batchgate.config import Config
+from batchgate.store.db import reading
 
 ADMIN = "default"
 
@@ -81,7 +82,7 @@ def owned_row(request: Request, table: Any, what: str, ident: str, caller: Calle
     """The caller's own row of `table` by id; another tenant's row is a 404, like a missing one
     (no existence oracle)."""
     lookup_key(what, ident)
-    with request.app.state.engine.connect() as conn:
+    with reading(request.app.state.engine) as conn:
         row = conn.execute(
             select(table).where(table.c.id == ident, table.c.tenant == caller.tenant)
         ).first()

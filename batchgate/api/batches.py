@@ -29,6 +29,7 @@ from batchgate.pipeline.ingest import (
     limits_from,
     window_seconds,
 )
+from batchgate.store.db import reading
 from batchgate.store.items import BATCH
 from batchgate.store.models import File
 from batchgate.views import batch_object
@@ -111,7 +112,7 @@ def _row(request: Request, caller: Caller, batch_id: str) -> Any:
 
 
 def _object(request: Request, row: Any) -> dict[str, Any]:
-    with request.app.state.engine.connect() as conn:
+    with reading(request.app.state.engine) as conn:
         return batch_object(conn, row)
 
 
@@ -136,7 +137,7 @@ def create(
         window_seconds(body.completion_window)
     except ValueError as exc:
         raise APIError(400, str(exc), param="completion_window") from None
-    with st.engine.connect() as conn:
+    with reading(st.engine) as conn:
         file = conn.execute(
             select(FILE).where(FILE.c.id == body.input_file_id, FILE.c.tenant == caller.tenant)
         ).first()
@@ -227,7 +228,7 @@ def list_batches(
             )
         )
     query = query.order_by(BATCH.c.created_at.desc(), BATCH.c.id.desc()).limit(limit + 1)
-    with request.app.state.engine.connect() as conn:
+    with reading(request.app.state.engine) as conn:
         rows = conn.execute(query).all()
         data = [batch_object(conn, r) for r in rows[:limit]]
     return {

@@ -14,6 +14,7 @@ from batchgate.api.auth import Caller, current_caller, owned_row
 from batchgate.api.errors import APIError, not_found
 from batchgate.api.schemas import FileDeleted, FileList, FileObject, errors, json_errors
 from batchgate.filestore import TooLarge, new_id
+from batchgate.store.db import reading
 from batchgate.store.items import BATCH
 from batchgate.store.models import File
 from batchgate.views import file_object
@@ -165,7 +166,7 @@ def list_files(
         query = query.where(past)
     keys = (FILE.c.created_at, FILE.c.id)
     query = query.order_by(*(k.desc() if newest_first else k.asc() for k in keys))
-    with request.app.state.engine.connect() as conn:
+    with reading(request.app.state.engine) as conn:
         rows = conn.execute(query.limit(limit + 1)).all()
     data = [file_object(r) for r in rows[:limit]]
     return {

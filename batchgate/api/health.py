@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from batchgate.api.schemas import Health
+from batchgate.store.db import reading
 
 router = APIRouter(tags=["health"])
 
@@ -26,7 +27,7 @@ def healthz(request: Request) -> JSONResponse:
     st = request.app.state
     report: dict[str, Any] = {}
     try:
-        with st.engine.connect() as conn:
+        with reading(st.engine) as conn:
             conn.execute(text("SELECT 1"))
         report["database"] = {"ok": True}
     except Exception as exc:

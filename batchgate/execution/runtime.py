@@ -31,7 +31,7 @@ from batchgate.providers.base import Target
 from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from batchgate.settings import Settings, get_settings
-from batchgate.store.db import init_db, make_engine
+from batchgate.store.db import init_db, make_engine, reading
 from batchgate.store.models import Attempt, Batch
 
 T = TypeVar("T")
@@ -144,7 +144,7 @@ class Runtime:
 
     def _load_batch(self, batch_id: str) -> tuple[Any, ...] | None:
         t = Batch.__table__  # type: ignore[attr-defined]
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(
                 select(
                     t.c.endpoint,
@@ -159,7 +159,7 @@ class Runtime:
     def spent_pusd(self, batch_id: str) -> int:
         """What the attempt ledger says a batch has spent (seeds the budget counter)."""
         t = Attempt.__table__  # type: ignore[attr-defined]
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return int(
                 conn.execute(
                     select(func.coalesce(func.sum(t.c.cost_pusd), 0)).where(

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
+from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, has_pending
 from batchgate.store.models import File
 
@@ -90,7 +91,7 @@ def output_line(row: Any, cost: str) -> dict[str, Any]:
 
 
 def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).one()
     out_id, err_id = new_id("file-"), new_id("file-")
     counts = {"completed": 0, "failed": 0}
@@ -100,7 +101,7 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
     with (
         files.atomic_writer(out_id) as (out_rel, out_fp),
         files.atomic_writer(err_id) as (err_rel, err_fp),
-        engine.connect() as conn,
+        reading(engine) as conn,
     ):
         rows = conn.execution_options(yield_per=2000).execute(
             select(ITEM).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
@@ -160,7 +161,7 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
 
 def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
     """Cost and usage totals from the attempts (the ledger of what was paid for)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         by_model = conn.execute(
             select(
                 ATTEMPT.c.alias,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,6 +21,7 @@ from batchgate.config import Config
 from batchgate.filestore import FileStore, new_id
 from batchgate.pricing import pin_prices
 from batchgate.settings import Settings
+from batchgate.store.db import reading
 from batchgate.store.items import BATCH, ITEM, insert_items
 from batchgate.store.models import Batch, File
 from batchgate.validation import Limits, LineError, iter_requests, validate_file
@@ -109,7 +109,7 @@ def ingest(
     enqueue: Enqueue,
 ) -> str:
     """Validate, store items and enqueue; returns the batch's new status."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).first()
         if batch is None or batch.status != "validating":
             return batch.status if batch else "missing"
@@ -200,23 +200,35 @@ def _store_items(
     return total
 
 
+ENQUEUE_PAGE = 10_000
+
+
 def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueue) -> int:
-    """Enqueue every queued, never-enqueued item of a batch, chunked per vendor."""
-    by_vendor: dict[str, list[int]] = defaultdict(list)
-    with engine.connect() as conn:
-        result = conn.execute(
-            select(ITEM.c.id, ITEM.c.vendor)
-            .where(
-                ITEM.c.batch_id == batch_id, ITEM.c.state == "queued", ITEM.c.enqueued_at.is_(None)
-            )
-            .order_by(ITEM.c.idx)
-        )
-        for item_id, vendor in result:
-            by_vendor[vendor].append(item_id)
+    """Enqueue every queued, never-enqueued item of a batch, chunked per vendor, a page of ids
+    at a time in input order: memory stays flat however long the batch is."""
     sent = 0
-    for vendor, ids in by_vendor.items():
-        sent += enqueue(batch_id, vendor, ids)
-        mark_enqueued(engine, ids)
+    for vendor in config.vendors:
+        after = -1
+        while True:
+            with reading(engine) as conn:
+                page = conn.execute(
+                    select(ITEM.c.id, ITEM.c.idx, ITEM.c.enqueued_at)
+                    .where(
+                        ITEM.c.batch_id == batch_id,
+                        ITEM.c.vendor == vendor,
+                        ITEM.c.state == "queued",
+                        ITEM.c.idx > after,
+                    )
+                    .order_by(ITEM.c.idx)
+                    .limit(ENQUEUE_PAGE)
+                ).all()
+            if not page:
+                break
+            after = page[-1].idx
+            ids = [r.id for r in page if r.enqueued_at is None]
+            if ids:
+                sent += enqueue(batch_id, vendor, ids)
+                mark_enqueued(engine, ids)
     return sent
 
 

@@ -20,6 +20,7 @@ from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import mark_enqueued
 from batchgate.pipeline.lifecycle import expire_items
+from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def due_items(
             and_(ITEM.c.enqueued_at < stale_before, ITEM.c.vendor.in_(sorted(idle_vendors)))
         )
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for condition in wanted:
             rows = conn.execute(
                 select(ITEM.c.id, ITEM.c.batch_id, ITEM.c.vendor)
@@ -117,7 +118,7 @@ def reconcile_once(
     report.released = release_expired_leases(engine, now)
 
     if not vendors:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             vendors = set(
                 conn.execute(
                     select(ITEM.c.vendor).where(ITEM.c.state == "queued").distinct()
@@ -138,7 +139,7 @@ def reconcile_once(
     if reingest is not None:
         # An API that died while ingesting leaves a batch `validating` with no items (ingest is
         # one transaction): run it again so the batch still ends.
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             stuck = (
                 conn.execute(
                     select(BATCH.c.id).where(
@@ -156,7 +157,7 @@ def reconcile_once(
             except Exception:
                 log.exception("reconciler: re-ingest of %s failed", batch_id)
 
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         active = conn.execute(
             select(BATCH.c.id, BATCH.c.status, BATCH.c.expires_at, BATCH.c.finalizing_at).where(
                 BATCH.c.status.in_(("in_progress", "cancelling", "finalizing"))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel, create_engine
 
 from batchgate.store import models  # noqa: F401  (registers the tables)
+
+READ_ONLY = "batchgate_read_only"  # execution option set by `reading`
 
 
 def normalise_url(url: str) -> str:
@@ -37,8 +41,13 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            # Take the write lock up front: claims read-then-write and must not interleave.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front: claims read-then-write and must not
+            # interleave. Reads (`reading`) take a snapshot and never wait for that lock, so a
+            # status poll is not blocked by a long ingest.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         # Let our BEGIN IMMEDIATE take effect instead of pysqlite's implicit BEGIN.
         @event.listens_for(engine, "connect")
@@ -49,6 +58,15 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only (`engine.begin()` is for writes). On SQLite its transaction
+    is deferred: it reads a snapshot and never queues behind a writer."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        yield conn
+
+
 def init_db(engine: Engine) -> None:
     """Create missing tables. Migrations can take over later; create_all never drops."""
     SQLModel.metadata.create_all(engine)
@@ -56,7 +74,3 @@ def init_db(engine: Engine) -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
-
-
-def session(engine: Engine) -> Session:
-    return Session(engine, expire_on_commit=False)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from batchgate.store.db import reading
 from batchgate.store.models import PENDING_ITEM_STATES, Attempt, Batch, Item
 
 ITEM = Item.__table__  # type: ignore[attr-defined]
@@ -338,7 +339,7 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> Non
 def has_pending(engine: Engine, batch_id: str) -> bool:
     """Whether any item of the batch is still queued or running. Asked after every chunk, so it
     stops at the first row (a COUNT would walk a million-line batch each time)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return (
             conn.execute(
                 select(ITEM.c.id)
