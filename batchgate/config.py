@@ -74,7 +74,8 @@ class _RouterSettings(_Lenient):
     context_window_fallbacks: list[dict[str, list[str]]] = []
     content_policy_fallbacks: list[dict[str, list[str]]] = []
     num_retries: int = Field(default=2, ge=0)
-    allowed_fails: int = Field(default=3, ge=1)
+    # None: LiteLLM's default (3, and no cooldown for a model with a single deployment).
+    allowed_fails: int | None = Field(default=None, ge=1)
     cooldown_time: float = Field(default=30.0, ge=0)
     routing_strategy: str | None = None
 
@@ -156,6 +157,9 @@ class TenantKey:
         return resolve_secret(self.api_key_ref)
 
 
+DEFAULT_ALLOWED_FAILS = 3
+
+
 @dataclass(frozen=True)
 class Config:
     deployments: tuple[Deployment, ...] = ()
@@ -163,7 +167,7 @@ class Config:
     context_window_fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     content_policy_fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     num_retries: int = 2
-    allowed_fails: int = 3
+    allowed_fails: int | None = None  # None: the default below, single deployments exempt
     cooldown_time: float = 30.0
     master_key_ref: str | None = field(default=None, repr=False)
     tenants: tuple[TenantKey, ...] = ()
@@ -195,6 +199,15 @@ class Config:
             if d.id == deployment_id:
                 return d
         raise KeyError(deployment_id)
+
+    def allowed_fails_for(self, alias: str) -> int | None:
+        """Failures of one deployment of `alias` tolerated in a minute before it cools down;
+        None: it never cools down. As in LiteLLM: unless `allowed_fails` is set, a model with a
+        single deployment stays in rotation (benching it would fail every line that has no
+        fallback), and other models allow DEFAULT_ALLOWED_FAILS."""
+        if self.allowed_fails is not None:
+            return self.allowed_fails
+        return DEFAULT_ALLOWED_FAILS if len(self._by_alias.get(alias, ())) > 1 else None
 
     def vendor_of(self, alias: str) -> str:
         deps = self.deployments_for(alias)

@@ -358,11 +358,13 @@ class ChunkRun:
             await rt.cooldowns.pause(dep.id, AUTH_PAUSE_SECONDS)
             rt.forget_cooling()
         elif error.kind in (ErrorKind.server_error, ErrorKind.overloaded, ErrorKind.timeout):
-            rt.failing.add(dep.id)
-            if await rt.cooldowns.record_failure(
-                dep.id, rt.config.allowed_fails, COOLDOWN_WINDOW, rt.config.cooldown_time
-            ):
-                rt.forget_cooling()
+            allowed = rt.config.allowed_fails_for(item.alias)
+            if allowed is not None:
+                rt.failing.add(dep.id)
+                if await rt.cooldowns.record_failure(
+                    dep.id, allowed, COOLDOWN_WINDOW, rt.config.cooldown_time
+                ):
+                    rt.forget_cooling()
         return error
 
     async def _after_error(self, item: ClaimedItem, err: ProviderError) -> bool:

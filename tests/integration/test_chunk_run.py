@@ -142,3 +142,18 @@ def test_items_waiting_out_a_retry_after_do_not_hold_up_the_rest(
     # The chunk claimed and ran the other 32 lines while its first 8 waited out the second.
     assert len(while_waiting) == 32
     assert sum(1 for e in ledger if e["status"] == 429) == LIMIT
+
+
+def test_a_model_with_one_deployment_stays_in_rotation_through_failures(
+    tmp_path: Path,
+    database_url: str,
+    valkey_url: str,  # noqa: F811
+    sim: RunningSimulator,
+) -> None:
+    # Every line fails its first call with a 500. Cooling the model's only deployment down
+    # after a few of them would end the remaining lines as failed; LiteLLM's default retries.
+    rt = _runtime(tmp_path, database_url, valkey_url, sim)
+    batch_id, ids = _batch(rt, [f"flaky {i} #sim:fail=500:first=1" for i in range(12)])
+    report = _run(rt, batch_id, ids[:LIMIT])
+    assert report.succeeded == 12 and report.failed == 0
+    assert sum(1 for e in sim.ledger() if e["status"] == 500) == 12

@@ -148,3 +148,25 @@ def test_unreadable_or_invalid_yaml_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text("model_list: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def _two_models(router: dict[str, object]) -> dict[str, object]:
+    return {
+        "model_list": [
+            {"model_name": "solo", "litellm_params": {"model": "openai/gpt-4o-mini"}},
+            {"model_name": "pair", "litellm_params": {"model": "openai/gpt-4o"}},
+            {"model_name": "pair", "litellm_params": {"model": "azure/gpt-4o", "api_base": "x"}},
+        ],
+        "router_settings": router,
+    }
+
+
+def test_a_single_deployment_is_not_cooled_down_unless_allowed_fails_is_set() -> None:
+    # LiteLLM's default: benching a model's only deployment would fail every line without a
+    # fallback, so only models with alternatives cool down (after 3 tolerated failures).
+    default = parse_config(_two_models({}))
+    assert default.allowed_fails_for("solo") is None
+    assert default.allowed_fails_for("pair") == 3
+    explicit = parse_config(_two_models({"allowed_fails": 5}))
+    assert explicit.allowed_fails_for("solo") == 5
+    assert explicit.allowed_fails_for("pair") == 5
