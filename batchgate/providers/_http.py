@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from multidict import CIMultiDictProxy
 
 from batchgate.errors import (
     InvalidRequest,
@@ -137,7 +136,7 @@ def _encode(request: HttpRequest) -> bytes:
 
 async def _exchange(
     client: aiohttp.ClientSession, request: HttpRequest, content: bytes, max_bytes: int
-) -> tuple[int, CIMultiDictProxy[str], bytes, bool]:
+) -> tuple[int, Mapping[str, str], bytes, bool]:
     """(status, headers, body bytes, cut short) of one exchange, reading at most the cap."""
     headers = {"Content-Type": "application/json", **request.headers}
     async with client.request(

@@ -11,53 +11,25 @@ parses each response as JSON and writes one output line per request, as batchgat
 from __future__ import annotations
 
 import asyncio
-import json
+from typing import Any
 
 import aiohttp
 
-from benchmarks.peers.common import now, parse_args, read_requests, summary
+from benchmarks.peers.common import bare_loop, parse_args
 
 
 async def main() -> None:
     args = parse_args(__doc__ or "")
     url = args.url.rstrip("/") + "/v1/chat/completions"
     headers = {"Authorization": "Bearer sk-bench-key"}
-    requests = read_requests(args.input)
-    ok = failed = 0
-    start = now()
-    deadline = start + args.max_seconds if args.max_seconds else None
     connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
-    with open(args.output, "w") as out:
-        async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector) as session:
 
-            async def worker() -> None:
-                nonlocal ok, failed
-                for req in requests:  # a shared iterator: each line is taken once
-                    if deadline is not None and now() > deadline:
-                        return
-                    try:
-                        async with session.post(url, json=req["body"], headers=headers) as r:
-                            body = await r.json()
-                            status = r.status
-                    except Exception as exc:
-                        failed += 1
-                        out.write(
-                            json.dumps({"custom_id": req["custom_id"], "error": str(exc)}) + "\n"
-                        )
-                        continue
-                    if status == 200:
-                        ok += 1
-                    else:
-                        failed += 1
-                    line = {
-                        "custom_id": req["custom_id"],
-                        "response": {"status_code": status, "body": body},
-                    }
-                    out.write(json.dumps(line) + "\n")
+        async def call(body: dict[str, Any]) -> tuple[int, Any]:
+            async with session.post(url, json=body, headers=headers) as r:
+                return r.status, await r.json()
 
-            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    seconds = now() - start
-    summary("bare aiohttp loop", ok + failed, ok, failed, seconds)
+        await bare_loop("bare aiohttp loop", args, call)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 
@@ -48,3 +49,38 @@ def summary(name: str, lines: int, ok: int, failed: int, seconds: float, **extra
 
 def now() -> float:
     return time.perf_counter()
+
+
+async def bare_loop(
+    name: str,
+    args: argparse.Namespace,
+    call: Callable[[dict[str, Any]], Awaitable[tuple[int, Any]]],
+) -> None:
+    """`args.concurrency` coroutines share one iterator over the input; each line is sent once
+    with `call(body) -> (status, parsed body)` and its result written as one output line."""
+    ok = failed = 0
+    start = now()
+    deadline = start + args.max_seconds if args.max_seconds else None
+    requests = read_requests(args.input)
+    with open(args.output, "w") as out:
+
+        async def worker() -> None:
+            nonlocal ok, failed
+            for req in requests:  # a shared iterator: each line is taken once
+                if deadline is not None and now() > deadline:
+                    return
+                try:
+                    status, body = await call(req["body"])
+                except Exception as exc:
+                    failed += 1
+                    out.write(json.dumps({"custom_id": req["custom_id"], "error": str(exc)}) + "\n")
+                    continue
+                if status == 200:
+                    ok += 1
+                else:
+                    failed += 1
+                response = {"status_code": status, "body": body}
+                out.write(json.dumps({"custom_id": req["custom_id"], "response": response}) + "\n")
+
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    summary(name, ok + failed, ok, failed, now() - start)

@@ -4,8 +4,6 @@ rest of its batch as items finish, and items waiting out a retry-after do not ho
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
 from batchgate.settings import Settings
 from batchgate.simulator.server import RunningSimulator, start_in_thread
 from batchgate.store.db import init_db, make_engine
-from batchgate.store.models import File
+from tests.integration.stored_files import upload
 from tests.integration.valkey_fixture import valkey_url  # noqa: F401  (a pytest fixture)
 
 pytestmark = pytest.mark.storage
@@ -62,34 +60,18 @@ def _runtime(tmp_path: Path, database_url: str, redis_url: str, sim: RunningSimu
 def _batch(rt: Runtime, prompts: list[str]) -> tuple[str, list[int]]:
     """Ingest one line per prompt; returns the batch id and item ids in input order."""
     files = FileStore(rt.settings.files_dir)
-    data = b"".join(
-        json.dumps(
-            {
-                "custom_id": f"c{i}",
-                "method": "POST",
-                "url": "/v1/chat/completions",
-                "body": {"model": "m", "messages": [{"role": "user", "content": p}]},
-            }
-        ).encode()
-        + b"\n"
+    lines = [
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "m", "messages": [{"role": "user", "content": p}]},
+        }
         for i, p in enumerate(prompts)
-    )
-    with files.atomic_writer("file-1") as (rel, fp):
-        fp.write(data)
-    with rt.engine.begin() as conn:
-        conn.execute(
-            File.__table__.insert().values(  # type: ignore[attr-defined]
-                id="file-1",
-                tenant="t",
-                purpose="batch",
-                filename="in.jsonl",
-                bytes=len(data),
-                created_at=int(time.time()),
-                path=rel,
-            )
-        )
+    ]
+    fid = upload(rt.engine, files, lines)
     batch = create_batch(
-        rt.engine, BatchRequest(tenant="t", input_file_id="file-1", endpoint="/v1/chat/completions")
+        rt.engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
     chunks: list[list[int]] = []
 

@@ -19,6 +19,7 @@ from batchgate.settings import Settings
 from batchgate.store.db import init_db, make_engine
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, AttemptRow, ItemUpdate, apply, claim
 from batchgate.store.models import File
+from tests.integration.stored_files import upload
 
 pytestmark = pytest.mark.storage
 
@@ -46,26 +47,6 @@ def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
-def _upload(engine, files: FileStore, lines: list[dict]) -> str:  # type: ignore[no-untyped-def]
-    data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
-    fid = "file-test" + str(time.time_ns())
-    with files.atomic_writer(fid) as (rel, fp):
-        fp.write(data)
-    with engine.begin() as conn:
-        conn.execute(
-            File.__table__.insert().values(  # type: ignore[attr-defined]
-                id=fid,
-                tenant="t",
-                purpose="batch",
-                filename="x.jsonl",
-                bytes=len(data),
-                created_at=int(time.time()),
-                path=rel,
-            )
-        )
-    return fid
-
-
 def _lines(n: int) -> list[dict]:
     return [
         {
@@ -80,7 +61,7 @@ def _lines(n: int) -> list[dict]:
 
 def test_ingest_claim_apply_finalize_in_input_order(env) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
-    fid = _upload(engine, files, _lines(30))
+    fid = upload(engine, files, _lines(30))
     batch = create_batch(
         engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
@@ -173,7 +154,7 @@ def _path(engine, file_id: str) -> str:  # type: ignore[no-untyped-def]
 
 def test_reconciler_releases_dead_leases_and_reenqueues(env) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
-    fid = _upload(engine, files, _lines(5))
+    fid = upload(engine, files, _lines(5))
     batch = create_batch(
         engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
@@ -218,7 +199,7 @@ def test_reconciler_releases_dead_leases_and_reenqueues(env) -> None:  # type: i
 
 def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
-    fid = _upload(engine, files, _lines(4))
+    fid = upload(engine, files, _lines(4))
     batch = create_batch(
         engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
@@ -260,7 +241,7 @@ def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env) -> None: 
     from batchgate.pipeline import lifecycle
 
     settings, engine, files = env
-    fid = _upload(engine, files, _lines(3))
+    fid = upload(engine, files, _lines(3))
     batch = create_batch(
         engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
@@ -304,7 +285,7 @@ def test_two_workers_refilling_at_once_both_get_items(env) -> None:  # type: ign
     from batchgate.store.items import claim_next
 
     settings, engine, files = env
-    fid = _upload(engine, files, _lines(40))
+    fid = upload(engine, files, _lines(40))
     batch = create_batch(
         engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
@@ -347,7 +328,7 @@ def test_reads_do_not_wait_for_a_long_write(env) -> None:  # type: ignore[no-unt
     from batchgate.store.db import reading
 
     _, engine, files = env
-    fid = _upload(engine, files, _lines(3))
+    fid = upload(engine, files, _lines(3))
     batch = create_batch(
         engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
@@ -366,7 +347,7 @@ def test_enqueue_pages_through_a_batch_in_input_order(env, monkeypatch) -> None:
 
     monkeypatch.setattr(ingest_mod, "ENQUEUE_PAGE", 7)  # 30 lines: pages of 7, 7, 7, 7, 2
     settings, engine, files = env
-    fid = _upload(engine, files, _lines(30))
+    fid = upload(engine, files, _lines(30))
     batch = create_batch(
         engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
