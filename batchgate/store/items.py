@@ -316,14 +316,14 @@ _APPLY_UPDATE = (
         unpriced=ITEM.c.unpriced | bindparam("d_unpriced"),
     )
 )
-_DRIVER_SQL: dict[tuple[int, str], tuple[str, tuple[str, ...] | None]] = {}
+_DRIVER_SQL: dict[tuple[Any, str], tuple[str, tuple[str, ...] | None]] = {}
 
 
 def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
     """One statement over many parameter sets, at the driver: SQLAlchemy's per-row parameter
     processing was most of the cost of recording outcomes. The values are plain ints, floats,
     strings, bools and None, which both drivers take as they are."""
-    key = (id(stmt), conn.dialect.name)
+    key = (stmt, conn.dialect.name)  # the statements are module constants: compiled once each
     sql = _DRIVER_SQL.get(key)
     if sql is None:
         compiled = stmt.compile(dialect=conn.dialect)
