@@ -169,6 +169,17 @@ def ledger_metrics(entries: list[dict[str, Any]], limit: int) -> dict[str, float
     lo, hi = t0 + 0.1 * span, t0 + 0.9 * span
     mid = [e for e in entries if lo <= e["t_start"] < hi]
     mid_busy = sum(min(e["t_end"], hi) - e["t_start"] for e in mid)
+    # While new work remained: up to the moment the last line's first call started (a line's
+    # first call is the first ledger entry of its prompt). After that, only retries are left,
+    # each waiting out its own retry-after or backoff: that tail is the lines' own time, not
+    # idle capacity the runner could have used.
+    first: dict[str, float] = {}
+    for e in entries:
+        digest = e["prompt_sha256"]
+        first[digest] = min(first.get(digest, e["t_start"]), e["t_start"])
+    t_new = max(first.values())
+    new_span = max(t_new - t0, 1e-9)
+    new_busy = sum(min(e["t_end"], t_new) - e["t_start"] for e in entries if e["t_start"] < t_new)
     return {
         "calls": len(entries),
         "ok_calls": ok,
@@ -178,6 +189,8 @@ def ledger_metrics(entries: list[dict[str, Any]], limit: int) -> dict[str, float
         "mean_in_flight": busy / span,
         "utilisation": busy / span / limit,
         "steady_utilisation": mid_busy / (0.8 * span) / limit,
+        "new_work_s": new_span,
+        "new_work_utilisation": new_busy / new_span / limit,
     }
 
 

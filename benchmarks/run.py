@@ -498,6 +498,12 @@ def faults(ctx: Context) -> None:
     )
     ctx.row(
         "faults",
+        "limit used while lines were still starting (then only retries remain)",
+        f"{led.get('new_work_utilisation', 0):.2f} of C over the first "
+        f"{led.get('new_work_s', 0):.1f}s of a {led.get('window_s', 0):.1f}s call window",
+    )
+    ctx.row(
+        "faults",
         "vendor calls per line",
         f"{calls / n:.3f} (errors {stats['total']['errors']}); "
         f"lines completed {counts.get('completed')}, failed {counts.get('failed')}",
