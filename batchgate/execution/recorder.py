@@ -3,20 +3,32 @@
 Items finish at different times; the recorder collects what finished in the last few tens of
 milliseconds and applies it in one `store.items.apply` call, fenced by the chunk's lease owner.
 Re-routed items are enqueued on their new vendor's queue only after their row is committed.
+
+A write the database refuses for now (SQLite busy past its timeout while another process holds
+the write lock, a dropped PostgreSQL connection) is kept and tried again: dropping it would
+leave paid calls unrecorded, their items leased until the reconciler re-runs them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
+
+from sqlalchemy.exc import OperationalError
 
 from batchgate.execution.runtime import Runtime
 from batchgate.store.items import AttemptRow, ItemUpdate, apply
 
+log = logging.getLogger(__name__)
+
 FLUSH_SECONDS = 0.025
 FLUSH_SIZE = 256
+RETRY_SECONDS = 1.0  # between attempts at a write the database refused
+GIVE_UP_SECONDS = 600.0  # closing: how long to keep trying before the chunk fails
 
 
 class Recorder:
@@ -25,9 +37,11 @@ class Recorder:
         rt: Runtime,
         owner: str,
         enqueue: Callable[[str, str, list[int]], None],
+        leased: set[int],
     ) -> None:
         self.rt = rt
         self.owner = owner
+        self._leased = leased  # the chunk's leases: an outcome written releases its item's
         self._enqueue = enqueue
         self._updates: list[ItemUpdate] = []
         self._attempts: list[AttemptRow] = []
@@ -56,15 +70,25 @@ class Recorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
             self._wake.clear()
-            await self.flush()
+            if not await self.flush():
+                await asyncio.sleep(RETRY_SECONDS)
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Apply what has finished; False if the database refused it for now (kept for the
+        next flush)."""
         if not self._updates and not self._attempts:
-            return
+            return True
         updates, attempts = self._updates, self._attempts
         self._updates, self._attempts = [], []
-        applied = await self.rt.db(apply, self.rt.engine, self.owner, updates, attempts)
+        try:
+            applied = await self.rt.db(apply, self.rt.engine, self.owner, updates, attempts)
+        except OperationalError as exc:
+            log.warning("recording %d outcomes failed, will retry: %s", len(updates), exc.orig)
+            self._updates[:0] = updates
+            self._attempts[:0] = attempts
+            return False
         self.stale |= applied.stale
+        self._leased.difference_update(u.id for u in updates)
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for u in updates:
             batch_id = self._batch_of.pop(u.id, None)
@@ -73,10 +97,15 @@ class Recorder:
         for (batch_id, vendor), ids in groups.items():
             # A failed send is not lost: the reconciler re-enqueues queued items nobody took.
             await self.rt.db(self._enqueue, batch_id, vendor, ids)
+        return True
 
     async def close(self) -> None:
         self._closed = True
         self._wake.set()
         if self._task is not None:
             await self._task
-        await self.flush()
+        give_up = time.monotonic() + GIVE_UP_SECONDS
+        while not await self.flush():
+            if time.monotonic() > give_up:
+                raise RuntimeError("the database refused this chunk's outcomes for 10 minutes")
+            await asyncio.sleep(RETRY_SECONDS)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
 
 from batchgate.errors import ErrorKind, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
@@ -81,9 +82,10 @@ class ChunkRun:
         self.rt = rt
         self.vendor = vendor
         self.owner = f"{rt.worker_id}:{uuid.uuid4().hex[:12]}"
-        self.recorder = Recorder(rt, self.owner, enqueue)
-        self.report = ChunkReport()
+        # Leased ids, renewed by the heartbeat until the recorder has written their outcome.
         self.in_flight: set[int] = set()
+        self.recorder = Recorder(rt, self.owner, enqueue, self.in_flight)
+        self.report = ChunkReport()
         self._tasks: set[asyncio.Task[None]] = set()
         self._backing_off = 0  # items sleeping out a retry delay: they hold no slot
         self._changed = asyncio.Event()  # an item finished or started backing off
@@ -127,16 +129,20 @@ class ChunkRun:
             active = len(self._tasks) - self._backing_off
             if exhausted or active >= low or time.monotonic() > deadline:
                 continue
-            more = await rt.db(
-                claim_next,
-                rt.engine,
-                batch_id,
-                self.vendor,
-                size - active,
-                self.owner,
-                time.time(),
-                rt.settings.lease_seconds,
-            )
+            try:
+                more = await rt.db(
+                    claim_next,
+                    rt.engine,
+                    batch_id,
+                    self.vendor,
+                    size - active,
+                    self.owner,
+                    time.time(),
+                    rt.settings.lease_seconds,
+                )
+            except OperationalError as exc:  # busy or disconnected: the queue keeps them
+                log.warning("claiming more items failed: %s", exc.orig)
+                continue
             exhausted = not more
             self.report.claimed += len(more)
             self._start(more)
@@ -161,7 +167,10 @@ class ChunkRun:
         while True:
             await asyncio.sleep(lease / 3)
             ids = list(self.in_flight)
-            await self.rt.db(renew, self.rt.engine, self.owner, ids, time.time() + lease)
+            try:
+                await self.rt.db(renew, self.rt.engine, self.owner, ids, time.time() + lease)
+            except OperationalError as exc:  # busy or disconnected: the next beat tries again
+                log.warning("lease renewal failed, will retry: %s", exc.orig)
 
     def _finish(self, item: ClaimedItem, state: str, **kw: Any) -> None:
         now = time.time()
@@ -180,7 +189,6 @@ class ChunkRun:
         )
         reroute = state == "queued" and kw.get("enqueued_at") is not None
         self.recorder.finish(update, item.batch_id, reroute=reroute)
-        self.in_flight.discard(item.id)
         key = {
             "succeeded": "succeeded",
             "failed": "failed",

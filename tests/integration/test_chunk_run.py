@@ -139,3 +139,49 @@ def test_a_model_with_one_deployment_stays_in_rotation_through_failures(
     report = _run(rt, batch_id, ids[:LIMIT])
     assert report.succeeded == 12 and report.failed == 0
     assert sum(1 for e in sim.ledger() if e["status"] == 500) == 12
+
+
+def test_outcomes_the_database_refuses_for_a_while_are_written_later(
+    tmp_path: Path,
+    database_url: str,
+    valkey_url: str,  # noqa: F811
+    sim: RunningSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As when another process holds SQLite's write lock past the busy timeout: the first
+    # writes of outcomes fail; the recorder keeps them and writes them once it can.
+    import sqlite3
+
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import OperationalError
+
+    import batchgate.execution.recorder as recorder
+    from batchgate.store.items import ATTEMPT, ITEM
+
+    refusals = {"left": 3}
+    real_apply = recorder.apply
+
+    def busy_then_apply(*args: Any) -> Any:
+        if refusals["left"]:
+            refusals["left"] -= 1
+            locked = sqlite3.OperationalError("database is locked")
+            raise OperationalError("UPDATE item", {}, locked)
+        return real_apply(*args)
+
+    monkeypatch.setattr(recorder, "apply", busy_then_apply)
+    monkeypatch.setattr(recorder, "RETRY_SECONDS", 0.01)
+    rt = _runtime(tmp_path, database_url, valkey_url, sim)
+    engine = make_engine(database_url)
+    batch_id, ids = _batch(rt, [f"hello {i}" for i in range(20)])
+    report = _run(rt, batch_id, ids[:LIMIT])
+    assert refusals["left"] == 0 and report.succeeded == 20
+    with engine.connect() as conn:
+        states = conn.execute(
+            select(ITEM.c.state, func.count()).where(ITEM.c.batch_id == batch_id).group_by("state")
+        ).all()
+        attempts = conn.execute(
+            select(func.count()).select_from(ATTEMPT).where(ATTEMPT.c.batch_id == batch_id)
+        ).scalar_one()
+    engine.dispose()
+    assert dict(states) == {"succeeded": 20}
+    assert attempts == 20  # each written once, none lost, none doubled
