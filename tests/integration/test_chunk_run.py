@@ -57,6 +57,16 @@ def _runtime(tmp_path: Path, database_url: str, redis_url: str, sim: RunningSimu
     return Runtime(settings, config, engine)
 
 
+@pytest.fixture
+def rt(
+    tmp_path: Path,
+    database_url: str,
+    valkey_url: str,  # noqa: F811
+    sim: RunningSimulator,
+) -> Runtime:
+    return _runtime(tmp_path, database_url, valkey_url, sim)
+
+
 def _batch(rt: Runtime, prompts: list[str]) -> tuple[str, list[int]]:
     """Ingest one line per prompt; returns the batch id and item ids in input order."""
     files = FileStore(rt.settings.files_dir)
@@ -94,12 +104,9 @@ def _run(rt: Runtime, batch_id: str, ids: list[int]) -> Any:
 
 
 def test_a_chunk_claims_the_rest_of_its_batch_as_items_finish(
-    tmp_path: Path,
-    database_url: str,
-    valkey_url: str,  # noqa: F811
+    rt: Runtime,
     sim: RunningSimulator,
 ) -> None:
-    rt = _runtime(tmp_path, database_url, valkey_url, sim)
     batch_id, ids = _batch(rt, [f"hello {i}" for i in range(40)])
     report = _run(rt, batch_id, ids[:LIMIT])  # the message carried the first chunk only
     assert report.claimed == 40 and report.succeeded == 40
@@ -107,12 +114,9 @@ def test_a_chunk_claims_the_rest_of_its_batch_as_items_finish(
 
 
 def test_items_waiting_out_a_retry_after_do_not_hold_up_the_rest(
-    tmp_path: Path,
-    database_url: str,
-    valkey_url: str,  # noqa: F811
+    rt: Runtime,
     sim: RunningSimulator,
 ) -> None:
-    rt = _runtime(tmp_path, database_url, valkey_url, sim)
     limited = [f"slow down {i} #sim:fail=429:first=1:retry-after=1" for i in range(LIMIT)]
     batch_id, ids = _batch(rt, [*limited, *(f"hello {i}" for i in range(32))])
     report = _run(rt, batch_id, ids[:LIMIT])  # the whole chunk is told to wait a second
@@ -127,14 +131,11 @@ def test_items_waiting_out_a_retry_after_do_not_hold_up_the_rest(
 
 
 def test_a_model_with_one_deployment_stays_in_rotation_through_failures(
-    tmp_path: Path,
-    database_url: str,
-    valkey_url: str,  # noqa: F811
+    rt: Runtime,
     sim: RunningSimulator,
 ) -> None:
     # Every line fails its first call with a 500. Cooling the model's only deployment down
     # after a few of them would end the remaining lines as failed; LiteLLM's default retries.
-    rt = _runtime(tmp_path, database_url, valkey_url, sim)
     batch_id, ids = _batch(rt, [f"flaky {i} #sim:fail=500:first=1" for i in range(12)])
     report = _run(rt, batch_id, ids[:LIMIT])
     assert report.succeeded == 12 and report.failed == 0
