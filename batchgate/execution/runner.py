@@ -104,10 +104,13 @@ class ChunkRun:
         try:
             await self._run_all(batch_id, items)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            await self.recorder.close()
+            try:
+                await self.recorder.close()
+            finally:
+                # Only now: leases are renewed for as long as outcomes wait to be written.
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
         return self.report
 
     async def _run_all(self, batch_id: str, items: list[ClaimedItem]) -> None:
