@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,61 +18,38 @@ from batchgate.api.app import create_app
 from batchgate.config import parse_config
 from batchgate.settings import Settings
 from batchgate.store.items import ITEM
+from tests import batch_lines
+from tests.batch_lines import CHAT, EMB, jsonl, line, without
 from tests.e2e.harness import wait_for
 
 pytestmark = pytest.mark.storage
 
-CHAT = "/v1/chat/completions"
-EMB = "/v1/embeddings"
 MAX_LINE_BYTES = 8 * 1024
 MAX_LINES = 5
 MAX_FILE_BYTES = 32 * 1024
 
 
-def chat(cid: str = "r1", **body: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    base.update(body)
-    return {"custom_id": cid, "method": "POST", "url": CHAT, "body": base}
+# The API tests' config serves models "m" (chat) and "e" (embeddings).
+chat = partial(batch_lines.chat, model="m")
+emb = partial(batch_lines.emb, model="e")
 
-
-def emb(cid: str = "e1", **body: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"model": "e", "input": "hello"}
-    base.update(body)
-    return {"custom_id": cid, "method": "POST", "url": EMB, "body": base}
-
-
-def enc(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode()
-
-
-def jsonl(*items: Any) -> bytes:
-    """Lines joined with newlines; objects are encoded, bytes are taken as they are."""
-    return b"".join((x if isinstance(x, bytes) else enc(x)) + b"\n" for x in items)
-
-
-def drop(obj: dict[str, Any], key: str, inner: bool = False) -> dict[str, Any]:
-    obj = json.loads(json.dumps(obj))
-    del (obj["body"] if inner else obj)[key]
-    return obj
-
-
-OK = enc(chat("ok"))  # a valid line to put around the bad one
+OK = line(chat("ok"))  # a valid line to put around the bad one
 BODY = b'"body":{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 DEEP = b'{"custom_id":"r1","method":"POST","url":"/v1/chat/completions",' + BODY[:-1] + (
     b',"x":' + b"[" * 70 + b"]" * 70 + b"}}"
 )
-HUGE_INT = enc(chat("r1", max_tokens=0))[:-2] + b',"seed":' + b"9" * 5000 + b"}}"
+HUGE_INT = line(chat("r1", max_tokens=0))[:-2] + b',"seed":' + b"9" * 5000 + b"}}"
 
 # (id, file bytes, batch endpoint, expected (code, line) pairs)
 REFUSED_LINES: list[tuple[str, bytes, str, list[tuple[str, int | None]]]] = [
     ("not_json", jsonl(OK, b"this is not json"), CHAT, [("invalid_json", 2)]),
     ("not_an_object", jsonl(OK, b'["custom_id", "r2"]'), CHAT, [("not_an_object", 2)]),
     ("a_string_line", jsonl(b'"hello"'), CHAT, [("not_an_object", 1)]),
-    ("nan", jsonl(OK, enc(chat("r2"))[:-2] + b',"temperature":NaN}}'), CHAT,
+    ("nan", jsonl(OK, line(chat("r2"))[:-2] + b',"temperature":NaN}}'), CHAT,
      [("nan_not_allowed", 2)]),
-    ("infinity", jsonl(enc(chat("r1"))[:-2] + b',"temperature":-Infinity}}'), CHAT,
+    ("infinity", jsonl(line(chat("r1"))[:-2] + b',"temperature":-Infinity}}'), CHAT,
      [("nan_not_allowed", 1)]),
-    ("float_overflow", jsonl(enc(chat("r1"))[:-2] + b',"temperature":1e400}}'), CHAT,
+    ("float_overflow", jsonl(line(chat("r1"))[:-2] + b',"temperature":1e400}}'), CHAT,
      [("number_too_large", 1)]),
     ("duplicate_key", jsonl(OK, b'{"custom_id":"a","custom_id":"b","method":"POST",'
                                 b'"url":"/v1/chat/completions",' + BODY + b"}"), CHAT,
@@ -80,7 +58,7 @@ REFUSED_LINES: list[tuple[str, bytes, str, list[tuple[str, int | None]]]] = [
     ("utf16_file", "\n".join(json.dumps(chat(f"r{i}")) for i in (1, 2)).encode("utf-16"), CHAT,
      [("invalid_utf8", 1)]),
     ("utf8_bom", b"\xef\xbb\xbf" + jsonl(chat("r1"), chat("r2")), CHAT, [("bom", 1)]),
-    ("missing_custom_id", jsonl(OK, drop(chat("r2"), "custom_id")), CHAT,
+    ("missing_custom_id", jsonl(OK, without(chat("r2"), "custom_id")), CHAT,
      [("missing_custom_id", 2)]),
     ("custom_id_not_a_string", jsonl(chat(7)), CHAT, [("invalid_custom_id", 1)]),  # type: ignore[arg-type]
     ("custom_id_with_newline", jsonl(chat("a\u2028b")), CHAT, [("invalid_custom_id", 1)]),
@@ -88,16 +66,16 @@ REFUSED_LINES: list[tuple[str, bytes, str, list[tuple[str, int | None]]]] = [
     ("duplicate_custom_id", jsonl(chat("a"), chat("b"), chat("a")), CHAT,
      [("duplicate_custom_id", 3)]),
     ("wrong_method", jsonl(OK, {**chat("r2"), "method": "GET"}), CHAT, [("invalid_method", 2)]),
-    ("missing_method", jsonl(drop(chat("r1"), "method")), CHAT, [("invalid_method", 1)]),
+    ("missing_method", jsonl(without(chat("r1"), "method")), CHAT, [("invalid_method", 1)]),
     ("wrong_url", jsonl(OK, {**chat("r2"), "url": "/v1/completions"}), CHAT,
      [("invalid_url", 2)]),
     ("url_differs_from_batch", jsonl(emb("e1")), CHAT, [("mismatched_url", 1)]),
     ("urls_differ_in_file", jsonl(chat("r1"), emb("e2")), CHAT, [("mismatched_url", 2)]),
     ("unknown_top_level_field", jsonl({**chat("r1"), "extra": 1}), CHAT,
      [("unknown_field", 1)]),
-    ("missing_body", jsonl(OK, drop(chat("r2"), "body")), CHAT, [("missing_body", 2)]),
+    ("missing_body", jsonl(OK, without(chat("r2"), "body")), CHAT, [("missing_body", 2)]),
     ("body_not_an_object", jsonl({**chat("r1"), "body": "hi"}), CHAT, [("invalid_body", 1)]),
-    ("missing_model", jsonl(OK, drop(chat("r2"), "model", inner=True)), CHAT,
+    ("missing_model", jsonl(OK, without(chat("r2"), "model", inner=True)), CHAT,
      [("missing_model", 2)]),
     ("unknown_model", jsonl(OK, chat("r2", model="gpt-nope")), CHAT, [("unknown_model", 2)]),
     ("model_not_a_string", jsonl(chat("r1", model=["m"])), CHAT, [("invalid_body", 1)]),
@@ -122,10 +100,10 @@ REFUSED_LINES: list[tuple[str, bytes, str, list[tuple[str, int | None]]]] = [
      [("line_too_long", 2)]),
     ("too_many_lines", jsonl(*(chat(f"r{i}") for i in range(MAX_LINES + 1))), CHAT,
      [("too_many_lines", MAX_LINES + 1)]),
-    ("trailing_garbage", jsonl(OK, enc(chat("r2")) + b" xyz"), CHAT, [("invalid_json", 2)]),
-    ("two_objects_on_a_line", jsonl(enc(chat("r1")) + enc(chat("r2"))), CHAT,
+    ("trailing_garbage", jsonl(OK, line(chat("r2")) + b" xyz"), CHAT, [("invalid_json", 2)]),
+    ("two_objects_on_a_line", jsonl(line(chat("r1")) + line(chat("r2"))), CHAT,
      [("invalid_json", 1)]),
-    ("truncated_last_line", jsonl(OK) + enc(chat("r2"))[:-5], CHAT, [("invalid_json", 2)]),
+    ("truncated_last_line", jsonl(OK) + line(chat("r2"))[:-5], CHAT, [("invalid_json", 2)]),
     ("deep_nesting", jsonl(OK, DEEP), CHAT, [("nesting_too_deep", 2)]),
     ("huge_int", jsonl(OK, HUGE_INT), CHAT, [("number_too_large", 2)]),
     ("lone_surrogate", jsonl(OK, OK.replace(b'"hi"', b'"\\ud800"').replace(b'"ok"', b'"r2"')),

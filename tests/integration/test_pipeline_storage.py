@@ -59,12 +59,17 @@ def _lines(n: int) -> list[dict]:
     ]
 
 
-def test_ingest_claim_apply_finalize_in_input_order(env) -> None:  # type: ignore[no-untyped-def]
-    settings, engine, files = env
-    fid = upload(engine, files, _lines(30))
-    batch = create_batch(
+def _new_batch(engine, files: FileStore, n: int):  # type: ignore[no-untyped-def]
+    """A validating batch over a stored file of `n` chat lines."""
+    fid = upload(engine, files, _lines(n))
+    return create_batch(
         engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
     )
+
+
+def test_ingest_claim_apply_finalize_in_input_order(env) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    batch = _new_batch(engine, files, 30)
     sent: list[tuple[str, str, list[int]]] = []
     status = ingest(
         engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append((b, v, ids)) or 1
@@ -154,10 +159,7 @@ def _path(engine, file_id: str) -> str:  # type: ignore[no-untyped-def]
 
 def test_reconciler_releases_dead_leases_and_reenqueues(env) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
-    fid = upload(engine, files, _lines(5))
-    batch = create_batch(
-        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
-    )
+    batch = _new_batch(engine, files, 5)
     sent: list[list[int]] = []
     ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
     ids = sent[0]
@@ -199,10 +201,7 @@ def test_reconciler_releases_dead_leases_and_reenqueues(env) -> None:  # type: i
 
 def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
-    fid = upload(engine, files, _lines(4))
-    batch = create_batch(
-        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
-    )
+    batch = _new_batch(engine, files, 4)
     sent: list[list[int]] = []
 
     def reingest(batch_id: str) -> None:
@@ -241,10 +240,7 @@ def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env) -> None: 
     from batchgate.pipeline import lifecycle
 
     settings, engine, files = env
-    fid = upload(engine, files, _lines(3))
-    batch = create_batch(
-        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
-    )
+    batch = _new_batch(engine, files, 3)
     sent: list[list[int]] = []
     original = lifecycle.cancel
 
@@ -285,10 +281,7 @@ def test_two_workers_refilling_at_once_both_get_items(env) -> None:  # type: ign
     from batchgate.store.items import claim_next
 
     settings, engine, files = env
-    fid = upload(engine, files, _lines(40))
-    batch = create_batch(
-        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
-    )
+    batch = _new_batch(engine, files, 40)
     ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: 1)
     got: dict[str, list[int]] = {}
 
@@ -328,10 +321,7 @@ def test_reads_do_not_wait_for_a_long_write(env) -> None:  # type: ignore[no-unt
     from batchgate.store.db import reading
 
     _, engine, files = env
-    fid = upload(engine, files, _lines(3))
-    batch = create_batch(
-        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
-    )
+    batch = _new_batch(engine, files, 3)
     with engine.begin() as writer:
         writer.execute(BATCH.update().where(BATCH.c.id == batch.id).values(status="cancelling"))
         started = time.monotonic()
@@ -347,10 +337,7 @@ def test_enqueue_pages_through_a_batch_in_input_order(env, monkeypatch) -> None:
 
     monkeypatch.setattr(ingest_mod, "ENQUEUE_PAGE", 7)  # 30 lines: pages of 7, 7, 7, 7, 2
     settings, engine, files = env
-    fid = upload(engine, files, _lines(30))
-    batch = create_batch(
-        engine, BatchRequest(tenant="t", input_file_id=fid, endpoint="/v1/chat/completions")
-    )
+    batch = _new_batch(engine, files, 30)
     sent: list[list[int]] = []
     ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
     with engine.connect() as conn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,40 +16,11 @@ from batchgate.validation import (
     iter_requests,
     validate_file,
 )
-
-CHAT = "/v1/chat/completions"
-EMB = "/v1/embeddings"
-
-
-def chat(cid: str = "r1", **body: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-    base.update(body)
-    return {"custom_id": cid, "method": "POST", "url": CHAT, "body": base}
-
-
-def emb(cid: str = "e1", **body: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"model": "text-embedding-3-small", "input": "hello"}
-    base.update(body)
-    return {"custom_id": cid, "method": "POST", "url": EMB, "body": base}
-
-
-def line(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode()
-
-
-def jsonl(*items: Any) -> bytes:
-    """Join lines; dicts are encoded, bytes are taken as they are."""
-    return b"".join((item if isinstance(item, bytes) else line(item)) + b"\n" for item in items)
+from tests.batch_lines import CHAT, EMB, chat, emb, jsonl, line, without
 
 
 def good(n: int, start: int = 1) -> list[dict[str, Any]]:
     return [chat(f"r{i}") for i in range(start, start + n)]
-
-
-def without(obj: dict[str, Any], key: str, inner: bool = False) -> dict[str, Any]:
-    obj = json.loads(json.dumps(obj))
-    del (obj["body"] if inner else obj)[key]
-    return obj
 
 
 def with_top(obj: dict[str, Any], **changes: Any) -> dict[str, Any]:
