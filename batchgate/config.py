@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -209,11 +211,22 @@ class Config:
             return self.allowed_fails
         return DEFAULT_ALLOWED_FAILS if len(self._by_alias.get(alias, ())) > 1 else None
 
-    def vendor_of(self, alias: str) -> str:
-        deps = self.deployments_for(alias)
-        if not deps:
+    def vendors_for(self, alias: str) -> list[str]:
+        """The vendors an alias has deployments on, in config order (a LiteLLM model name may
+        load-balance over several, e.g. OpenAI + Azure)."""
+        return list(dict.fromkeys(d.vendor for d in self._by_alias.get(alias, ())))
+
+    def vendor_for(self, alias: str, idx: int) -> str:
+        """The vendor queue a line of `alias` starts on. A name spread over several vendors
+        gives each vendor a share of the lines in proportion to its `max_concurrency`, by line
+        index (deterministic, and interleaved so both vendors start at once)."""
+        vendors = self.vendors_for(alias)
+        if not vendors:
             raise KeyError(alias)
-        return deps[0].vendor
+        if len(vendors) == 1:
+            return vendors[0]
+        bounds = list(accumulate(self.limits(v).max_concurrency for v in vendors))
+        return vendors[bisect_right(bounds, idx % bounds[-1])]
 
     def limits(self, vendor: str) -> VendorLimits:
         return self.vendor_limits.get(vendor, VendorLimits())

@@ -153,7 +153,7 @@ def ingest(
                     "custom_id": line.custom_id,
                     "body": json.dumps(body, ensure_ascii=False),
                     "alias": alias,
-                    "vendor": config.vendor_of(alias),
+                    "vendor": config.vendor_for(alias, line.index),
                     "chain_json": json.dumps(chain),
                 }
 
