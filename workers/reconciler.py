@@ -12,6 +12,7 @@ from batchgate.config import Config
 from batchgate.filestore import FileStore
 from batchgate.pipeline.ingest import ingest
 from batchgate.pipeline.reconcile import reconcile_once
+from batchgate.pipeline.retention import sweep_expired_files
 from batchgate.queueing import enqueue
 from batchgate.settings import Settings
 from batchgate.store.db import init_db, make_engine
@@ -55,6 +56,8 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
             )
             if any(vars(report).values()):
                 log.info("reconciler: %s", report)
+            if swept := sweep_expired_files(engine, files):
+                log.info("reconciler: %d expired files deleted", swept)
         except Exception:
             log.exception("reconciler round failed; retrying")
         stop.wait(settings.reconcile_interval)

@@ -25,7 +25,8 @@ class File(SQLModel, table=True):
     line_count: int = 0
     sha256: str = ""
     created_at: int
-    expires_at: int | None = None
+    # The retention sweep deletes the file then (None: kept until deleted).
+    expires_at: int | None = Field(default=None, index=True)
     # Relative to the files directory; built from the id only, never from the client filename.
     path: str
     status: str = "processed"
@@ -54,6 +55,9 @@ class Batch(SQLModel, table=True):
     model_override: str | None = None
     fallbacks_json: str = "[]"
     max_cost_usd: str | None = None
+    # OpenAI's `output_expires_after.seconds`: the output and error files expire this long
+    # after they are written (None: they are kept until deleted).
+    output_expires_seconds: int | None = None
     price_table_json: str = Field(default="{}", sa_column=Column(Text))
     # Filled at finalize; while running they are computed from items and attempts.
     total: int = 0
