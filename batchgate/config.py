@@ -234,10 +234,14 @@ class Config:
     def master_key(self) -> str | None:
         return resolve_secret(self.master_key_ref)
 
-    def chain(self, alias: str, extra: Iterable[str] = ()) -> list[str]:
-        """The fallback chain for an alias: itself, then per-batch extras, then the config's."""
+    def chain(self, alias: str, requested: Iterable[str] | None = None) -> list[str]:
+        """The fallback chain for an alias: itself, then the request's `fallbacks` if it gave
+        any, else the config's. As LiteLLM's router (`kwargs.get("fallbacks",
+        self.fallbacks)`): request-level fallbacks replace the config's, an empty list turns
+        them off; context-window and content-policy fallbacks still come from the config."""
         chain = [alias]
-        for a in [*extra, *self.fallbacks.get(alias, ())]:
+        rest = self.fallbacks.get(alias, ()) if requested is None else requested
+        for a in rest:
             if a not in chain:
                 chain.append(a)
         return chain

@@ -121,7 +121,9 @@ class CreateBatch(BaseModel):
     # (a name's deployments decide the vendor; see the README).
     custom_llm_provider: ProviderHint | None = None
     # batchgate extensions
-    fallbacks: list[Name] = Field(default_factory=list, max_length=16)
+    # LiteLLM's request-level fallbacks: they replace the config's chain for every line
+    # (an empty list: no fallback at all); left out, the config's chains apply.
+    fallbacks: list[Name] | None = Field(default=None, max_length=16)
     max_cost_usd: MaxCost | None = None
     model: Name | None = None
     # Validate and price the file, create nothing, call nothing.
@@ -170,7 +172,7 @@ def create(
         raise APIError(400, "input file must have purpose 'batch'", param="input_file_id")
     for param, aliases in (
         ("model", [body.model] if body.model else []),
-        ("fallbacks", body.fallbacks),
+        ("fallbacks", body.fallbacks or []),
     ):
         for alias in aliases:
             if not st.config.deployments_for(alias):
@@ -185,7 +187,7 @@ def create(
             endpoint=body.endpoint,
             completion_window=body.completion_window,
             metadata=body.metadata,
-            fallbacks=tuple(body.fallbacks),
+            fallbacks=None if body.fallbacks is None else tuple(body.fallbacks),
             max_cost_usd=body.max_cost_usd,
             model=body.model,
             output_expires_seconds=(

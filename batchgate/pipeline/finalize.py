@@ -119,10 +119,12 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
     now = int(time.time())
     summary = summarize(engine, batch_id)
     # A cancel that came too late to stop any line leaves a completed batch, never a
-    # `cancelled` one whose lines all ran.
-    status = (
-        "cancelled" if batch.cancelling_at and cancelled else "expired" if expired else "completed"
-    )
+    # `cancelled` one whose lines all ran (a batch cancelled before it had lines is cancelled).
+    stopped = cancelled or not (counts["completed"] + counts["failed"])
+    if batch.cancelling_at and stopped:
+        status = "cancelled"
+    else:
+        status = "expired" if expired else "completed"
     with engine.begin() as conn:
         file_rows = []
         for key, fid, rel, n in (

@@ -42,7 +42,8 @@ class BatchRequest:
     endpoint: str
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
-    fallbacks: tuple[str, ...] = ()
+    # None: the config's chains; a list (even empty) replaces them, as in LiteLLM.
+    fallbacks: tuple[str, ...] | None = None
     max_cost_usd: Decimal | None = None
     model: str | None = None
     output_expires_seconds: int | None = None
@@ -79,7 +80,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         expires_at=now + window_seconds(req.completion_window),
         metadata_json=json.dumps(req.metadata) if req.metadata else None,
         model_override=req.model,
-        fallbacks_json=json.dumps(list(req.fallbacks)),
+        fallbacks_json=json.dumps(None if req.fallbacks is None else list(req.fallbacks)),
         max_cost_usd=str(req.max_cost_usd) if req.max_cost_usd is not None else None,
         output_expires_seconds=req.output_expires_seconds,
     )
@@ -120,7 +121,8 @@ def ingest(
         _fail(engine, batch_id, [LineError(None, "file_not_found", "input file not found")])
         return "failed"
     fallbacks = json.loads(batch.fallbacks_json)
-    unknown = [a for a in [batch.model_override, *fallbacks] if a and not config.deployments_for(a)]
+    named = [batch.model_override, *(fallbacks or ())]
+    unknown = [a for a in named if a and not config.deployments_for(a)]
     if unknown:
         _fail(engine, batch_id, [LineError(None, "unknown_model", f"unknown model {unknown[0]!r}")])
         return "failed"

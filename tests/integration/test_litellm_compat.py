@@ -210,3 +210,10 @@ def settled_terminal(api: TestClient, batch_id: str) -> dict[str, Any]:
         30,
         "the batch to end",
     )
+
+
+def test_request_fallbacks_are_kept_apart_from_leaving_them_out(api: TestClient) -> None:
+    fid = upload(api, good_file())["id"]
+    assert create(api, fid)["fallbacks"] is None  # the config's chains apply
+    assert create(api, fid, fallbacks=[])["fallbacks"] == []  # no fallback at all
+    assert create(api, fid, fallbacks=["m"])["fallbacks"] == ["m"]

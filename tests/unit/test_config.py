@@ -192,3 +192,14 @@ def test_a_name_on_two_vendors_spreads_lines_by_their_limits() -> None:
     picked = [cfg.vendor_for("gpt", i) for i in range(70)]
     assert picked.count("openai") == 40 and picked.count("azure") == 30
     assert picked[:7] == ["openai"] * 4 + ["azure"] * 3
+
+
+def test_request_fallbacks_replace_the_configs_as_in_litellm() -> None:
+    real = load_config(REPO / "samples" / "config.real.yaml")
+    assert real.chain("gpt-4o-mini", None) == ["gpt-4o-mini", "claude-haiku", "gemini-flash"]
+    assert real.chain("gpt-4o-mini", ["gemini-flash"]) == ["gpt-4o-mini", "gemini-flash"]
+    assert real.chain("gpt-4o-mini", []) == ["gpt-4o-mini"]  # an empty list: no fallback
+    assert real.chain("gpt-4o-mini", ["gpt-4o-mini", "claude-haiku"]) == [
+        "gpt-4o-mini",
+        "claude-haiku",
+    ]
