@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from batchgate import __version__
-from batchgate.api import batches, errors, files, health, models
+from batchgate.api import batches, errors, files, health, message_batches, models
 from batchgate.api.auth import KeyRing
 from batchgate.api.body_limit import BodyLimit
 from batchgate.api.files import MULTIPART_OVERHEAD
@@ -52,6 +52,7 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(models.router)
+    app.include_router(message_batches.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -47,6 +47,8 @@ class BatchRequest:
     max_cost_usd: Decimal | None = None
     model: str | None = None
     output_expires_seconds: int | None = None
+    id_prefix: str = "batch_"  # `msgbatch_` for Anthropic Message Batches
+    total: int = 0  # lines, when known before ingest counts them (Message Batches)
 
 
 def window_seconds(window: str) -> int:
@@ -70,7 +72,7 @@ def limits_from(settings: Settings) -> Limits:
 def create_batch(engine: Engine, req: BatchRequest) -> Batch:
     now = int(time.time())
     batch = Batch(
-        id=new_id("batch_"),
+        id=new_id(req.id_prefix),
         tenant=req.tenant,
         input_file_id=req.input_file_id,
         endpoint=req.endpoint,
@@ -83,6 +85,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         fallbacks_json=json.dumps(None if req.fallbacks is None else list(req.fallbacks)),
         max_cost_usd=str(req.max_cost_usd) if req.max_cost_usd is not None else None,
         output_expires_seconds=req.output_expires_seconds,
+        total=req.total,
     )
     with engine.begin() as conn:
         conn.execute(BATCH.insert().values(**batch.model_dump()))
