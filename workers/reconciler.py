@@ -12,7 +12,7 @@ from batchgate.config import Config
 from batchgate.filestore import FileStore
 from batchgate.pipeline.ingest import ingest
 from batchgate.pipeline.reconcile import reconcile_once
-from batchgate.pipeline.retention import sweep_expired_files
+from batchgate.pipeline.retention import sweep_expired_files, sweep_expired_uploads
 from batchgate.queueing import enqueue
 from batchgate.settings import Settings
 from batchgate.store.db import init_db, make_engine
@@ -58,6 +58,8 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                 log.info("reconciler: %s", report)
             if swept := sweep_expired_files(engine, files):
                 log.info("reconciler: %d expired files deleted", swept)
+            if swept := sweep_expired_uploads(engine, files):
+                log.info("reconciler: %d expired uploads cleared", swept)
         except Exception:
             log.exception("reconciler round failed; retrying")
         stop.wait(settings.reconcile_interval)

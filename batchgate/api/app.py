@@ -9,7 +9,15 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from batchgate import __version__
-from batchgate.api import batches, errors, files, health, message_batches, models
+from batchgate.api import (
+    batches,
+    errors,
+    files,
+    health,
+    message_batches,
+    models,
+    uploads,
+)
 from batchgate.api.auth import KeyRing
 from batchgate.api.body_limit import BodyLimit
 from batchgate.api.files import MULTIPART_OVERHEAD
@@ -51,6 +59,7 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.add_middleware(Unprefixed)
     app.include_router(files.router)
     app.include_router(batches.router)
+    app.include_router(uploads.router)
     app.include_router(models.router)
     app.include_router(message_batches.router)
     app.include_router(health.router)

@@ -1,4 +1,5 @@
-"""The retention sweep: files past their `expires_at` leave the database, then the disk.
+"""The retention sweep: files past their `expires_at` leave the database, then the disk; so do
+the parts of uploads never completed within their hour.
 
 `expires_at` comes from the upload's `expires_after` (or the purpose's default) and, for output
 and error files, the batch's `output_expires_after`. The reconciler runs the sweep each round.
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore
 from batchgate.store.files import delete_file_rows, expired_files
+from batchgate.store.uploads import expired_part_paths, finish_upload
 
 SWEEP_PAGE = 1000
 
@@ -29,3 +31,15 @@ def sweep_expired_files(engine: Engine, files: FileStore, now: float | None = No
         if len(page) < SWEEP_PAGE:
             break
     return removed
+
+
+def sweep_expired_uploads(engine: Engine, files: FileStore, now: float | None = None) -> int:
+    """Mark uploads past their hour `expired` and delete their parts; returns how many."""
+    now = time.time() if now is None else now
+    done = 0
+    for upload_id, paths in expired_part_paths(engine, now, SWEEP_PAGE).items():
+        if finish_upload(engine, upload_id, "expired", None):
+            for path in paths:
+                files.delete(path)
+            done += 1
+    return done
