@@ -44,6 +44,15 @@ CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 ENDPOINTS = frozenset({CHAT, EMBEDDINGS})
 
+
+def canonical_url(url: Any) -> Any:
+    """A line's url as batchgate names it: LiteLLM proxy clients write `/chat/completions`
+    without the `/v1` prefix (the proxy serves both), so those mean the same endpoint."""
+    if isinstance(url, str) and "/v1" + url in ENDPOINTS:
+        return "/v1" + url
+    return url
+
+
 ERROR_CODES = frozenset(
     {
         # from jsonl.strict_loads
@@ -273,7 +282,7 @@ class _Validator:
         method = obj.get("method")
         if method != "POST":
             self.add(line, "invalid_method", f"method must be 'POST', not {_show(method)}")
-        url = obj.get("url")
+        url = canonical_url(obj.get("url"))
         url_ok = self._check_url(line, url)
         if "body" not in obj:
             self.add(line, "missing_body", "body is missing")

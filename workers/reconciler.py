@@ -15,6 +15,7 @@ from batchgate.coordination import LeaderLock, connect
 from batchgate.filestore import FileStore
 from batchgate.pipeline.ingest import ingest
 from batchgate.pipeline.reconcile import reconcile_once
+from batchgate.pipeline.retention import sweep_expired_files, sweep_expired_uploads
 from batchgate.queueing import enqueue, queue_depths
 from batchgate.settings import Settings
 from batchgate.store import migrate
@@ -67,6 +68,10 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                 )
                 if any(vars(report).values()):
                     log.info("reconciler: %s", report)
+                if swept := sweep_expired_files(engine, files):
+                    log.info("reconciler: %d expired files deleted", swept)
+                if swept := sweep_expired_uploads(engine, files):
+                    log.info("reconciler: %d expired uploads cleared", swept)
         except Exception:
             log.exception("reconciler round failed; retrying")
         stop.wait(settings.reconcile_interval)

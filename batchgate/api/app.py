@@ -9,10 +9,20 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from batchgate import __version__
-from batchgate.api import batches, errors, files, health
+from batchgate.api import (
+    batches,
+    errors,
+    files,
+    health,
+    message_batches,
+    models,
+    uploads,
+)
 from batchgate.api.auth import KeyRing
 from batchgate.api.body_limit import BodyLimit
 from batchgate.api.files import MULTIPART_OVERHEAD
+from batchgate.api.request_id import RequestId
+from batchgate.api.unprefixed import Unprefixed
 from batchgate.config import Config
 from batchgate.filestore import FileStore
 from batchgate.queueing import enqueue, make_celery
@@ -45,8 +55,14 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     errors.install(app)
     # Starlette spools multipart file parts to disk with no total cap: cap the raw body first.
     app.add_middleware(BodyLimit, max_bytes=settings.max_file_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(RequestId)
+    # Outermost: routing, and every middleware above, see the `/v1` path.
+    app.add_middleware(Unprefixed)
     app.include_router(files.router)
     app.include_router(batches.router)
+    app.include_router(uploads.router)
+    app.include_router(models.router)
+    app.include_router(message_batches.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

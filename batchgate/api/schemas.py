@@ -164,7 +164,9 @@ class BatchObject(BaseModel):
     usage: BatchUsage
     cost_usd: str = Field(description="Cost so far in USD, as an exact decimal string.")
     max_cost_usd: str | None
-    fallbacks: list[str]
+    fallbacks: list[str] | None = Field(
+        description="The batch's own fallbacks (they replace the config's); null: the config's."
+    )
     batchgate: BatchgateInfo
 
 

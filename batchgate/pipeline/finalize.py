@@ -97,7 +97,7 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
     counts = {"completed": 0, "failed": 0}
     shas = {"out": hashlib.sha256(), "err": hashlib.sha256()}
     sizes = {"out": 0, "err": 0}
-    expired = False
+    expired = cancelled = False
     with (
         files.atomic_writer(out_id) as (out_rel, out_fp),
         files.atomic_writer(err_id) as (err_rel, err_fp),
@@ -115,9 +115,16 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
             sizes[key] += len(data)
             counts["completed" if key == "out" else "failed"] += 1
             expired = expired or row.state == "expired"
+            cancelled = cancelled or row.state == "cancelled"
     now = int(time.time())
     summary = summarize(engine, batch_id)
-    status = "cancelled" if batch.cancelling_at else "expired" if expired else "completed"
+    # A cancel that came too late to stop any line leaves a completed batch, never a
+    # `cancelled` one whose lines all ran (a batch cancelled before it had lines is cancelled).
+    stopped = cancelled or not (counts["completed"] + counts["failed"])
+    if batch.cancelling_at and stopped:
+        status = "cancelled"
+    else:
+        status = "expired" if expired else "completed"
     with engine.begin() as conn:
         file_rows = []
         for key, fid, rel, n in (
@@ -134,6 +141,9 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
                     "line_count": n,
                     "sha256": shas[key].hexdigest(),
                     "created_at": now,
+                    "expires_at": now + batch.output_expires_seconds
+                    if batch.output_expires_seconds
+                    else None,
                     "path": rel,
                     "status": "processed",
                 }

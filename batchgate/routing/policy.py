@@ -152,3 +152,11 @@ def choose_deployment(
     """A random deployment among those not cooling down; None when all of them are."""
     healthy = [d for d in candidates if d.id not in cooling]
     return rng.choice(healthy) if healthy else None
+
+
+def next_vendor(vendors: Sequence[str], current: str) -> str | None:
+    """The vendor after `current` among a load-balanced name's vendors (cyclically), where a
+    retry goes; None when the name lives on `current` alone."""
+    i = vendors.index(current) if current in vendors else -1
+    rotated = [*vendors[i + 1 :], *vendors[: max(i, 0)]]
+    return rotated[0] if rotated else None

@@ -31,6 +31,7 @@ from batchgate.routing.policy import (
     choose_deployment,
     decide,
     next_aliases,
+    next_vendor,
 )
 
 TRANSIENT = [RateLimited, Overloaded, ServerError, Timeout]
@@ -228,3 +229,18 @@ def test_choose_deployment_returns_none_when_all_cooling() -> None:
     deps = [_dep("a#0"), _dep("a#1")]
     assert choose_deployment(deps, {"a#0", "a#1"}, random.Random(0)) is None
     assert choose_deployment([], set(), random.Random(0)) is None
+
+
+# -- next_vendor -------------------------------------------------------------------------------
+
+
+def test_next_vendor_cycles_through_a_load_balanced_names_vendors() -> None:
+    assert next_vendor(["openai", "azure"], "openai") == "azure"
+    assert next_vendor(["openai", "azure"], "azure") == "openai"
+    assert next_vendor(["openai", "azure", "gemini"], "azure") == "gemini"
+    assert next_vendor(["openai", "azure"], "anthropic") == "openai"
+
+
+def test_next_vendor_is_none_for_a_single_vendor_name() -> None:
+    assert next_vendor(["openai"], "openai") is None
+    assert next_vendor([], "openai") is None

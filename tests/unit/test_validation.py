@@ -395,3 +395,13 @@ def test_200k_line_file_validates_from_a_non_seekable_stream() -> None:
     assert report.line_count == lines
     assert report.models == {"text-embedding-3-small": lines}
     assert stream.largest_read <= 64 * 1024  # read in blocks, never all at once
+
+
+def test_urls_without_v1_mean_the_same_endpoint_as_litellm_writes_them() -> None:
+    unprefixed = {**chat("b"), "url": "/chat/completions"}
+    report = validate_file(io.BytesIO(jsonl(chat("a"), unprefixed)), endpoint=CHAT)
+    assert report.ok, report.errors
+    embeddings = {**emb("e"), "url": "/embeddings"}
+    assert validate_file(io.BytesIO(jsonl(embeddings)), endpoint=EMB).ok
+    (error,) = validate_file(io.BytesIO(jsonl({**chat("c"), "url": "/completions"}))).errors
+    assert error.code == "invalid_url"
