@@ -19,6 +19,8 @@ class ErrorKind(StrEnum):
     context_window_exceeded = "context_window_exceeded"
     content_filtered = "content_filtered"
     invalid_request = "invalid_request"
+    # A parameter or endpoint this vendor cannot honour: another model of the chain may.
+    unsupported_parameter = "unsupported_parameter"
     authentication = "authentication"
     not_found = "not_found"
 
@@ -92,7 +94,10 @@ class InvalidRequest(ProviderError):
 
 
 class UnsupportedParameter(InvalidRequest):
-    """A parameter the chosen vendor cannot honour: a per-item error, never a silent drop."""
+    """A parameter the chosen vendor cannot honour: a reason to fall back, or a per-item error,
+    never a silent drop."""
+
+    kind = ErrorKind.unsupported_parameter
 
 
 class AuthenticationError(ProviderError):
@@ -114,6 +119,7 @@ ERROR_CLASSES: dict[ErrorKind, type[ProviderError]] = {
         ContextWindowExceeded,
         ContentFiltered,
         InvalidRequest,
+        UnsupportedParameter,
         AuthenticationError,
         NotFound,
     )

@@ -37,8 +37,16 @@ from batchgate.errors import (
     UnsupportedParameter,
 )
 from batchgate.providers import _convert as cv
-from batchgate.providers import _errors
-from batchgate.providers.base import ENDPOINT_CHAT, Adapter, Completion, HttpRequest, Target, Usage
+from batchgate.providers import _errors, _responses
+from batchgate.providers.base import (
+    ENDPOINT_CHAT,
+    ENDPOINT_RESPONSES,
+    Adapter,
+    Completion,
+    HttpRequest,
+    Target,
+    Usage,
+)
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -305,9 +313,10 @@ def _convert_error(status: int, headers: Mapping[str, str], payload: Any) -> Pro
 
 class AnthropicAdapter(Adapter):
     vendor = "anthropic"
-    endpoints = frozenset({ENDPOINT_CHAT})
+    endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_RESPONSES})
 
     def build_request(self, endpoint: str, body: Mapping[str, Any], target: Target) -> HttpRequest:
+        endpoint, body = _responses.as_chat(endpoint, body)
         if endpoint != ENDPOINT_CHAT:
             raise UnsupportedParameter(f"anthropic does not serve {endpoint}")
         headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
@@ -333,12 +342,10 @@ class AnthropicAdapter(Adapter):
             raise _errors.malformed(
                 "anthropic", f"{type(exc).__name__} {exc}", request_id=request_id
             ) from None
-        return Completion(
-            body=body,
-            usage=usage,
-            request_id=request_id,
-            provider_model=body["model"],
+        completion = Completion(
+            body=body, usage=usage, request_id=request_id, provider_model=body["model"]
         )
+        return _responses.from_chat(endpoint, completion)
 
     def parse_error(self, status: int, headers: Mapping[str, str], payload: Any) -> ProviderError:
         return _convert_error(status, headers, payload)

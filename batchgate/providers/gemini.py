@@ -40,10 +40,11 @@ from batchgate.errors import (
     UnsupportedParameter,
 )
 from batchgate.providers import _convert as cv
-from batchgate.providers import _errors
+from batchgate.providers import _errors, _responses
 from batchgate.providers.base import (
     ENDPOINT_CHAT,
     ENDPOINT_EMBEDDINGS,
+    ENDPOINT_RESPONSES,
     Adapter,
     Completion,
     HttpRequest,
@@ -254,6 +255,7 @@ def _convert_usage(meta: Any) -> Usage:
         output_tokens=int(meta.get("candidatesTokenCount") or 0)
         + int(meta.get("thoughtsTokenCount") or 0),
         cache_read_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=int(meta.get("thoughtsTokenCount") or 0),
     )
 
 
@@ -369,9 +371,10 @@ def _convert_error(status: int, headers: Mapping[str, str], payload: Any) -> Pro
 
 class GeminiAdapter(Adapter):
     vendor = "gemini"
-    endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_EMBEDDINGS})
+    endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_EMBEDDINGS, ENDPOINT_RESPONSES})
 
     def build_request(self, endpoint: str, body: Mapping[str, Any], target: Target) -> HttpRequest:
+        endpoint, body = _responses.as_chat(endpoint, body)
         model = target.model.removeprefix("models/")
         if endpoint == ENDPOINT_CHAT:
             method, json_body = "generateContent", _convert_request(body)
@@ -406,9 +409,10 @@ class GeminiAdapter(Adapter):
             raise _errors.malformed(
                 "gemini", f"{type(exc).__name__} {exc}", request_id=request_id
             ) from None
-        return Completion(
+        completion = Completion(
             body=body, usage=usage, request_id=request_id, provider_model=body["model"]
         )
+        return _responses.from_chat(endpoint, completion)
 
     def parse_error(self, status: int, headers: Mapping[str, str], payload: Any) -> ProviderError:
         return _convert_error(status, headers, payload)

@@ -34,6 +34,8 @@ _ACTIONS: dict[ErrorKind, Action] = {
     ErrorKind.not_found: "fallback",
     # Routing ends the item instead when no content-policy fallback is configured (next_aliases).
     ErrorKind.content_filtered: "fallback",
+    # Another vendor may honour what this one cannot (previous_response_id, built-in tools).
+    ErrorKind.unsupported_parameter: "fallback",
     # The same request would fail the same way on any model.
     ErrorKind.invalid_request: "fail",
     # The caller pauses the deployment; the item's error names the bad credentials.
