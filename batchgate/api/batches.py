@@ -95,7 +95,13 @@ class CreateBatch(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     input_file_id: Name
-    endpoint: Literal["/v1/chat/completions", "/v1/embeddings"]
+    endpoint: Literal[
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/completions",
+        "/v1/moderations",
+    ]
     completion_window: Window = "24h"
     # OpenAI's limits: 16 pairs, keys up to 64 characters, values up to 512.
     metadata: dict[MetadataKey, MetadataValue] | None = Field(default=None, max_length=16)

@@ -70,7 +70,12 @@ MALFORMED: list[tuple[str, bytes, dict[str, Any], list[tuple[str, int | None]]]]
     ),
     ("method_get", jsonl(with_top(chat(), method="GET")), {}, [("invalid_method", 1)]),
     ("method_lowercase", jsonl(with_top(chat(), method="post")), {}, [("invalid_method", 1)]),
-    ("url_unsupported", jsonl(with_top(chat(), url="/v1/completions")), {}, [("invalid_url", 1)]),
+    (
+        "url_unsupported",
+        jsonl(with_top(chat(), url="/v1/images/edits")),
+        {},
+        [("invalid_url", 1)],
+    ),
     ("mixed_endpoints", jsonl(chat("a"), emb("b")), {}, [("mismatched_url", 2)]),
     ("url_not_batch_endpoint", jsonl(chat()), {"endpoint": EMB}, [("mismatched_url", 1)]),
     ("endpoint_unsupported", jsonl(chat()), {"endpoint": "/v1/x"}, [("invalid_url", None)]),
