@@ -114,7 +114,7 @@ def _convert_tools(tools: Any) -> list[dict[str, Any]]:
     for tool in tools:
         kind = tool.get("type") if isinstance(tool, dict) else None
         if kind != "function":
-            raise _unsupported(f"built-in tool {kind!r}")
+            raise _unsupported(f"tools: built-in tool {kind!r}")
         fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
         out.append({"type": "function", "function": fn})
     return out
