@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from batchgate.structured import expectation, schema_problem
+
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 RESPONSES = "/v1/responses"
@@ -45,6 +47,15 @@ def _check_common(body: dict[str, Any], token_keys: tuple[str, ...]) -> str | No
     return None
 
 
+def _check_schema(url: str, body: dict[str, Any]) -> str | None:
+    """A json_schema the answers will be validated against must itself be a valid schema."""
+    wanted = expectation(url, body)
+    if wanted is None or wanted.schema is None:
+        return None
+    problem = schema_problem(wanted.schema)
+    return f"the output format's {problem}" if problem else None
+
+
 def _check_chat(body: dict[str, Any]) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -67,7 +78,7 @@ def _check_chat(body: dict[str, Any]) -> str | None:
     n = body.get("n")
     if n is not None and (not _is_int(n) or n != 1):
         return "body.n must be 1"
-    return _check_common(body, ("max_tokens", "max_completion_tokens"))
+    return _check_schema(CHAT, body) or _check_common(body, ("max_tokens", "max_completion_tokens"))
 
 
 def _check_input_item(i: int, item: Any) -> str | None:
@@ -125,7 +136,7 @@ def _check_responses(body: dict[str, Any]) -> str | None:
         type(tools) is not list or any(type(t) is not dict or "type" not in t for t in tools)
     ):
         return "body.tools must be a list of typed tool objects"
-    return _check_common(body, ("max_output_tokens",))
+    return _check_schema(RESPONSES, body) or _check_common(body, ("max_output_tokens",))
 
 
 def _check_embeddings(body: dict[str, Any]) -> str | None:

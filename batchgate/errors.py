@@ -21,6 +21,8 @@ class ErrorKind(StrEnum):
     invalid_request = "invalid_request"
     # A parameter or endpoint this vendor cannot honour: another model of the chain may.
     unsupported_parameter = "unsupported_parameter"
+    # A paid answer that is not the JSON the line asked for: asked again, then fallen back.
+    invalid_output = "invalid_output"
     authentication = "authentication"
     not_found = "not_found"
 
@@ -100,6 +102,12 @@ class UnsupportedParameter(InvalidRequest):
     kind = ErrorKind.unsupported_parameter
 
 
+class InvalidOutput(ProviderError):
+    """The vendor answered, and was paid (`usage`), but not with the JSON the line asked for."""
+
+    kind = ErrorKind.invalid_output
+
+
 class AuthenticationError(ProviderError):
     kind = ErrorKind.authentication
 
@@ -120,6 +128,7 @@ ERROR_CLASSES: dict[ErrorKind, type[ProviderError]] = {
         ContentFiltered,
         InvalidRequest,
         UnsupportedParameter,
+        InvalidOutput,
         AuthenticationError,
         NotFound,
     )

@@ -109,6 +109,8 @@ class CreateBatch(BaseModel):
     fallbacks: list[Name] = Field(default_factory=list, max_length=16)
     max_cost_usd: MaxCost | None = None
     model: Name | None = None
+    # Check answers to JSON lines (json_object / json_schema) and re-ask invalid ones.
+    validate_output: bool = True
     # Validate and price the file, create nothing, call nothing.
     dry_run: bool = False
 
@@ -173,6 +175,7 @@ def create(
             fallbacks=tuple(body.fallbacks),
             max_cost_usd=body.max_cost_usd,
             model=body.model,
+            validate_output=body.validate_output,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)

@@ -165,6 +165,9 @@ class BatchObject(BaseModel):
     cost_usd: str = Field(description="Cost so far in USD, as an exact decimal string.")
     max_cost_usd: str | None
     fallbacks: list[str]
+    validate_output: bool = Field(
+        True, description="batchgate extension: answers to JSON lines are checked and re-asked."
+    )
     batchgate: BatchgateInfo
 
 

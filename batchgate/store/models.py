@@ -54,6 +54,8 @@ class Batch(SQLModel, table=True):
     model_override: str | None = None
     fallbacks_json: str = "[]"
     max_cost_usd: str | None = None
+    # Structured outputs: answers to JSON lines are checked (and re-asked) unless switched off.
+    validate_output: bool = True
     price_table_json: str = Field(default="{}", sa_column=Column(Text))
     # Filled at finalize; while running they are computed from items and attempts.
     total: int = 0

@@ -99,6 +99,7 @@ def test_every_error_kind_has_an_explicit_action() -> None:
         ErrorKind.overloaded: "retry",
         ErrorKind.server_error: "retry",
         ErrorKind.timeout: "retry",
+        ErrorKind.invalid_output: "retry",
         ErrorKind.quota_exceeded: "fallback",
         ErrorKind.context_window_exceeded: "fallback",
         ErrorKind.not_found: "fallback",
@@ -231,3 +232,13 @@ def test_choose_deployment_returns_none_when_all_cooling() -> None:
     deps = [_dep("a#0"), _dep("a#1")]
     assert choose_deployment(deps, {"a#0", "a#1"}, random.Random(0)) is None
     assert choose_deployment([], set(), random.Random(0)) is None
+
+
+def test_invalid_output_is_re_asked_at_once_then_falls_back() -> None:
+    from batchgate.errors import InvalidOutput
+
+    err = InvalidOutput("the answer is not valid JSON", retry_after=5.0)
+    first = _decide(err, attempts=1, num_retries=2)
+    assert (first.action, first.delay) == ("retry", 0.0)
+    assert _decide(err, attempts=2, num_retries=2).action == "retry"
+    assert _decide(err, attempts=3, num_retries=2).action == "fallback"
