@@ -9,8 +9,10 @@ Translation choices, so nothing is dropped without saying so:
 - image parts become `image` blocks (data URLs as base64 sources, other URLs as url sources);
   OpenAI's `detail` hint, a tool's `strict` flag and a message's `name` have no Anthropic
   equivalent and are not sent;
-- `response_format` json_object / json_schema, `n` > 1, `logprobs`, `seed`, penalties and
-  `logit_bias` cannot be honoured and raise UnsupportedParameter;
+- `response_format` json_object / json_schema → one forced tool whose call is read back as the
+  message text (`_anthropic_format`);
+- `n` > 1, `logprobs`, `seed`, penalties and `logit_bias` cannot be honoured and raise
+  UnsupportedParameter;
 - a `refusal` stop reason becomes ContentFiltered (with the billed usage).
 Usage: `input_tokens` of the result = input + cache_read + cache_creation (Anthropic reports the
 cached parts outside `input_tokens`).
@@ -36,8 +38,8 @@ from batchgate.errors import (
     Timeout,
     UnsupportedParameter,
 )
+from batchgate.providers import _anthropic_format, _errors, _responses
 from batchgate.providers import _convert as cv
-from batchgate.providers import _errors, _responses
 from batchgate.providers.base import (
     ENDPOINT_CHAT,
     ENDPOINT_RESPONSES,
@@ -177,14 +179,7 @@ def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 def _convert_request(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The Messages API body for one OpenAI chat-completions body."""
     cv.reject_unknown(body, _HANDLED, "anthropic", defaults=_DEFAULTS)
-    fmt = body.get("response_format")
-    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
-        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
-        raise UnsupportedParameter(
-            f"anthropic adapter does not translate response_format {kind!r}; ask for JSON in "
-            "the prompt or route to a model with structured output",
-            code="unsupported_parameter",
-        )
+    output = _anthropic_format.format_tool(body.get("response_format"), bool(body.get("tools")))
     system, messages = _convert_messages(body.get("messages"))
     out: dict[str, Any] = {
         "model": model,
@@ -216,6 +211,8 @@ def _convert_request(body: Mapping[str, Any], model: str) -> dict[str, Any]:
             for fn in cv.function_tools(body["tools"], "anthropic")
         ]
     tool_choice = _convert_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    if output is not None:
+        out["tools"], tool_choice = [output[0]], output[1]
     if tool_choice is not None:
         out["tool_choice"] = tool_choice
     if body.get("user") is not None:
@@ -246,7 +243,9 @@ def _convert_response(
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in blocks:
-        if block.get("type") == "text":
+        if (answer := _anthropic_format.unwrap(block)) is not None:
+            texts.append(answer)
+        elif block.get("type") == "text":
             texts.append(block["text"])
         elif block.get("type") == "tool_use":
             calls.append(cv.tool_call(block["id"], block["name"], block.get("input") or {}))
@@ -260,13 +259,14 @@ def _convert_response(
             code="refusal",
             usage=usage,
         )
+    finish = _FINISH.get(stop_reason, "stop")
+    if finish == "tool_calls" and not calls:
+        finish = "stop"  # the only call was the structured-output tool: a final answer
     body = cv.chat_completion(
         id=str(payload.get("id") or ""),
         created=created,
         model=str(payload.get("model") or model),
-        choices=[
-            cv.choice(0, "".join(texts) if texts else None, calls, _FINISH.get(stop_reason, "stop"))
-        ],
+        choices=[cv.choice(0, "".join(texts) if texts else None, calls, finish)],
         usage=usage,
     )
     return body, usage

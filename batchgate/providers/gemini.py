@@ -10,7 +10,8 @@ Translation choices:
 - `temperature`, `top_p`, `max_tokens`, `stop`, `seed`, `n`, penalties → `generationConfig`;
   `response_format` json_object → `responseMimeType: application/json`, json_schema → also
   `responseSchema`. Schemas (and tool parameters) lose `$schema` and `additionalProperties`,
-  which Gemini's OpenAPI-subset schema does not accept; `$ref` is refused;
+  which Gemini's OpenAPI-subset schema does not accept, a list of types becomes `anyOf` (plus
+  `nullable` for "null"); `$ref` is refused;
 - a function call comes back with finishReason STOP: it is reported as `tool_calls`;
 - SAFETY and the other block reasons → ContentFiltered carrying the billed usage;
 - `thoughtsTokenCount` counts as output; the Gemini API's batchEmbedContents reports no
@@ -96,9 +97,13 @@ def _convert_schema(schema: Any) -> Any:
         if key in ("$schema", "additionalProperties", "$defs", "definitions"):
             continue
         if key == "type" and isinstance(value, list):
-            # ["string", "null"] is how JSON Schema says nullable.
+            # ["string", "null"] is how JSON Schema says nullable; Gemini's `type` is one
+            # type, so several become `anyOf`.
             kinds = [t for t in value if t != "null"]
-            out["type"] = kinds[0] if len(kinds) == 1 else value
+            if len(kinds) == 1:
+                out["type"] = kinds[0]
+            else:
+                out["anyOf"] = [{"type": t} for t in kinds]
             if "null" in value:
                 out["nullable"] = True
         elif key == "properties" and isinstance(value, dict):
