@@ -32,15 +32,19 @@ from batchgate.simulator.behaviour import (
     FaultPlanner,
     parse_directives,
 )
-from batchgate.simulator.content import Call, PrefixCache, Reply, answer
+from batchgate.simulator.content import Answer, Call, PrefixCache, Reply, answer, spoil
 from batchgate.simulator.stats import Ledger, Stats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NO_DIRECTIVES = Directives()
 
 
+def _answer(call: Call, d: Decision, dirs: Directives) -> Answer:
+    return spoil(answer(call, dirs.tool, dirs.tokens), call, d.bad_json)
+
+
 def _chat(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
-    ans = answer(call, dirs.tool, dirs.tokens)
+    ans = _answer(call, d, dirs)
     return openai_wire.chat_reply(call, ans, int(d.latency_s * 1000), filtered)
 
 
@@ -49,7 +53,7 @@ def _embeddings(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Re
 
 
 def _responses(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
-    return responses_wire.responses_reply(call, answer(call, dirs.tool, dirs.tokens), filtered)
+    return responses_wire.responses_reply(call, _answer(call, d, dirs), filtered)
 
 
 def _completions(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
@@ -61,11 +65,11 @@ def _moderations(call: Call, d: Decision, dirs: Directives, filtered: bool) -> R
 
 
 def _messages(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
-    return anthropic_wire.message_reply(call, answer(call, dirs.tool, dirs.tokens), filtered)
+    return anthropic_wire.message_reply(call, _answer(call, d, dirs), filtered)
 
 
 def _generate(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
-    return gemini_wire.generate_reply(call, answer(call, dirs.tool, dirs.tokens), filtered)
+    return gemini_wire.generate_reply(call, _answer(call, d, dirs), filtered)
 
 
 def _embed(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
