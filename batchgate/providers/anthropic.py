@@ -105,6 +105,12 @@ def _convert_part(part: Mapping[str, Any]) -> dict[str, Any]:
     raise UnsupportedParameter(f"anthropic adapter does not translate {kind!r} content parts")
 
 
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """Content blocks of an OpenAI message content; Anthropic refuses empty text blocks."""
+    blocks = [_convert_part(p) for p in cv.content_parts(content)]
+    return [b for b in blocks if b["type"] != "text" or b["text"]]
+
+
 def _append(out: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
     # Anthropic wants alternating turns and every tool_result of a turn in one user message,
     # so consecutive same-role messages are merged.
@@ -127,9 +133,15 @@ def _convert_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
         if role in ("system", "developer"):
             system.append(cv.text_only(m.get("content"), "a system message"))
         elif role == "user":
-            _append(out, "user", [_convert_part(p) for p in cv.content_parts(m.get("content"))])
+            blocks = _blocks(m.get("content"))
+            if not blocks:
+                raise UnsupportedParameter(
+                    "anthropic refuses a user message with empty content",
+                    code="unsupported_parameter",
+                )
+            _append(out, "user", blocks)
         elif role == "assistant":
-            blocks = [_convert_part(p) for p in cv.content_parts(m.get("content"))]
+            blocks = _blocks(m.get("content"))
             for call in m.get("tool_calls") or []:
                 blocks.append(
                     {
@@ -139,7 +151,8 @@ def _convert_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
                         "input": cv.tool_arguments(call),
                     }
                 )
-            _append(out, "assistant", blocks)
+            if blocks:  # an empty assistant turn says nothing, and Anthropic refuses it
+                _append(out, "assistant", blocks)
         elif role == "tool":
             if not m.get("tool_call_id"):
                 raise InvalidRequest("a tool message needs tool_call_id")
@@ -155,7 +168,8 @@ def _convert_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
         blocks = message["content"]
         if len(blocks) == 1 and blocks[0]["type"] == "text":
             message["content"] = blocks[0]["text"]
-    return ("\n\n".join(system) if system else None), out
+    prompt = "\n\n".join(s for s in system if s)
+    return (prompt or None), out
 
 
 def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:

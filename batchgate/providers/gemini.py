@@ -127,6 +127,12 @@ def _convert_part(part: Mapping[str, Any]) -> dict[str, Any]:
     raise UnsupportedParameter(f"gemini adapter does not translate {kind!r} content parts")
 
 
+def _parts(content: Any) -> list[dict[str, Any]]:
+    """Gemini parts of an OpenAI message content; Gemini refuses empty text parts."""
+    parts = [_convert_part(p) for p in cv.content_parts(content)]
+    return [p for p in parts if p.get("text", True)]
+
+
 def _tool_response(content: str) -> dict[str, Any]:
     try:
         value = json.loads(content)
@@ -155,18 +161,25 @@ def _convert_messages(messages: Any) -> tuple[dict[str, Any] | None, list[dict[s
             raise InvalidRequest("every message must be an object")
         role = m.get("role")
         if role in ("system", "developer"):
-            system.append({"text": cv.text_only(m.get("content"), "a system message")})
+            text = cv.text_only(m.get("content"), "a system message")
+            if text:
+                system.append({"text": text})
         elif role == "user":
-            _append(
-                contents, "user", [_convert_part(p) for p in cv.content_parts(m.get("content"))]
-            )
+            parts = _parts(m.get("content"))
+            if not parts:
+                raise UnsupportedParameter(
+                    "gemini refuses a user message with empty content",
+                    code="unsupported_parameter",
+                )
+            _append(contents, "user", parts)
         elif role == "assistant":
-            parts = [_convert_part(p) for p in cv.content_parts(m.get("content"))]
+            parts = _parts(m.get("content"))
             for call in m.get("tool_calls") or []:
                 name = (call.get("function") or {}).get("name")
                 call_names[str(call.get("id"))] = name
                 parts.append({"functionCall": {"name": name, "args": cv.tool_arguments(call)}})
-            _append(contents, "model", parts)
+            if parts:  # an empty model turn says nothing, and Gemini refuses empty parts
+                _append(contents, "model", parts)
         elif role == "tool":
             name = call_names.get(str(m.get("tool_call_id")))
             if name is None:

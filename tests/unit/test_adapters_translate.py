@@ -574,3 +574,18 @@ def test_gemini_schema_with_several_types_becomes_any_of() -> None:
         "nullable": True,
         "description": "d",
     }
+
+
+@pytest.mark.parametrize("vendor", ["anthropic", "gemini"])
+def test_empty_assistant_turns_are_not_sent_and_empty_user_turns_refused(vendor: str) -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "x"}]},
+    ]
+    sent = build(vendor, {"messages": messages}).json
+    turns = sent["messages"] if vendor == "anthropic" else sent["contents"]
+    assert [t["role"] for t in turns] == ["user"]  # the two user turns merge
+    with pytest.raises(errors.UnsupportedParameter):
+        build(vendor, {"messages": [{"role": "user", "content": ""}]})
