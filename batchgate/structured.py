@@ -67,19 +67,25 @@ def answer_text(endpoint: str, body: Mapping[str, Any]) -> str | None:
     """The answer's text; None when the answer is a tool call (nothing to check)."""
     if endpoint == _RESPONSES:
         texts: list[str] = []
-        for item in body.get("output") or []:
+        for item in _dicts(body.get("output")):
             if item.get("type") == "function_call":
                 return None
             if item.get("type") == "message":
-                texts += [p.get("text", "") for p in item.get("content") or []
-                          if p.get("type") == "output_text"]  # fmt: skip
+                parts = _dicts(item.get("content"))
+                texts += [str(p.get("text", "")) for p in parts if p.get("type") == "output_text"]
         return "".join(texts)
-    choices = body.get("choices") or [{}]
-    message = choices[0].get("message") or {}
+    choices = _dicts(body.get("choices")) or [{}]
+    message = choices[0].get("message")
+    message = message if isinstance(message, Mapping) else {}
     if message.get("tool_calls"):
         return None
     content = message.get("content")
     return content if isinstance(content, str) else ""
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    """The objects of a list from a vendor body (anything else in it is ignored)."""
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
 def problem(endpoint: str, request: Mapping[str, Any], answer: Mapping[str, Any]) -> str | None:
