@@ -41,7 +41,7 @@ from batchgate.errors import (
     UnsupportedParameter,
 )
 from batchgate.providers import _convert as cv
-from batchgate.providers import _errors, _responses
+from batchgate.providers import _errors, _gemini_schema, _responses
 from batchgate.providers.base import (
     ENDPOINT_CHAT,
     ENDPOINT_EMBEDDINGS,
@@ -82,35 +82,6 @@ _BLOCKED = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 )
 _TOOL_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
-
-
-def _convert_schema(schema: Any) -> Any:
-    """A JSON Schema as Gemini's OpenAPI-subset schema (see the module docstring)."""
-    if isinstance(schema, list):
-        return [_convert_schema(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    if "$ref" in schema:
-        raise UnsupportedParameter("gemini schemas cannot use $ref; inline the definitions")
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in ("$schema", "additionalProperties", "$defs", "definitions"):
-            continue
-        if key == "type" and isinstance(value, list):
-            # ["string", "null"] is how JSON Schema says nullable; Gemini's `type` is one
-            # type, so several become `anyOf`.
-            kinds = [t for t in value if t != "null"]
-            if len(kinds) == 1:
-                out["type"] = kinds[0]
-            else:
-                out["anyOf"] = [{"type": t} for t in kinds]
-            if "null" in value:
-                out["nullable"] = True
-        elif key == "properties" and isinstance(value, dict):
-            out[key] = {name: _convert_schema(s) for name, s in value.items()}
-        else:
-            out[key] = _convert_schema(value)
-    return out
 
 
 def _convert_part(part: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,7 +173,10 @@ def _convert_response_format(fmt: Any) -> dict[str, Any]:
         schema = (fmt.get("json_schema") or {}).get("schema")
         if not isinstance(schema, dict):
             raise InvalidRequest("response_format json_schema needs json_schema.schema")
-        return {"responseMimeType": "application/json", "responseSchema": _convert_schema(schema)}
+        return {
+            "responseMimeType": "application/json",
+            "responseSchema": _gemini_schema.convert(schema),
+        }
     raise UnsupportedParameter(f"gemini adapter does not translate response_format {fmt!r}")
 
 
@@ -240,7 +214,7 @@ def _convert_request(body: Mapping[str, Any]) -> dict[str, Any]:
             if fn.get("description"):
                 decl["description"] = fn["description"]
             if fn.get("parameters"):
-                decl["parameters"] = _convert_schema(fn["parameters"])
+                decl["parameters"] = _gemini_schema.convert(fn["parameters"])
             declarations.append(decl)
         out["tools"] = [{"functionDeclarations": declarations}]
     if body.get("tool_choice") is not None:
