@@ -111,7 +111,14 @@ class CreateBatch(BaseModel):
     input_file_id: Name
     # LiteLLM proxy clients may leave out the `/v1` prefix.
     endpoint: Annotated[
-        Literal["/v1/chat/completions", "/v1/embeddings"], BeforeValidator(canonical_url)
+        Literal[
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/responses",
+            "/v1/completions",
+            "/v1/moderations",
+        ],
+        BeforeValidator(canonical_url),
     ]
     completion_window: Window = "24h"
     # OpenAI's limits: 16 pairs, keys up to 64 characters, values up to 512.
@@ -126,6 +133,8 @@ class CreateBatch(BaseModel):
     fallbacks: list[Name] | None = Field(default=None, max_length=16)
     max_cost_usd: MaxCost | None = None
     model: Name | None = None
+    # Check answers to JSON lines (json_object / json_schema) and re-ask invalid ones.
+    validate_output: bool = True
     # Validate and price the file, create nothing, call nothing.
     dry_run: bool = False
 
@@ -193,6 +202,7 @@ def create(
             output_expires_seconds=(
                 body.output_expires_after.seconds if body.output_expires_after else None
             ),
+            validate_output=body.validate_output,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)

@@ -22,6 +22,7 @@ from sqlalchemy import and_, or_, select
 from batchgate.api.auth import Caller, owned_row
 from batchgate.api.batches import run_ingest
 from batchgate.api.errors import APIError
+from batchgate.body_checks import CHAT
 from batchgate.filestore import new_id
 from batchgate.message_batches.parse import InvalidBatch, parse_requests
 from batchgate.message_batches.views import ENDED, ID_PREFIX, batch_object, result_line
@@ -31,7 +32,6 @@ from batchgate.store.batches import delete_batch, items_in_order
 from batchgate.store.db import reading
 from batchgate.store.items import BATCH, state_counts
 from batchgate.store.models import File
-from batchgate.validation import CHAT
 
 router = APIRouter(tags=["anthropic"], include_in_schema=False)
 FILE = File.__table__  # type: ignore[attr-defined]

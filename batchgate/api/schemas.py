@@ -167,6 +167,9 @@ class BatchObject(BaseModel):
     fallbacks: list[str] | None = Field(
         description="The batch's own fallbacks (they replace the config's); null: the config's."
     )
+    validate_output: bool = Field(
+        True, description="batchgate extension: answers to JSON lines are checked and re-asked."
+    )
     batchgate: BatchgateInfo
 
 

@@ -19,7 +19,8 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from batchgate.errors import ErrorKind, ProviderError, ServerError
+from batchgate import structured
+from batchgate.errors import ErrorKind, InvalidOutput, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.money import usd_str, usd_to_pusd
@@ -321,6 +322,9 @@ class ChunkRun:
                 )
             except ProviderError as exc:
                 error = exc
+        if completion is not None and info.validate_output:
+            error = _invalid_output(info.endpoint, item.body, completion)
+            completion = None if error is not None else completion
         finished = time.time()
         item.attempts += 1
         item.model_attempts += 1
@@ -444,6 +448,18 @@ class ChunkRun:
         """Hand the item to another vendor's queue (a new task there)."""
         item.vendor = vendor
         self._finish(item, "queued", enqueued_at=time.time())
+
+
+def _invalid_output(
+    endpoint: str, body: dict[str, Any], completion: Completion
+) -> InvalidOutput | None:
+    """The paid answer as an InvalidOutput when it is not the JSON the line asked for."""
+    problem = structured.problem(endpoint, body, completion.body)
+    if problem is None:
+        return None
+    return InvalidOutput(
+        problem, code="invalid_output", request_id=completion.request_id, usage=completion.usage
+    )
 
 
 def _budget_error(info: BatchInfo) -> dict[str, Any]:

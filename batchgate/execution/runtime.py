@@ -49,6 +49,7 @@ class BatchInfo:
     fetched_at: float
     expires_at: int
     cap_pusd: int | None
+    validate_output: bool = True
 
 
 class Runtime:
@@ -129,11 +130,18 @@ class Runtime:
         row = await self.db(self._load_batch, batch_id)
         if row is None:
             return None
-        endpoint, status, prices_json, expires_at, max_cost = row
+        endpoint, status, prices_json, expires_at, max_cost, validate_output = row
         prices = info.prices if info is not None else PriceTable.from_json(json.loads(prices_json))
         cap = usd_to_pusd(Decimal(max_cost)) if max_cost is not None else None
         fresh = self._batches[batch_id] = BatchInfo(
-            batch_id, endpoint, status, prices, time.monotonic(), expires_at, cap
+            batch_id,
+            endpoint,
+            status,
+            prices,
+            time.monotonic(),
+            expires_at,
+            cap,
+            bool(validate_output),
         )
         return fresh
 
@@ -147,6 +155,7 @@ class Runtime:
                     t.c.price_table_json,
                     t.c.expires_at,
                     t.c.max_cost_usd,
+                    t.c.validate_output,
                 ).where(t.c.id == batch_id)
             ).first()
         return tuple(row) if row else None

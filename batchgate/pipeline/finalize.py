@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
+from batchgate.store.attempts import reasks_by_item
 from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, has_pending
 from batchgate.store.models import File
@@ -41,7 +42,7 @@ def try_finalize(engine: Engine, files: FileStore, batch_id: str, *, force: bool
     return True
 
 
-def output_line(row: Any, cost: str) -> dict[str, Any]:
+def output_line(row: Any, cost: str, reasks: int = 0) -> dict[str, Any]:
     result = json.loads(row.result_json) if row.result_json else None
     error = json.loads(row.error_json) if row.error_json else None
     tried = json.loads(row.tried_json)
@@ -51,6 +52,8 @@ def output_line(row: Any, cost: str) -> dict[str, Any]:
         "deployment": row.served_deployment,
         "provider_model": result.get("provider_model") if result else None,
         "attempts": row.attempts,
+        # calls answered with invalid structured output (re-asked or fallen back from)
+        "reasks": reasks,
         "tried": tried,
         "usage": {
             "input_tokens": row.input_tokens,
@@ -103,11 +106,12 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
         files.atomic_writer(err_id) as (err_rel, err_fp),
         reading(engine) as conn,
     ):
+        reasks = reasks_by_item(conn, batch_id)
         rows = conn.execution_options(yield_per=2000).execute(
             select(ITEM).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
         )
         for row in rows:
-            line = output_line(row, usd_str(row.cost_pusd))
+            line = output_line(row, usd_str(row.cost_pusd), reasks.get(row.id, 0))
             data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
             key = "out" if row.state == "succeeded" else "err"
             (out_fp if key == "out" else err_fp).write(data)

@@ -49,6 +49,7 @@ class BatchRequest:
     output_expires_seconds: int | None = None
     id_prefix: str = "batch_"  # `msgbatch_` for Anthropic Message Batches
     total: int = 0  # lines, when known before ingest counts them (Message Batches)
+    validate_output: bool = True
 
 
 def window_seconds(window: str) -> int:
@@ -86,6 +87,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         max_cost_usd=str(req.max_cost_usd) if req.max_cost_usd is not None else None,
         output_expires_seconds=req.output_expires_seconds,
         total=req.total,
+        validate_output=req.validate_output,
     )
     with engine.begin() as conn:
         conn.execute(BATCH.insert().values(**batch.model_dump()))

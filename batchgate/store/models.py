@@ -59,6 +59,8 @@ class Batch(SQLModel, table=True):
     # OpenAI's `output_expires_after.seconds`: the output and error files expire this long
     # after they are written (None: they are kept until deleted).
     output_expires_seconds: int | None = None
+    # Structured outputs: answers to JSON lines are checked (and re-asked) unless switched off.
+    validate_output: bool = True
     price_table_json: str = Field(default="{}", sa_column=Column(Text))
     # Filled at finalize; while running they are computed from items and attempts.
     total: int = 0

@@ -93,7 +93,9 @@ def test_bad_json_body_is_400(api: TestClient) -> None:
 
 def test_wrong_endpoint_value_is_400(api: TestClient) -> None:
     fid = upload(api, good_file())["id"]
-    resp = api.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/completions"})
+    resp = api.post(
+        "/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/images/generations"}
+    )
     assert_error(resp, 400, "invalid_request", param="endpoint")
 
 
