@@ -21,6 +21,9 @@ class ErrorKind(StrEnum):
     invalid_request = "invalid_request"
     authentication = "authentication"
     not_found = "not_found"
+    # This vendor refuses this request (a parameter it cannot honour, a file it may not read):
+    # another model may serve it, and the deployment itself is healthy.
+    vendor_refused = "vendor_refused"
 
 
 class ProviderError(Exception):
@@ -91,7 +94,14 @@ class InvalidRequest(ProviderError):
     kind = ErrorKind.invalid_request
 
 
-class UnsupportedParameter(InvalidRequest):
+class VendorRefused(ProviderError):
+    """A refusal specific to this vendor and this line (e.g. a 403 on a file URI the line sent):
+    the line moves to its next model; the deployment stays in rotation."""
+
+    kind = ErrorKind.vendor_refused
+
+
+class UnsupportedParameter(VendorRefused):
     """A parameter the chosen vendor cannot honour: a per-item error, never a silent drop."""
 
 
@@ -116,6 +126,7 @@ ERROR_CLASSES: dict[ErrorKind, type[ProviderError]] = {
         InvalidRequest,
         AuthenticationError,
         NotFound,
+        VendorRefused,
     )
 }
 

@@ -24,6 +24,7 @@ from batchgate.errors import (
     RateLimited,
     ServerError,
     Timeout,
+    VendorRefused,
 )
 
 MAX_MESSAGE_CHARS = 500
@@ -46,6 +47,14 @@ _CONTEXT_WORDING = re.compile(
     r"too many (?:input )?tokens|exceeds the maximum number of tokens|"
     r"input token count.*exceeds|input is too long|reduce the length of the messages|"
     r"exceeds? (?:the )?context limit",
+    re.IGNORECASE,
+)
+
+# A 403 about something the line itself named (Gemini's PERMISSION_DENIED on a file URI: "You do
+# not have permission to access the File x or it may not exist"), not about the credentials.
+_REQUEST_REFUSAL = re.compile(
+    r"permission to access (?:the )?(?:file|uri|resource|object|bucket|document)|"
+    r"(?:file|uri|object)\b.*\b(?:may not exist|is not accessible)|gs://|/files/",
     re.IGNORECASE,
 )
 
@@ -154,6 +163,11 @@ def retry_after(
     return None
 
 
+def refuses_the_request(status: int, message: str | None) -> bool:
+    """A 403 that is this line's error (a file it may not read), not the deployment's."""
+    return status == 403 and bool(message and _REQUEST_REFUSAL.search(message))
+
+
 def looks_like_context_overflow(message: str | None) -> bool:
     return bool(message and _CONTEXT_WORDING.search(message))
 
@@ -170,6 +184,8 @@ def classify_status(
     cls: type[ProviderError]
     if status == 429:
         cls = RateLimited
+    elif refuses_the_request(status, message):
+        cls = VendorRefused
     elif status in (401, 403):
         cls = AuthenticationError
     elif status == 404:

@@ -24,6 +24,7 @@ from batchgate.errors import (
     ServerError,
     Timeout,
     UnsupportedParameter,
+    VendorRefused,
 )
 from batchgate.routing.policy import (
     action_for,
@@ -79,12 +80,14 @@ def test_quota_exceeded_falls_back_even_with_retries_left() -> None:
     assert d.delay == 0
 
 
-@pytest.mark.parametrize("cls", [ContextWindowExceeded, NotFound, ContentFiltered])
+@pytest.mark.parametrize(
+    "cls", [ContextWindowExceeded, NotFound, ContentFiltered, UnsupportedParameter, VendorRefused]
+)
 def test_model_specific_errors_fall_back_without_retry(cls: type[ProviderError]) -> None:
     assert _decide(cls("no"), attempts=1, num_retries=5).action == "fallback"
 
 
-@pytest.mark.parametrize("cls", [InvalidRequest, UnsupportedParameter, AuthenticationError])
+@pytest.mark.parametrize("cls", [InvalidRequest, AuthenticationError])
 def test_request_and_credential_errors_fail_the_item(cls: type[ProviderError]) -> None:
     d = _decide(cls("bad"), attempts=1, num_retries=5)
     assert d.action == "fail"
@@ -101,6 +104,7 @@ def test_every_error_kind_has_an_explicit_action() -> None:
         ErrorKind.context_window_exceeded: "fallback",
         ErrorKind.not_found: "fallback",
         ErrorKind.content_filtered: "fallback",
+        ErrorKind.vendor_refused: "fallback",
         ErrorKind.invalid_request: "fail",
         ErrorKind.authentication: "fail",
     }
