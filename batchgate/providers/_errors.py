@@ -26,19 +26,9 @@ from batchgate.errors import (
     Timeout,
     VendorRefused,
 )
+from batchgate.redaction import mask_keys
 
 MAX_MESSAGE_CHARS = 500
-
-# Key-shaped substrings masked in every vendor message. Order matters: the Anthropic form first,
-# so its `sk-ant-` prefix is kept in the mask and the generic `sk-` pattern does not re-match it.
-_KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"sk-ant-[A-Za-z0-9_\-*]{6,}"), "sk-ant-***"),
-    (re.compile(r"\bsk-(?!ant-\*\*\*)[A-Za-z0-9_\-*.]{6,}"), "sk-***"),
-    (re.compile(r"AIza[0-9A-Za-z_\-]{10,}"), "AIza***"),
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-~+/=]{6,}"), r"\1 ***"),
-    # Keys passed as URL parameters (Gemini's `?key=`, Azure's `api-key=`).
-    (re.compile(r"(?i)([?&](?:key|api[-_]?key|access_token)=)[^&\s\"']+"), r"\1***"),
-)
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-ms-request-id")
 
@@ -68,12 +58,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def sanitize(text: object, secret: str | None = None, limit: int = MAX_MESSAGE_CHARS) -> str:
     """A vendor message safe to store: keys masked, whitespace collapsed, at most `limit` chars."""
     out = text if isinstance(text, str) else repr(text)
-    # Mask the caller's own key first: it may not look like any known key format.
-    if secret and len(secret) >= 6:
-        out = out.replace(secret, "***")
-    for pattern, mask in _KEY_PATTERNS:
-        out = pattern.sub(mask, out)
-    out = " ".join(out.split())
+    out = " ".join(mask_keys(out, [secret] if secret else []).split())
     if len(out) > limit:
         out = out[: limit - 1] + "…"
     return out
