@@ -154,6 +154,7 @@ def create(
         for alias in aliases:
             if not st.config.deployments_for(alias):
                 raise APIError(400, f"unknown model {alias!r}", code="model_not_found", param=param)
+    max_cost = _within_tenant_cap(body.max_cost_usd, caller)
     if body.dry_run:
         return _estimate(request, file, body)
     batch = create_batch(
@@ -165,12 +166,29 @@ def create(
             completion_window=body.completion_window,
             metadata=body.metadata,
             fallbacks=tuple(body.fallbacks),
-            max_cost_usd=body.max_cost_usd,
+            max_cost_usd=max_cost,
             model=body.model,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)
     return _object(request, _row(request, caller, batch.id))
+
+
+def _within_tenant_cap(asked: Decimal | None, caller: Caller) -> Decimal | None:
+    """The batch's budget: what it asked for, never above its tenant's `max_cost_usd`, which is
+    also the budget of a batch that asks for none."""
+    cap = caller.max_cost_usd
+    if cap is None:
+        return asked
+    if asked is None:
+        return cap
+    if asked > cap:
+        raise APIError(
+            400,
+            f"max_cost_usd {asked} exceeds this tenant's limit of {cap} USD per batch",
+            param="max_cost_usd",
+        )
+    return asked
 
 
 def _estimate(request: Request, file: Any, body: CreateBatch) -> dict[str, Any]:
