@@ -35,3 +35,13 @@ def failures_key(deployment_id: str) -> str:
 def budget_key(batch_id: str) -> str:
     """Hash of a batch's spend and in-flight reservations, in picodollars."""
     return f"{KEY_PREFIX}:budget:{batch_id}"
+
+
+def probe_key(deployment_id: str) -> str:
+    """Set while a paused deployment waits for its one probe call; holds the pause length (ms)."""
+    return f"{KEY_PREFIX}:probe:{deployment_id}"
+
+
+def probing_key(deployment_id: str) -> str:
+    """Held by the one item making the probe call, for as long as that call may last."""
+    return f"{KEY_PREFIX}:probing:{deployment_id}"

@@ -19,6 +19,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
+from batchgate.config import Deployment
 from batchgate.errors import ErrorKind, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
@@ -29,6 +30,7 @@ from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
 from batchgate.routing.policy import choose_deployment, decide, next_aliases
+from batchgate.routing.probes import PROBE_POLL
 from batchgate.store.items import (
     AttemptRow,
     ClaimedItem,
@@ -46,8 +48,9 @@ BUDGET_EXCEEDED = ServerError("budget exceeded", code="budget_exceeded")
 # Returned by _attempt when the batch was cancelled or expired while the item waited for a slot.
 NOT_RUN = ServerError("not run", code="not_run")
 
-AUTH_PAUSE_SECONDS = 300.0
 COOLDOWN_WINDOW = 60.0
+# Why an item moved on without a call: every deployment of its model was out of rotation.
+COOLING = ServerError("every deployment of this model is cooling down", code="cooldown")
 
 
 @dataclass
@@ -248,13 +251,19 @@ class ChunkRun:
                 return
             cooling = await rt.cooling([d.id for d in deps])
             dep = choose_deployment(deps, cooling, rt.rng)
+            probe = False
             if dep is None:
-                # Cooling down means "unhealthy now": skip to the next model, don't wait on it.
-                err = ServerError("every deployment of this model is cooling down", code="cooldown")
-                if self._fall_back(item, err):
+                dep = await self._probe(deps)
+                probe = dep is not None
+            if dep is None:
+                if await self._wait_for_cooldown(item, deps):
                     continue
                 return
-            err_or_done = await self._attempt(item, info, dep)
+            try:
+                err_or_done = await self._attempt(item, info, dep, probe=probe)
+            finally:
+                if probe:  # also when no call was made (cancelled, budget): let another probe
+                    await rt.probes.release(dep.id)
             if err_or_done is None:
                 return
             if err_or_done is NOT_RUN:
@@ -267,7 +276,36 @@ class ChunkRun:
                 continue
             return
 
-    async def _attempt(self, item: ClaimedItem, info: BatchInfo, dep: Any) -> ProviderError | None:
+    async def _probe(self, deps: list[Deployment]) -> Deployment | None:
+        """The deployment this item is to probe (its auth pause is over; `routing/probes.py`)."""
+        ttl = max(d.timeout or self.rt.config.attempt_timeout for d in deps)
+        won = await self.rt.probes.try_probe(
+            [d.id for d in deps], ttl + self.rt.settings.slot_ttl_margin
+        )
+        return next((d for d in deps if d.id == won), None)
+
+    async def _wait_for_cooldown(self, item: ClaimedItem, deps: list[Deployment]) -> bool:
+        """Every deployment of the item's model is out of rotation. Never a failure without a
+        call: the item moves to its next model, or waits, holding no slot, until a deployment
+        is back (or its probe has decided); a wait longer than an inline backoff hands it back
+        to the queue until then. True: look again now."""
+        rt = self.rt
+        rest = next_aliases(
+            COOLING.kind, item.alias, item.chain[item.chain_pos + 1 :], rt.config, tried=item.tried
+        )
+        if any(rt.config.deployments_for(a) for a in rest):
+            return self._fall_back(item, COOLING)
+        wait = await rt.probes.wait_hint([d.id for d in deps])
+        if wait > rt.settings.inline_backoff_max:
+            self._finish(item, "queued", not_before=time.time() + wait)
+            return False
+        # Jitter: the lines waiting on one cooldown must not all look again at the same moment.
+        await asyncio.sleep(wait + rt.rng.uniform(0.0, PROBE_POLL))
+        return True
+
+    async def _attempt(
+        self, item: ClaimedItem, info: BatchInfo, dep: Deployment, *, probe: bool = False
+    ) -> ProviderError | None:
         rt = self.rt
         limits = rt.config.limits(self.vendor)
         target = rt.target(dep)
@@ -345,6 +383,10 @@ class ChunkRun:
                 unpriced=entry.unpriced,
             )
         )
+        if probe and (error is None or error.kind != ErrorKind.authentication):
+            # The credentials work: the deployment is back for every worker.
+            await rt.probes.back(dep.id)
+            rt.forget_cooling()
         if completion is not None:
             _crash_hook(rt, item.custom_id)
             if dep.id in rt.failing:
@@ -366,7 +408,7 @@ class ChunkRun:
             return None
         assert error is not None
         if error.kind == ErrorKind.authentication:
-            await rt.cooldowns.pause(dep.id, AUTH_PAUSE_SECONDS)
+            await rt.probes.pause(dep.id, after_probe=probe)
             rt.forget_cooling()
         elif error.kind in (ErrorKind.server_error, ErrorKind.overloaded, ErrorKind.timeout):
             allowed = rt.config.allowed_fails_for(item.alias)
