@@ -103,6 +103,8 @@ class CreateBatch(BaseModel):
     fallbacks: list[Name] = Field(default_factory=list, max_length=16)
     max_cost_usd: MaxCost | None = None
     model: Name | None = None
+    # Within the tenant's fair share of each vendor, higher goes first (README, Scheduling).
+    priority: int = Field(default=0, ge=-100, le=100)
     # Validate and price the file, create nothing, call nothing.
     dry_run: bool = False
 
@@ -168,6 +170,7 @@ def create(
             fallbacks=tuple(body.fallbacks),
             max_cost_usd=max_cost,
             model=body.model,
+            priority=body.priority,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)

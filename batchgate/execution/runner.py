@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -23,7 +24,9 @@ from batchgate.config import Deployment
 from batchgate.errors import ErrorKind, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
+from batchgate.filestore import FileStore
 from batchgate.money import usd_str, usd_to_pusd
+from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
 from batchgate.pricing import cost_of, estimate_request, estimate_tokens
 from batchgate.providers._http import send
@@ -31,12 +34,12 @@ from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
 from batchgate.routing.policy import choose_deployment, decide, next_aliases
 from batchgate.routing.probes import PROBE_POLL
+from batchgate.store.fairshare import claim_fair
 from batchgate.store.items import (
     AttemptRow,
     ClaimedItem,
     ItemUpdate,
     claim,
-    claim_next,
     renew,
 )
 from batchgate.store.models import TERMINAL_ITEM_STATES
@@ -91,6 +94,8 @@ class ChunkRun:
         self.report = ChunkReport()
         self._tasks: set[asyncio.Task[None]] = set()
         self._backing_off = 0  # items sleeping out a retry delay: they hold no slot
+        self._held: dict[str, int] = {}  # items of each batch this chunk runs now
+        self._finalizing: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()  # an item finished or started backing off
 
     async def run(self, batch_id: str, ids: list[int]) -> ChunkReport:
@@ -105,7 +110,7 @@ class ChunkRun:
         self.recorder.start()
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
-            await self._run_all(batch_id, items)
+            await self._run_all(items)
         finally:
             try:
                 await self.recorder.close()
@@ -116,12 +121,14 @@ class ChunkRun:
                     await heartbeat
         return self.report
 
-    async def _run_all(self, batch_id: str, items: list[ClaimedItem]) -> None:
-        """Run the chunk, and while the batch has queued items of this vendor, claim more as
-        items finish: a chunk's slow tail must not leave the vendor's slots idle. Items waiting
-        out a backoff hold no slot, so they do not count against the `size` kept in play.
-        Refilling stops after `refill_seconds`, so the task ends and its message is
-        acknowledged; the items' own messages then find them done (no-ops)."""
+    async def _run_all(self, items: list[ClaimedItem]) -> None:
+        """Run the chunk, and while any batch has queued items of this vendor, claim more as
+        items finish, from the batch first in fair-share order (`store/fairshare.py`): a
+        chunk's slow tail must not leave the vendor's slots idle, and a new batch must not
+        wait behind every message an earlier one sent. Items waiting out a backoff hold no
+        slot, so they do not count against the `size` kept in play. Refilling stops after
+        `refill_seconds`, so the task ends and its message is acknowledged; the items' own
+        messages then find them done (no-ops)."""
         rt = self.rt
         size = max(len(items), rt.config.limits(self.vendor).effective_chunk_size())
         # Refill in groups (a quarter of `size`), not one claim per finished item.
@@ -137,9 +144,8 @@ class ChunkRun:
                 continue
             try:
                 more = await rt.db(
-                    claim_next,
+                    claim_fair,
                     rt.engine,
-                    batch_id,
                     self.vendor,
                     size - active,
                     self.owner,
@@ -151,18 +157,36 @@ class ChunkRun:
                 continue
             exhausted = not more
             self.report.claimed += len(more)
+            self.report.batches.update(i.batch_id for i in more)
             self._start(more)
+        await asyncio.gather(*self._finalizing)
 
     def _start(self, items: list[ClaimedItem]) -> None:
         loop = asyncio.get_running_loop()
         for item in self._track(items):
             task = loop.create_task(self._run_item(item))
             self._tasks.add(task)
-            task.add_done_callback(self._on_done)
+            self._held[item.batch_id] = self._held.get(item.batch_id, 0) + 1
+            task.add_done_callback(functools.partial(self._on_done, item.batch_id))
 
-    def _on_done(self, task: asyncio.Task[None]) -> None:
+    def _on_done(self, batch_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._held[batch_id] -= 1
+        if not self._held[batch_id]:
+            # This chunk holds no more of the batch: it may be done now. A small batch served
+            # by refills must not wait for the end of the task that ran it to be finalized.
+            finalizing = asyncio.get_running_loop().create_task(self._finalize(batch_id))
+            self._finalizing.add(finalizing)
+            finalizing.add_done_callback(self._finalizing.discard)
         self._changed.set()
+
+    async def _finalize(self, batch_id: str) -> None:
+        try:
+            if await self.recorder.flush():
+                files = FileStore(self.rt.settings.files_dir)
+                await asyncio.to_thread(try_finalize, self.rt.engine, files, batch_id)
+        except Exception:  # the task's end, or the reconciler, finalizes it instead
+            log.exception("finalizing %s after its last item here failed", batch_id)
 
     def _track(self, items: list[ClaimedItem]) -> list[ClaimedItem]:
         self.in_flight.update(i.id for i in items)

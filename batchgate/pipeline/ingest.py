@@ -45,6 +45,7 @@ class BatchRequest:
     fallbacks: tuple[str, ...] = ()
     max_cost_usd: Decimal | None = None
     model: str | None = None
+    priority: int = 0
 
 
 def window_seconds(window: str) -> int:
@@ -80,6 +81,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         model_override=req.model,
         fallbacks_json=json.dumps(list(req.fallbacks)),
         max_cost_usd=str(req.max_cost_usd) if req.max_cost_usd is not None else None,
+        priority=req.priority,
     )
     with engine.begin() as conn:
         conn.execute(BATCH.insert().values(**batch.model_dump()))

@@ -6,7 +6,7 @@ running → queued when a lease expires or an item is re-routed or deferred.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 TERMINAL_ITEM_STATES = ("succeeded", "failed", "cancelled", "expired")
@@ -54,6 +54,8 @@ class Batch(SQLModel, table=True):
     model_override: str | None = None
     fallbacks_json: str = "[]"
     max_cost_usd: str | None = None
+    # Within its tenant's fair share of a vendor, a higher priority batch goes first.
+    priority: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     price_table_json: str = Field(default="{}", sa_column=Column(Text))
     # Filled at finalize; while running they are computed from items and attempts.
     total: int = 0

@@ -69,6 +69,8 @@ def rt(
     migrate.upgrade(engine)
     runtime = Runtime(settings, config, engine)
     yield runtime
+    for client in runtime._clients.values():
+        runtime.run(client.close())
     runtime.run(runtime.redis.aclose())
     runtime.loop.close()
     engine.dispose()
