@@ -27,7 +27,7 @@ def test_another_tenants_401_costs_a_short_pause_and_one_probe(
     bad_lines = chat_lines(1, "m", "a", directive="#sim:fail=401")
     bad = system.submit(write_jsonl(tmp_path / "a.jsonl", bad_lines), key=KEYS["a"])
     bad_done = system.wait(bad["id"], timeout=60, key=KEYS["a"])
-    assert bad_done["request_counts"]["failed"] == 1  # the 401 is A's line's own error
+    assert bad_done["request_counts"]["failed"] == 1, bad_done  # the 401 is its line's own error
 
     good = system.submit(write_jsonl(tmp_path / "b.jsonl", chat_lines(50, "m", "b")), key=KEYS["b"])
     done = system.wait(good["id"], timeout=60, key=KEYS["b"])
