@@ -45,3 +45,8 @@ def probe_key(deployment_id: str) -> str:
 def probing_key(deployment_id: str) -> str:
     """Held by the one item making the probe call, for as long as that call may last."""
     return f"{KEY_PREFIX}:probing:{deployment_id}"
+
+
+def leader_key(role: str) -> str:
+    """Who leads a role that runs in several replicas (the reconciler); expires unless renewed."""
+    return f"{KEY_PREFIX}:leader:{role}"
