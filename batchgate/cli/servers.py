@@ -11,7 +11,7 @@ import typer
 
 from batchgate import redaction
 from batchgate.cli.db_cmds import migrate_or_exit
-from batchgate.config import load_config
+from batchgate.config import Config, load_config
 from batchgate.errors import ConfigError
 from batchgate.settings import Settings, get_settings
 
@@ -42,6 +42,20 @@ def _load(settings: Settings):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
     redaction.install(config)
     return config
+
+
+def _check_keys(cfg: Config, host: str) -> None:
+    """Refuse to serve when a configured key's variable is unset, or with no keys off loopback."""
+    from batchgate.api.auth import KeyRing
+
+    try:
+        ring = KeyRing(cfg)
+    except ConfigError as exc:
+        typer.secho(f"config error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    if not _is_loopback(host) and ring.open:
+        typer.secho(NO_KEYS, fg="red", err=True)
+        raise typer.Exit(2)
 
 
 def _is_loopback(host: str) -> bool:
@@ -80,11 +94,7 @@ def register(app: typer.Typer) -> None:
 
         settings = _settings(config, data_dir)
         cfg = _load(settings)
-        from batchgate.api.auth import KeyRing
-
-        if not _is_loopback(host) and KeyRing(cfg).open:
-            typer.secho(NO_KEYS, fg="red", err=True)
-            raise typer.Exit(2)
+        _check_keys(cfg, host)
         migrate_or_exit(settings)  # once, before any child opens the database
         sup = Supervisor(settings, cfg, config, host=host, port=port, flower_port=flower_port)
         signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
@@ -110,11 +120,7 @@ def register(app: typer.Typer) -> None:
 
         settings = _settings(config, data_dir)
         cfg = _load(settings)
-        from batchgate.api.auth import KeyRing
-
-        if not _is_loopback(host) and KeyRing(cfg).open:
-            typer.secho(NO_KEYS, fg="red", err=True)
-            raise typer.Exit(2)
+        _check_keys(cfg, host)
         migrate_or_exit(settings)
         uvicorn.run(create_app(settings, cfg), host=host, port=port, log_level="warning")
 
