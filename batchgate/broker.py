@@ -23,10 +23,11 @@ def valkey_binary() -> str:
 
 
 def start_valkey(
-    data_dir: Path, port: int | None = None, persist: bool = True
+    data_dir: Path, port: int | None = None, persist: bool = True, bind: str = "127.0.0.1"
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start valkey-server on loopback; returns (url, process). The caller stops it by pid."""
-    port = port or free_port()
+    """Start valkey-server (on loopback unless told); returns (url, process). The caller stops
+    it by pid."""
+    port = port or free_port(bind)
     vdir = data_dir / "valkey"
     vdir.mkdir(parents=True, exist_ok=True)
     args = [
@@ -34,7 +35,7 @@ def start_valkey(
         "--port",
         str(port),
         "--bind",
-        "127.0.0.1",
+        bind,
         "--dir",
         str(vdir.resolve()),
         "--save",
@@ -46,13 +47,16 @@ def start_valkey(
         "yes" if persist else "no",
         "--appendfsync",
         "everysec",
+        # Off loopback only on a test network of our own (multihost tests): no password there.
+        "--protected-mode",
+        "yes" if bind.startswith("127.") else "no",
         "--logfile",
         str((vdir / "valkey.log").resolve()),
     ]
     proc = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://{bind}:{port}/0"
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + 15
     while True:

@@ -41,12 +41,18 @@ def run(
 ) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bg-multihost-"))
     url, name = _pg_database(pg_base)
-    redis_url, valkey = start_valkey(root / "redis")
     net = Network()
+    redis_url, valkey = start_valkey(root / "redis", bind=net.gateway)
     try:
-        port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
         cluster = Cluster(
-            net, root, url, port, limit=limit, latency_ms=latency_ms, worker_hosts=worker_hosts
+            net,
+            root,
+            url,
+            redis_url,
+            limit=limit,
+            latency_ms=latency_ms,
+            worker_hosts=worker_hosts,
+            lease_seconds=60,  # the default: short leases are for the failover test only
         )
         cluster.start()
         t0 = time.monotonic()

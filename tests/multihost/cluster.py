@@ -26,7 +26,7 @@ class Cluster:
         net: Network,
         root: Path,
         database_url: str,
-        redis_port: int,
+        redis_url: str,
         *,
         limit: int,
         latency_ms: float,
@@ -38,7 +38,6 @@ class Cluster:
         self.workers = [net.add_host(chr(ord("b") + i)) for i in range(worker_hosts)]
         pg_port = int(database_url.rsplit(":", 1)[1].split("/", 1)[0])
         pg = net.forward(free_port(), pg_port)
-        rd = net.forward(free_port(), redis_port)
         db_name = database_url.rsplit("/", 1)[1]
         self.sim_url = f"http://{self.a.address}:8099"
         self.api = f"http://{self.a.address}:8000"
@@ -60,7 +59,7 @@ class Cluster:
         (root / "sim.yaml").write_text(yaml.safe_dump({"default": {"latency_ms": latency_ms}}))
         self.env = {
             **os.environ,
-            "BATCHGATE_REDIS_URL": f"redis://{rd}/0",
+            "BATCHGATE_REDIS_URL": redis_url,
             "BATCHGATE_DATABASE_URL": f"postgresql://root@{pg}/{db_name}",
             "BATCHGATE_CONFIG": str(root / "config.yaml"),
             "BATCHGATE_DATA_DIR": str(root / "data"),

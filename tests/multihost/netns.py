@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +35,17 @@ def unavailable() -> str | None:
         return f"`ip netns add` is not permitted here: {made.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
+
+
+def _free_subnet() -> str:
+    """A /24 under 10.231/16 no interface here uses yet: networks of concurrent runs (or of a
+    run that was killed before it could clean up) must not share routes."""
+    shown = subprocess.run(["ip", "-4", "-br", "addr"], capture_output=True, text=True).stdout
+    used = {int(m) for m in re.findall(r"10\.231\.(\d+)\.", shown)}
+    free = [n for n in range(1, 255) if n not in used]
+    if not free:
+        raise RuntimeError("no free 10.231.N.0/24 subnet for test hosts")
+    return f"10.231.{random.choice(free)}"
 
 
 def _ip(*args: str, ns: str | None = None) -> None:
@@ -81,11 +94,11 @@ class Host:
 class Network:
     """A bridge in the root namespace and hosts attached to it."""
 
-    def __init__(self, subnet: str = "10.231.7") -> None:
+    def __init__(self) -> None:
         self.tag = uuid.uuid4().hex[:5]
         self.bridge = f"bgbr{self.tag}"
-        self.subnet = subnet
-        self.gateway = f"{subnet}.1"  # the root namespace's address on the bridge
+        self.subnet = _free_subnet()
+        self.gateway = f"{self.subnet}.1"  # the root namespace's address on the bridge
         self.hosts: list[Host] = []
         self.forwarders: list[TcpForwarder] = []
         _ip("link", "add", self.bridge, "type", "bridge")

@@ -63,10 +63,10 @@ def postgres() -> Any:
 def test_three_hosts_one_limit_a_host_dies_and_rejoins(
     network: Network, postgres: str, tmp_path: Path
 ) -> None:
-    redis_url, valkey = start_valkey(tmp_path / "redis")
+    # Redis listens on the virtual network itself; PostgreSQL is reached through a forwarder.
+    redis_url, valkey = start_valkey(tmp_path / "redis", bind=network.gateway)
     try:
-        port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-        cluster = Cluster(network, tmp_path, postgres, port, limit=LIMIT, latency_ms=50)
+        cluster = Cluster(network, tmp_path, postgres, redis_url, limit=LIMIT, latency_ms=50)
         b, c = cluster.workers
         cluster.start()
         t0 = time.monotonic()
