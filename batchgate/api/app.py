@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from batchgate import __version__
-from batchgate.api import batches, errors, files, health
+from batchgate.api import batches, errors, files, health, results
 from batchgate.api.auth import KeyRing
 from batchgate.api.body_limit import BodyLimit
 from batchgate.api.files import MULTIPART_OVERHEAD
@@ -46,6 +46,7 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_file_bytes + MULTIPART_OVERHEAD)
     app.include_router(files.router)
     app.include_router(batches.router)
+    app.include_router(results.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
