@@ -7,7 +7,7 @@ import logging
 import typer
 
 from batchgate import redaction
-from batchgate.cli import client_cmds, demo, servers
+from batchgate.cli import client_cmds, demo, estimate, servers, submit
 
 app = typer.Typer(
     name="batchgate",
@@ -21,7 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 servers.register(app)
+submit.register(app)
 client_cmds.register(app)
+estimate.register(app)
 demo.register(app)
 
 
