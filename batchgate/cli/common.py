@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from batchgate.client import Client, ClientError
 from batchgate.settings import get_settings
@@ -34,7 +35,8 @@ def client(api_base: str | None, api_key: str | None) -> Client:
 
 def fail(message: object, code: int = EXIT_ERROR) -> typer.Exit:
     """Print one error line on stderr; returns the Exit to raise."""
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
+    # As Text, not markup: a message may hold brackets (a JSON path, a model name).
+    err_console.print(Text.assemble(("error:", "red"), " ", str(message)), soft_wrap=True)
     return typer.Exit(code)
 
 

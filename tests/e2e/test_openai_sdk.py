@@ -25,8 +25,9 @@ def sdk(system: Any) -> openai.OpenAI:
     )
 
 
-def submit(client: openai.OpenAI, path: Path, endpoint: Any = "/v1/chat/completions",
-           **extra: Any) -> Batch:
+def submit(
+    client: openai.OpenAI, path: Path, endpoint: Any = "/v1/chat/completions", **extra: Any
+) -> Batch:
     with open(path, "rb") as fp:
         file = client.files.create(file=fp, purpose="batch")
     assert file.purpose == "batch" and file.bytes == path.stat().st_size
@@ -38,7 +39,9 @@ def submit(client: openai.OpenAI, path: Path, endpoint: Any = "/v1/chat/completi
 def wait_terminal(client: openai.OpenAI, batch_id: str, timeout: float = 120) -> Batch:
     return wait_for(
         lambda: (b := client.batches.retrieve(batch_id)).status in TERMINAL and b,
-        timeout, f"batch {batch_id}", interval=0.3,
+        timeout,
+        f"batch {batch_id}",
+        interval=0.3,
     )
 
 
@@ -72,15 +75,21 @@ def test_sdk_runs_a_chat_batch_and_reports_failed_lines(
     for line in lines:
         if line["custom_id"] in doomed:
             line["body"]["messages"][0]["content"] += " #sim:fail=400"
-    batch = submit(client, write_jsonl(tmp_path / "in.jsonl", lines),
-                   metadata={"run": "sdk-e2e", "owner": "tests"})
+    batch = submit(
+        client,
+        write_jsonl(tmp_path / "in.jsonl", lines),
+        metadata={"run": "sdk-e2e", "owner": "tests"},
+    )
     assert batch.status in ("validating", "in_progress")
     assert batch.metadata == {"run": "sdk-e2e", "owner": "tests"}
     done = wait_terminal(client, batch.id)
     assert done.status == "completed", system.logs()
     assert done.request_counts is not None
-    assert (done.request_counts.total, done.request_counts.completed,
-            done.request_counts.failed) == (40, 40 - len(doomed), len(doomed))
+    assert (
+        done.request_counts.total,
+        done.request_counts.completed,
+        done.request_counts.failed,
+    ) == (40, 40 - len(doomed), len(doomed))
     assert done.completed_at and done.in_progress_at and done.output_file_id and done.error_file_id
     assert done.usage is not None and done.usage.total_tokens > 0
     out, err = lines_of(client, done.output_file_id), lines_of(client, done.error_file_id)
@@ -131,7 +140,8 @@ def test_sdk_cancels_a_slow_batch(make_simulator, make_system, tmp_path: Path) -
     batch = submit(client, write_jsonl(tmp_path / "in.jsonl", lines))
     wait_for(
         lambda: (c := client.batches.retrieve(batch.id).request_counts) and c.completed >= 2,
-        60, "the first lines to complete",
+        60,
+        "the first lines to complete",
     )
     cancelling = client.batches.cancel(batch.id)
     assert cancelling.status in ("cancelling", "cancelled")
@@ -164,8 +174,15 @@ def test_sdk_runs_an_embeddings_batch(make_simulator, make_system, tmp_path: Pat
     )
     client = sdk(system)
     lines = [
-        {"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
-         "body": {"model": "embed", "input": f"text number {i}" if i % 2 else [f"a{i}", f"b{i}"]}}
+        {
+            "custom_id": f"e{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {
+                "model": "embed",
+                "input": f"text number {i}" if i % 2 else [f"a{i}", f"b{i}"],
+            },
+        }
         for i in range(12)
     ]
     batch = submit(client, write_jsonl(tmp_path / "emb.jsonl", lines), endpoint="/v1/embeddings")

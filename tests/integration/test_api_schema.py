@@ -33,13 +33,22 @@ SEEDED: dict[str, list[str]] = {}
 def app(tmp_path: Path, clean_broker: str, database_url: str) -> Any:
     config = parse_config(
         {
-            "model_list": [{"model_name": "m", "litellm_params": {
-                "model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9/v1"}}],
+            "model_list": [
+                {
+                    "model_name": "m",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o-mini",
+                        "api_base": "http://127.0.0.1:9/v1",
+                    },
+                }
+            ],
             "general_settings": {"master_key": KEY},
         }
     )
     settings_ = Settings(
-        data_dir=tmp_path, redis_url=clean_broker, database_url=database_url,
+        data_dir=tmp_path,
+        redis_url=clean_broker,
+        database_url=database_url,
         max_file_bytes=64 * 1024,
     )
     app = create_app(settings_, config)
@@ -47,14 +56,18 @@ def app(tmp_path: Path, clean_broker: str, database_url: str) -> Any:
     with TestClient(app, headers=AUTH) as api:
 
         def upload(data: bytes) -> str:
-            return api.post("/v1/files", files={"file": ("in.jsonl", data)},
-                            data={"purpose": "batch"}).json()["id"]
+            return api.post(
+                "/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"}
+            ).json()["id"]
 
         def batch(file_id: str) -> str:
             body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions"}
             batch_id = api.post("/v1/batches", json=body).json()["id"]
-            wait_for(lambda: api.get(f"/v1/batches/{batch_id}").json()["status"] != "validating",
-                     30, "ingest")
+            wait_for(
+                lambda: api.get(f"/v1/batches/{batch_id}").json()["status"] != "validating",
+                30,
+                "ingest",
+            )
             return batch_id
 
         file_id = upload(good)
@@ -92,8 +105,9 @@ def _point_at_seeded(case: Any) -> None:
 
 # The pytest plugin's `from_fixture` does not run on pytest 9 (it sets `Function._nodeid`), so
 # each operation is driven through its hypothesis strategy directly.
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                         ids=["valid", "invalid"])
+@pytest.mark.parametrize(
+    "mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"]
+)
 def test_every_operation_conforms_to_the_served_schema(app: Any, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     # Unknown query parameters are ignored, as OpenAI's API does, so adding one does not make a

@@ -151,8 +151,11 @@ def test_a_released_slot_goes_to_a_local_waiter_without_a_round_trip(
         stats = await r.info("commandstats")
         held_meanwhile = await slots.in_use(scope)
         await slots.release(scope, second)  # nobody waits now: back to Redis
-        return second == first, held_meanwhile, stats.get("cmdstat_zrem", {}).get("calls", 0), (
-            await slots.in_use(scope)
+        return (
+            second == first,
+            held_meanwhile,
+            stats.get("cmdstat_zrem", {}).get("calls", 0),
+            (await slots.in_use(scope)),
         )
 
     same_token, held, zrems, after = run(valkey_url, body)

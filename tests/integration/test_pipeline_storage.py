@@ -341,9 +341,11 @@ def test_enqueue_pages_through_a_batch_in_input_order(env, monkeypatch) -> None:
     sent: list[list[int]] = []
     ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
     with engine.connect() as conn:
-        order = conn.execute(
-            select(ITEM.c.id).where(ITEM.c.batch_id == batch.id).order_by(ITEM.c.idx)
-        ).scalars().all()
+        order = (
+            conn.execute(select(ITEM.c.id).where(ITEM.c.batch_id == batch.id).order_by(ITEM.c.idx))
+            .scalars()
+            .all()
+        )
         unsent = conn.execute(
             select(ITEM.c.id).where(ITEM.c.batch_id == batch.id, ITEM.c.enqueued_at.is_(None))
         ).all()
