@@ -5,11 +5,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import redis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from batchgate import __version__
-from batchgate.api import batches, errors, files, health, results
+from batchgate.api import batches, errors, files, health, metrics, results
 from batchgate.api.auth import KeyRing
 from batchgate.api.body_limit import BodyLimit
 from batchgate.api.files import MULTIPART_OVERHEAD
@@ -38,6 +39,8 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.state.engine = engine
     app.state.files = FileStore(settings.files_dir)
     app.state.celery = celery
+    # For /metrics (slots, queue lengths); connects on first use.
+    app.state.redis = redis.Redis.from_url(settings.redis_url or "", socket_timeout=5)
     app.state.enqueue = send
     app.state.keys = KeyRing(config)
     app.state.ingest_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest")
@@ -48,6 +51,7 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(results.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

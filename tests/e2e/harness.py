@@ -106,7 +106,9 @@ class System:
         return self
 
     def client(self) -> Client:
-        return Client(f"http://127.0.0.1:{self.port}")
+        """A client with the config's master key, if it has one."""
+        master = (self.config.get("general_settings") or {}).get("master_key")
+        return Client(f"http://127.0.0.1:{self.port}", master)
 
     def stop(self) -> None:
         if self.sup is not None:
