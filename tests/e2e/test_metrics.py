@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.harness import chat_lines, sim_config, sim_ledger, write_jsonl
+from tests.unit.test_compose import METRICS
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +57,7 @@ def test_metrics_parse_and_vendor_calls_equal_the_simulator_ledger(
     resp = httpx.get(url, headers={"Authorization": f"Bearer {MASTER}"})
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     m = _samples(resp.text)
+    assert METRICS <= set(m)  # every family the Grafana dashboard may query is served
 
     ledger = sim_ledger(sim.base_url)
     calls = m["batchgate_vendor_calls_total"]
