@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from batchgate.names import CONTROL_QUEUE, TASK_RUN_CHUNK, vendor_queue
+from batchgate.names import CONTROL_QUEUE, TASK_RUN_CHUNK, chunk_label, vendor_queue
 from batchgate.settings import Settings
 
 # Longer than any task may run: a message is redelivered only if its worker really died
@@ -72,6 +72,9 @@ def enqueue(app: Celery, batch_id: str, vendor: str, ids: Sequence[int], chunk_s
             app.send_task(
                 TASK_RUN_CHUNK,
                 args=[batch_id, vendor, chunk],
+                shadow=chunk_label(batch_id, vendor, len(chunk)),
+                # What Flower shows as the arguments: the ids, counted (a chunk has hundreds).
+                argsrepr=f"({batch_id!r}, {vendor!r}, <{len(chunk)} item ids>)",
                 queue=vendor_queue(vendor),
                 producer=producer,
             )
