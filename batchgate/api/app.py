@@ -8,9 +8,10 @@ from typing import Any
 import redis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from batchgate import __version__
-from batchgate.api import batches, errors, files, health, metrics, results
+from batchgate.api import batches, errors, files, health, metrics, results, ui
 from batchgate.api.auth import KeyRing
 from batchgate.api.body_limit import BodyLimit
 from batchgate.api.files import MULTIPART_OVERHEAD
@@ -22,7 +23,8 @@ from batchgate.store.db import init_db, make_engine
 
 
 def create_app(settings: Settings, config: Config) -> FastAPI:
-    app = FastAPI(
+    # /docs and /redoc with their assets served from the package, not a CDN (blank offline).
+    app = FastAPIOffline(
         title="batchgate",
         version=__version__,
         description="OpenAI Batch API compatible batch runner for LLM inference.",
@@ -52,6 +54,7 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.include_router(results.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    ui.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -22,11 +22,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from batchgate import names
 from batchgate.api.auth import Caller, current_caller
 from batchgate.api.errors import APIError
 from batchgate.api.schemas import json_errors
 from batchgate.config import Config
+from batchgate.routing.load import vendor_load
 from batchgate.store import stats
 from batchgate.store.db import reading
 
@@ -101,23 +101,16 @@ class StoreCollector(Collector):
         yield gauge
 
     def _broker(self) -> list[Metric]:
-        seconds, micros = self._redis.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000  # slot expiries are in Redis time
-        vendors = self._config.vendors
-        pipe = self._redis.pipeline(transaction=False)
-        for vendor in vendors:
-            pipe.zcount(names.slots_key(vendor), f"({now_ms}", "+inf")
-            pipe.llen(names.vendor_queue(vendor))
-        replies = pipe.execute()
+        load = vendor_load(self._redis, self._config.vendors)
         inflight = GaugeMetricFamily(
             "batchgate_vendor_inflight", "Vendor call slots held now.", labels=["vendor"]
         )
         depth = GaugeMetricFamily(
             "batchgate_queue_depth", "Task messages waiting on a vendor queue.", labels=["vendor"]
         )
-        for i, vendor in enumerate(vendors):
-            inflight.add_metric([vendor], int(replies[2 * i]))
-            depth.add_metric([vendor], int(replies[2 * i + 1]))
+        for vendor, now in load.items():
+            inflight.add_metric([vendor], now.in_flight)
+            depth.add_metric([vendor], now.queued_messages)
         return [inflight, depth]
 
 
