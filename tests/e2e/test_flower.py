@@ -32,6 +32,7 @@ def test_flower_lists_batch_tasks_with_auth_and_refuses_without(
 
     assert httpx.get(f"{base}/api/tasks", timeout=10).status_code == 401
     assert httpx.get(f"{base}/", timeout=10).status_code == 401
+    assert httpx.get(f"{base}/tasks/datatable", timeout=10).status_code == 401
     auth = ("ops", "s3cret-flower")
 
     def tasks() -> dict:
