@@ -8,6 +8,7 @@ import typer
 
 from batchgate import redaction
 from batchgate.cli import client_cmds, demo, estimate, servers, submit
+from batchgate.cli.db_cmds import db_app
 
 app = typer.Typer(
     name="batchgate",
@@ -25,6 +26,7 @@ submit.register(app)
 client_cmds.register(app)
 estimate.register(app)
 demo.register(app)
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

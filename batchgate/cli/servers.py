@@ -12,6 +12,7 @@ import typer
 
 from batchgate import redaction
 from batchgate.cli.common import err_console, fail
+from batchgate.cli.db_cmds import migrate_or_exit
 from batchgate.config import Config, load_config
 from batchgate.errors import ConfigError
 from batchgate.settings import Settings, get_settings
@@ -155,6 +156,7 @@ def up(
     _check_port(host, port, "API")
     if flower_port:
         _check_port("127.0.0.1", flower_port, "Flower")
+    migrate_or_exit(settings)  # once, before any child opens the database
     sup = Supervisor(settings, cfg, config, host=host, port=port, flower_port=flower_port)
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
@@ -183,6 +185,7 @@ def serve(
     settings = _attached(_settings(config, data_dir))
     cfg = _load(settings)
     _check_keys(cfg, host, port)
+    migrate_or_exit(settings)
     uvicorn.run(create_app(settings, cfg), host=host, port=port, log_level="warning")
 
 
@@ -208,6 +211,7 @@ def worker(
             f"vendor {vendor!r} has no model in the config ({', '.join(cfg.vendors)})",
             EXIT_CONFIG,
         )
+    migrate_or_exit(settings)
     n = concurrency or cfg.limits(vendor).worker_concurrency
     from workers import app as celery_app
 
@@ -235,7 +239,9 @@ def reconciler(config: Path | None = CONFIG, data_dir: Path | None = DATA_DIR) -
     settings = _attached(_settings(config, data_dir))
     from workers.reconciler import run_forever  # builds the Celery app: after `_attached`
 
-    run_forever(settings, _load(settings))
+    cfg = _load(settings)
+    migrate_or_exit(settings)
+    run_forever(settings, cfg)
 
 
 def flower(

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import mark_enqueued
-from batchgate.pipeline.lifecycle import expire_items
+from batchgate.pipeline.lifecycle import cancel_queued_items, expire_items
 from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
 
@@ -166,6 +166,8 @@ def reconcile_once(
     for batch_id, status, expires_at, finalizing_at in active:
         if status == "in_progress" and expires_at <= now:
             report.expired += expire_items(engine, batch_id)
+        if status == "cancelling":
+            cancel_queued_items(engine, batch_id)
         if status == "finalizing":
             if finalizing_at and finalizing_at < now - FINALIZE_STALE_SECONDS:
                 report.finalized += try_finalize(engine, files, batch_id, force=True)
