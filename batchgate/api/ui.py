@@ -15,10 +15,11 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 
 from batchgate.api.auth import Caller, current_caller
-from batchgate.pipeline.finalize import summarize
+from batchgate.money import usd_str
 from batchgate.routing.load import vendor_load
 from batchgate.store.db import reading
 from batchgate.store.items import BATCH
+from batchgate.store.stats import cost_by_model
 from batchgate.views import batch_object
 
 ASSETS = Path(__file__).resolve().parents[1] / "ui"  # package data
@@ -46,9 +47,12 @@ def overview(
     )
     with reading(st.engine) as conn:
         batches = [batch_object(conn, row) for row in conn.execute(query).all()]
-    for b in batches:
-        if b["batchgate"]["models"] is None and b["status"] != "validating":
-            b["batchgate"]["models"] = summarize(st.engine, b["id"])["models"]
+        for b in batches:
+            if b["batchgate"]["models"] is None:  # running: the batch object has totals only
+                b["batchgate"]["models"] = {
+                    alias: {"calls": calls, "cost_usd": usd_str(pusd), "unpriced": unpriced}
+                    for alias, (calls, pusd, unpriced) in cost_by_model(conn, b["id"]).items()
+                }
     vendors = {v: {"limit": st.config.limits(v).max_concurrency} for v in st.config.vendors}
     try:
         for v, now in vendor_load(st.redis, list(vendors)).items():
