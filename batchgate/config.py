@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -209,11 +211,22 @@ class Config:
             return self.allowed_fails
         return DEFAULT_ALLOWED_FAILS if len(self._by_alias.get(alias, ())) > 1 else None
 
-    def vendor_of(self, alias: str) -> str:
-        deps = self.deployments_for(alias)
-        if not deps:
+    def vendors_for(self, alias: str) -> list[str]:
+        """The vendors an alias has deployments on, in config order (a LiteLLM model name may
+        load-balance over several, e.g. OpenAI + Azure)."""
+        return list(dict.fromkeys(d.vendor for d in self._by_alias.get(alias, ())))
+
+    def vendor_for(self, alias: str, idx: int) -> str:
+        """The vendor queue a line of `alias` starts on. A name spread over several vendors
+        gives each vendor a share of the lines in proportion to its `max_concurrency`, by line
+        index (deterministic, and interleaved so both vendors start at once)."""
+        vendors = self.vendors_for(alias)
+        if not vendors:
             raise KeyError(alias)
-        return deps[0].vendor
+        if len(vendors) == 1:
+            return vendors[0]
+        bounds = list(accumulate(self.limits(v).max_concurrency for v in vendors))
+        return vendors[bisect_right(bounds, idx % bounds[-1])]
 
     def limits(self, vendor: str) -> VendorLimits:
         return self.vendor_limits.get(vendor, VendorLimits())
@@ -221,10 +234,14 @@ class Config:
     def master_key(self) -> str | None:
         return resolve_secret(self.master_key_ref)
 
-    def chain(self, alias: str, extra: Iterable[str] = ()) -> list[str]:
-        """The fallback chain for an alias: itself, then per-batch extras, then the config's."""
+    def chain(self, alias: str, requested: Iterable[str] | None = None) -> list[str]:
+        """The fallback chain for an alias: itself, then the request's `fallbacks` if it gave
+        any, else the config's. As LiteLLM's router (`kwargs.get("fallbacks",
+        self.fallbacks)`): request-level fallbacks replace the config's, an empty list turns
+        them off; context-window and content-policy fallbacks still come from the config."""
         chain = [alias]
-        for a in [*extra, *self.fallbacks.get(alias, ())]:
+        rest = self.fallbacks.get(alias, ()) if requested is None else requested
+        for a in rest:
             if a not in chain:
                 chain.append(a)
         return chain

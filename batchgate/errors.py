@@ -19,6 +19,10 @@ class ErrorKind(StrEnum):
     context_window_exceeded = "context_window_exceeded"
     content_filtered = "content_filtered"
     invalid_request = "invalid_request"
+    # A parameter or endpoint this vendor cannot honour: another model of the chain may.
+    unsupported_parameter = "unsupported_parameter"
+    # A paid answer that is not the JSON the line asked for: asked again, then fallen back.
+    invalid_output = "invalid_output"
     authentication = "authentication"
     not_found = "not_found"
 
@@ -92,7 +96,16 @@ class InvalidRequest(ProviderError):
 
 
 class UnsupportedParameter(InvalidRequest):
-    """A parameter the chosen vendor cannot honour: a per-item error, never a silent drop."""
+    """A parameter the chosen vendor cannot honour: a reason to fall back, or a per-item error,
+    never a silent drop."""
+
+    kind = ErrorKind.unsupported_parameter
+
+
+class InvalidOutput(ProviderError):
+    """The vendor answered, and was paid (`usage`), but not with the JSON the line asked for."""
+
+    kind = ErrorKind.invalid_output
 
 
 class AuthenticationError(ProviderError):
@@ -114,6 +127,8 @@ ERROR_CLASSES: dict[ErrorKind, type[ProviderError]] = {
         ContextWindowExceeded,
         ContentFiltered,
         InvalidRequest,
+        UnsupportedParameter,
+        InvalidOutput,
         AuthenticationError,
         NotFound,
     )

@@ -42,3 +42,8 @@ def failures_key(deployment_id: str) -> str:
 def budget_key(batch_id: str) -> str:
     """Hash of a batch's spend and in-flight reservations, in picodollars."""
     return f"{KEY_PREFIX}:budget:{batch_id}"
+
+
+def leader_key(role: str) -> str:
+    """Who leads a role that runs in several replicas (the reconciler); expires unless renewed."""
+    return f"{KEY_PREFIX}:leader:{role}"

@@ -12,7 +12,8 @@ Rules chosen here, beyond OpenAI's own:
   U+007F-U+009F) or line/paragraph separators (U+2028, U+2029). Ids are compared exactly (case
   and Unicode normalization matter) and are never used in paths.
 - Top-level keys are exactly `custom_id`, `method` (`"POST"`), `url` and `body`. One endpoint
-  per file: `/v1/chat/completions` or `/v1/embeddings`.
+  per file, one of `body_checks.ENDPOINTS` (chat completions, embeddings, responses,
+  completions, moderations); the body is checked for that endpoint by `body_checks`.
 - Reading stops, with one error, at the first line past `max_lines` or the byte past
   `max_file_bytes`, and once `max_errors` errors are collected.
 
@@ -26,6 +27,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from batchgate.body_checks import ENDPOINTS, check_body
 from batchgate.jsonl import JSONLineError, LineTooLong, scan_lines, strict_loads
 
 __all__ = [
@@ -40,9 +42,15 @@ __all__ = [
     "validate_file",
 ]
 
-CHAT = "/v1/chat/completions"
-EMBEDDINGS = "/v1/embeddings"
-ENDPOINTS = frozenset({CHAT, EMBEDDINGS})
+
+
+def canonical_url(url: Any) -> Any:
+    """A line's url as batchgate names it: LiteLLM proxy clients write `/chat/completions`
+    without the `/v1` prefix (the proxy serves both), so those mean the same endpoint."""
+    if isinstance(url, str) and "/v1" + url in ENDPOINTS:
+        return "/v1" + url
+    return url
+
 
 ERROR_CODES = frozenset(
     {
@@ -82,11 +90,6 @@ CUSTOM_ID_MAX_CHARS = 512
 _CUSTOM_ID_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # also the start of a UTF-32 LE BOM
 _TOP_KEYS = frozenset({"custom_id", "method", "url", "body"})
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-# Roles whose content may be absent or null (a tool-call turn, a legacy function call).
-_OPTIONAL_CONTENT_ROLES = frozenset({"assistant", "function"})
-MAX_OUTPUT_TOKENS = 1_000_000  # far above any model; catches 10**9 typos before a cost estimate
-MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on one embeddings request
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,65 +169,6 @@ def _too_long(marker: LineTooLong, limit: int) -> LineError:
     )
 
 
-def _is_int(value: Any) -> bool:
-    return type(value) is int  # bool is an int subclass; true/false are not token counts
-
-
-def _check_chat(body: dict[str, Any]) -> str | None:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "body.messages must be a non-empty list"
-    for i, message in enumerate(messages):
-        if type(message) is not dict:
-            return f"body.messages[{i}] must be an object"
-        role = message.get("role")
-        if role not in _ROLES:
-            return f"body.messages[{i}].role must be one of {', '.join(sorted(_ROLES))}"
-        content = message.get("content")
-        if content is None:
-            if role not in _OPTIONAL_CONTENT_ROLES:
-                return f"body.messages[{i}].content is required for role {role!r}"
-        elif type(content) is list:
-            if any(type(part) is not dict for part in content):
-                return f"body.messages[{i}].content parts must be objects"
-        elif type(content) is not str:
-            return f"body.messages[{i}].content must be a string, a list of parts or null"
-    for key in ("max_tokens", "max_completion_tokens"):
-        value = body.get(key)
-        if value is not None and (not _is_int(value) or not 1 <= value <= MAX_OUTPUT_TOKENS):
-            return f"body.{key} must be an integer from 1 to {MAX_OUTPUT_TOKENS:,}"
-    n = body.get("n")
-    if n is not None and (not _is_int(n) or n != 1):
-        return "body.n must be 1"
-    if body.get("stream") is True:
-        return "body.stream cannot be true in a batch"
-    return None
-
-
-def _check_embeddings(body: dict[str, Any]) -> str | None:
-    value = body.get("input")
-    if type(value) is str:
-        return None if value else "body.input must not be an empty string"
-    if type(value) is not list or not value:
-        return "body.input must be a string or a non-empty list"
-    if len(value) > MAX_EMBEDDING_INPUTS:
-        return f"body.input has more than {MAX_EMBEDDING_INPUTS} items"
-    first = type(value[0])
-    if first is str:
-        if not all(type(v) is str and v for v in value):
-            return "body.input must be a list of non-empty strings"
-    elif first is int:
-        if not all(type(v) is int for v in value):
-            return "body.input must be a list of token ids (integers)"
-    elif first is list:
-        for tokens in value:
-            if type(tokens) is not list or not tokens or not all(type(t) is int for t in tokens):
-                return "body.input must be a list of non-empty token id lists"
-    else:
-        return "body.input must be a string, strings, token ids or token id lists"
-    return None
-
-
 class _Validator:
     """The state of one pass: seen custom_ids, the file's endpoint, model counts, errors."""
 
@@ -273,7 +217,7 @@ class _Validator:
         method = obj.get("method")
         if method != "POST":
             self.add(line, "invalid_method", f"method must be 'POST', not {_show(method)}")
-        url = obj.get("url")
+        url = canonical_url(obj.get("url"))
         url_ok = self._check_url(line, url)
         if "body" not in obj:
             self.add(line, "missing_body", "body is missing")
@@ -283,10 +227,8 @@ class _Validator:
             self.add(line, "invalid_body", "body must be an object")
             return
         self._check_model(line, body)
-        if url_ok:
-            problem = _check_chat(body) if url == CHAT else _check_embeddings(body)
-            if problem:
-                self.add(line, "invalid_body", problem)
+        if url_ok and (problem := check_body(url, body)):
+            self.add(line, "invalid_body", problem)
 
     def _check_custom_id(self, line: int, obj: dict[str, Any]) -> None:
         if "custom_id" not in obj:
@@ -314,8 +256,8 @@ class _Validator:
 
     def _check_url(self, line: int, url: Any) -> bool:
         if url not in ENDPOINTS:
-            allowed = " or ".join(sorted(ENDPOINTS))
-            self.add(line, "invalid_url", f"url must be {allowed}, not {_show(url)}")
+            allowed = ", ".join(sorted(ENDPOINTS))
+            self.add(line, "invalid_url", f"url must be one of {allowed}, not {_show(url)}")
             return False
         if self.endpoint is None:
             self.endpoint, self.endpoint_line = url, line
@@ -379,7 +321,7 @@ def validate_file(
     """
     v = _Validator(endpoint, known_models, default_model)
     if endpoint is not None and endpoint not in ENDPOINTS:
-        v.add(None, "invalid_url", f"endpoint must be {' or '.join(sorted(ENDPOINTS))}")
+        v.add(None, "invalid_url", f"endpoint must be one of {', '.join(sorted(ENDPOINTS))}")
         v.endpoint = None  # still check the lines, against each other
     reader = _CappedReader(fp, limits.max_file_bytes + 1)
     line_count = 0

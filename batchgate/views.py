@@ -132,5 +132,6 @@ def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
         "cost_usd": cost,
         "max_cost_usd": row.max_cost_usd,
         "fallbacks": json.loads(row.fallbacks_json),
+        "validate_output": bool(row.validate_output),
         "batchgate": extra,
     }

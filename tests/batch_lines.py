@@ -7,6 +7,9 @@ from typing import Any
 
 CHAT = "/v1/chat/completions"
 EMB = "/v1/embeddings"
+RESPONSES = "/v1/responses"
+COMPLETIONS = "/v1/completions"
+MODERATIONS = "/v1/moderations"
 
 
 def chat(cid: str = "r1", **body: Any) -> dict[str, Any]:
@@ -20,6 +23,27 @@ def emb(cid: str = "e1", **body: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"model": "text-embedding-3-small", "input": "hello"}
     base.update(body)
     return {"custom_id": cid, "method": "POST", "url": EMB, "body": base}
+
+
+def resp(cid: str = "p1", **body: Any) -> dict[str, Any]:
+    """A /v1/responses request line."""
+    base: dict[str, Any] = {"model": "gpt-4o-mini", "input": "hi"}
+    base.update(body)
+    return {"custom_id": cid, "method": "POST", "url": RESPONSES, "body": base}
+
+
+def compl(cid: str = "c1", **body: Any) -> dict[str, Any]:
+    """A /v1/completions request line."""
+    base: dict[str, Any] = {"model": "gpt-4o-mini", "prompt": "Say hi"}
+    base.update(body)
+    return {"custom_id": cid, "method": "POST", "url": COMPLETIONS, "body": base}
+
+
+def mod(cid: str = "m1", **body: Any) -> dict[str, Any]:
+    """A /v1/moderations request line."""
+    base: dict[str, Any] = {"model": "omni-moderation-latest", "input": "hello"}
+    base.update(body)
+    return {"custom_id": cid, "method": "POST", "url": MODERATIONS, "body": base}
 
 
 def line(obj: Any) -> bytes:

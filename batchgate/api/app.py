@@ -5,17 +5,30 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import redis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
 from batchgate import __version__
-from batchgate.api import batches, errors, files, health, metrics, results, ui
+from batchgate.api import (
+    batches,
+    errors,
+    files,
+    health,
+    message_batches,
+    metrics,
+    models,
+    results,
+    ui,
+    uploads,
+)
 from batchgate.api.auth import KeyRing
 from batchgate.api.body_limit import BodyLimit
 from batchgate.api.files import MULTIPART_OVERHEAD
+from batchgate.api.request_id import RequestId
+from batchgate.api.unprefixed import Unprefixed
 from batchgate.config import Config
+from batchgate.coordination import connect
 from batchgate.filestore import FileStore
 from batchgate.queueing import enqueue, make_celery
 from batchgate.settings import Settings
@@ -43,16 +56,22 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.state.files = FileStore(settings.files_dir)
     app.state.celery = celery
     # For /metrics (slots, queue lengths); connects on first use.
-    app.state.redis = redis.Redis.from_url(settings.redis_url or "", socket_timeout=5)
+    app.state.redis = connect(settings.redis_url or "")
     app.state.enqueue = send
     app.state.keys = KeyRing(config)
     app.state.ingest_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest")
     errors.install(app)
     # Starlette spools multipart file parts to disk with no total cap: cap the raw body first.
     app.add_middleware(BodyLimit, max_bytes=settings.max_file_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(RequestId)
+    # Outermost: routing, and every middleware above, see the `/v1` path.
+    app.add_middleware(Unprefixed)
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(results.router)
+    app.include_router(uploads.router)
+    app.include_router(models.router)
+    app.include_router(message_batches.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     ui.install(app)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -19,6 +20,7 @@ from sqlalchemy import and_, or_, select
 
 from batchgate.api.auth import Caller, current_caller, owned_row
 from batchgate.api.errors import APIError
+from batchgate.api.files import MAX_EXPIRY, MIN_EXPIRY
 from batchgate.api.schemas import BatchEstimate, BatchList, BatchObject, errors
 from batchgate.pipeline import lifecycle
 from batchgate.pipeline.estimate import InvalidFile, estimate_file
@@ -32,6 +34,7 @@ from batchgate.pipeline.ingest import (
 from batchgate.store.db import reading
 from batchgate.store.items import BATCH
 from batchgate.store.models import File
+from batchgate.validation import canonical_url
 from batchgate.views import batch_object
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ def _picodollars(value: Decimal) -> Decimal:
 
 
 Name = _text(1, 200)
+ProviderHint = _text(1, 64)
 # Metadata is stored as escaped JSON text, so a NUL in it is harmless.
 MetadataKey = _text(0, 64, nul=True)
 MetadataValue = _text(0, 512, nul=True)
@@ -91,18 +95,46 @@ MaxCost = Annotated[
 ]
 
 
+class ExpiresAfter(BaseModel):
+    """OpenAI's `output_expires_after`: output files are deleted this long after written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anchor: Literal["created_at"]
+    seconds: int = Field(ge=MIN_EXPIRY, le=MAX_EXPIRY)
+
+
 class CreateBatch(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # As the upload form does: an unknown field is a 400 naming it, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
 
     input_file_id: Name
-    endpoint: Literal["/v1/chat/completions", "/v1/embeddings"]
+    # LiteLLM proxy clients may leave out the `/v1` prefix.
+    endpoint: Annotated[
+        Literal[
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/responses",
+            "/v1/completions",
+            "/v1/moderations",
+        ],
+        BeforeValidator(canonical_url),
+    ]
     completion_window: Window = "24h"
     # OpenAI's limits: 16 pairs, keys up to 64 characters, values up to 512.
     metadata: dict[MetadataKey, MetadataValue] | None = Field(default=None, max_length=16)
+    output_expires_after: ExpiresAfter | None = None
+    # LiteLLM's provider hint: accepted and not used, since routing is per line by model name
+    # (a name's deployments decide the vendor; see the README).
+    custom_llm_provider: ProviderHint | None = None
     # batchgate extensions
-    fallbacks: list[Name] = Field(default_factory=list, max_length=16)
+    # LiteLLM's request-level fallbacks: they replace the config's chain for every line
+    # (an empty list: no fallback at all); left out, the config's chains apply.
+    fallbacks: list[Name] | None = Field(default=None, max_length=16)
     max_cost_usd: MaxCost | None = None
     model: Name | None = None
+    # Check answers to JSON lines (json_object / json_schema) and re-ask invalid ones.
+    validate_output: bool = True
     # Validate and price the file, create nothing, call nothing.
     dry_run: bool = False
 
@@ -149,7 +181,7 @@ def create(
         raise APIError(400, "input file must have purpose 'batch'", param="input_file_id")
     for param, aliases in (
         ("model", [body.model] if body.model else []),
-        ("fallbacks", body.fallbacks),
+        ("fallbacks", body.fallbacks or []),
     ):
         for alias in aliases:
             if not st.config.deployments_for(alias):
@@ -164,9 +196,13 @@ def create(
             endpoint=body.endpoint,
             completion_window=body.completion_window,
             metadata=body.metadata,
-            fallbacks=tuple(body.fallbacks),
+            fallbacks=None if body.fallbacks is None else tuple(body.fallbacks),
             max_cost_usd=body.max_cost_usd,
             model=body.model,
+            output_expires_seconds=(
+                body.output_expires_after.seconds if body.output_expires_after else None
+            ),
+            validate_output=body.validate_output,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)
@@ -249,12 +285,17 @@ def cancel(
     """Stop a running batch: queued lines end `cancelled`, in-flight ones finish; the batch is
     `cancelling`, then `cancelled` with every line in the output or error file."""
     row = _row(request, caller, batch_id)
-    if row.status in ("validating", "in_progress"):
-        lifecycle.cancel(request.app.state.engine, request.app.state.files, batch_id)
-        row = _row(request, caller, batch_id)  # cancelling, or already on to cancelled
+    if row.status in ("validating", "in_progress") and lifecycle.cancel(
+        request.app.state.engine, request.app.state.files, batch_id
+    ):
+        # cancelling, or on to cancelled (or completed, when every line had already run)
+        return _object(request, _row(request, caller, batch_id))
     # Cancelling an already cancelled batch answers with it, as a retried request would expect.
     if row.cancelling_at is None or row.status not in ("cancelling", "finalizing", "cancelled"):
+        # OpenAI's answer for a batch that already ended.
         raise APIError(
-            409, f"Cannot cancel a batch that is {row.status}.", code="batch_not_cancellable"
+            409,
+            f"Cannot cancel a batch with status '{row.status}'.",
+            code="batch_not_cancellable",
         )
     return _object(request, row)

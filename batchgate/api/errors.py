@@ -57,39 +57,58 @@ def lookup_key(what: str, ident: str) -> str:
     return ident
 
 
+# Routes answered in Anthropic's error shape (the Message Batches API), by status code.
+ANTHROPIC_PATHS = "/v1/messages/"
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def _reply(
+    request: Request,
+    status: int,
+    message: str,
+    type: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: Any = None,
+) -> JSONResponse:
+    if request.url.path.startswith(ANTHROPIC_PATHS):
+        kind = _ANTHROPIC_TYPES.get(status, "api_error")
+        body = {"type": "error", "error": {"type": kind, "message": message}}
+        return ErrorJSON(body, status_code=status, headers=headers)
+    return ErrorJSON(error_body(message, type, code, param), status_code=status, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return ErrorJSON(
-            error_body(exc.message, exc.type, exc.code, exc.param),
-            status_code=exc.status,
-            headers=exc.headers,
-        )
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return _reply(request, exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
-        return ErrorJSON(
-            error_body(
-                f"{param}: {first.get('msg')}" if param else str(first.get("msg")),
-                "invalid_request_error",
-                "invalid_request",
-                param or None,
-            ),
-            status_code=400,
+        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+        return _reply(
+            request, 400, message, "invalid_request_error", "invalid_request", param or None
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return ErrorJSON(
-            error_body(str(exc.detail), kind),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = getattr(exc, "headers", None)
+        return _reply(request, exc.status_code, str(exc.detail), kind, headers=headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Never echo internals (they may hold paths, SQL or vendor text).
-        return ErrorJSON(error_body("internal error", "server_error"), status_code=500)
+        return _reply(request, 500, "internal error", "server_error")

@@ -1,4 +1,8 @@
-"""/v1/files: upload (streamed to disk with a byte cap), list, retrieve, content, delete."""
+"""/v1/files: upload (streamed to disk with a byte cap), list, retrieve, content, delete.
+
+Every purpose OpenAI documents is stored and served; only `batch` files can feed a batch.
+`expires_after` sets when a file is deleted (the reconciler's retention sweep removes it).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import and_, exists, or_, select
 
 from batchgate.api.auth import Caller, current_caller, owned_row
 from batchgate.api.errors import APIError, not_found
+from batchgate.api.ranges import UNSATISFIABLE, content_disposition, parse_range
 from batchgate.api.schemas import FileDeleted, FileList, FileObject, errors, json_errors
 from batchgate.filestore import TooLarge, new_id
 from batchgate.store.db import reading
@@ -21,9 +26,20 @@ from batchgate.views import file_object
 
 router = APIRouter(tags=["files"])
 FILE = File.__table__  # type: ignore[attr-defined]
-PURPOSES = {"batch"}
-FILE_RETENTION = 30 * 24 * 3600
-# OpenAI's purposes, for filtering a list (only `batch` can be uploaded here).
+# OpenAI's uploadable purposes; `batch_output` is ours to write.
+PURPOSES = {"assistants", "batch", "evals", "fine-tune", "user_data", "vision"}
+# OpenAI keeps batch files 30 days unless told otherwise; other purposes until deleted.
+BATCH_FILE_RETENTION = 30 * 24 * 3600
+# OpenAI's bounds on `expires_after.seconds` (one hour to thirty days).
+MIN_EXPIRY, MAX_EXPIRY = 3600, 30 * 24 * 3600
+# LiteLLM proxy clients send their provider hint with every upload (see the README).
+FORM_FIELDS = (
+    "file",
+    "purpose",
+    "expires_after[anchor]",
+    "expires_after[seconds]",
+    "custom_llm_provider",
+)
 ListedPurpose = Literal[
     "assistants", "batch", "batch_output", "evals", "fine-tune", "user_data", "vision"
 ]
@@ -37,14 +53,29 @@ UPLOAD_BODY = {
                 "type": "object",
                 "required": ["file", "purpose"],
                 "additionalProperties": False,
+                # `expires_after` comes whole or not at all.
+                "dependencies": {
+                    "expires_after[anchor]": ["expires_after[seconds]"],
+                    "expires_after[seconds]": ["expires_after[anchor]"],
+                },
                 "properties": {
                     "file": {
                         "type": "string",
                         "format": "binary",
                         "minLength": 1,
-                        "description": "A JSONL file of batch requests (not empty).",
+                        "description": "The file (not empty); for `batch`, JSONL requests.",
                     },
                     "purpose": {"type": "string", "enum": sorted(PURPOSES)},
+                    "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+                    "expires_after[seconds]": {
+                        "type": "integer",
+                        "minimum": MIN_EXPIRY,
+                        "maximum": MAX_EXPIRY,
+                    },
+                    "custom_llm_provider": {
+                        "description": "LiteLLM's provider hint: accepted, not used (routing "
+                        "is per line, by model name).",
+                    },
                 },
             }
         }
@@ -67,6 +98,28 @@ def _filename(raw: str | None) -> str:
     return name or "upload.jsonl"
 
 
+def _expires_after(form: Any, purpose: str) -> int | None:
+    """Seconds from upload to deletion: the form's `expires_after`, else the purpose's default."""
+    anchor, seconds = form.get("expires_after[anchor]"), form.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return BATCH_FILE_RETENTION if purpose == "batch" else None
+    if anchor != "created_at":
+        raise APIError(
+            400, "expires_after[anchor] must be 'created_at'", param="expires_after[anchor]"
+        )
+    if (
+        not isinstance(seconds, str)
+        or not seconds.isdigit()
+        or not MIN_EXPIRY <= int(seconds) <= MAX_EXPIRY
+    ):
+        raise APIError(
+            400,
+            f"expires_after[seconds] must be an integer from {MIN_EXPIRY} to {MAX_EXPIRY}",
+            param="expires_after[seconds]",
+        )
+    return int(seconds)
+
+
 @router.post(
     "/v1/files",
     response_model=FileObject,
@@ -74,8 +127,8 @@ def _filename(raw: str | None) -> str:
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def create_file(request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
-    """Upload a JSONL file (multipart `file`, `purpose=batch`). It is stored as is; its lines
-    are validated when a batch is created from it."""
+    """Upload a file (multipart `file` and `purpose`). It is stored as is; a `batch` file's
+    lines are validated when a batch is created from it."""
     settings = request.app.state.settings
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):
@@ -87,17 +140,20 @@ async def create_file(request: Request, caller: Caller = Depends(current_caller)
         )
     form = await request.form(max_files=1, max_fields=8)
     try:
-        unknown = sorted({key for key in form if key not in ("file", "purpose")})
+        unknown = sorted({key for key in form if key not in FORM_FIELDS})
         if unknown:
             raise APIError(
                 400,
-                f"Unknown field {unknown[0][:40]!r}; expected 'file' and 'purpose'.",
+                f"Unknown field {unknown[0][:40]!r}; expected {', '.join(FORM_FIELDS)}.",
                 param=unknown[0][:40],
             )
         purpose = form.get("purpose")
         upload = form.get("file")
         if not isinstance(purpose, str) or purpose not in PURPOSES:
-            raise APIError(400, "purpose must be 'batch'", param="purpose")
+            raise APIError(
+                400, f"purpose must be one of {', '.join(sorted(PURPOSES))}", param="purpose"
+            )
+        lifetime = _expires_after(form, purpose)
         if upload is None or isinstance(upload, str):
             raise APIError(400, "a 'file' part is required", param="file")
         file_id = new_id("file-")
@@ -124,7 +180,7 @@ async def create_file(request: Request, caller: Caller = Depends(current_caller)
             "bytes": size,
             "sha256": sha,
             "created_at": now,
-            "expires_at": now + FILE_RETENTION,
+            "expires_at": now + lifetime if lifetime else None,
             "path": rel,
             "status": "processed",
         }
@@ -195,13 +251,28 @@ def get_file(
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
         },
+        206: {"description": "The bytes a `Range: bytes=start-end` header asked for."},
+        416: {"description": "The range starts past the end of the file."},
         **json_errors(401, 404),
     },
 )
 def file_content(
-    file_id: str, request: Request, caller: Caller = Depends(current_caller)
-) -> FileContent:
+    file_id: str,
+    request: Request,
+    caller: Caller = Depends(current_caller),
+    range_header: str | None = Header(default=None, alias="range"),
+) -> Response:
+    """The file's bytes. A single `Range: bytes=start-end` resumes an interrupted download."""
     row = _get(request, caller, file_id)
+    size = row.bytes
+    span = parse_range(range_header, size)
+    headers = {
+        "accept-ranges": "bytes",
+        "content-disposition": content_disposition(row.filename),
+    }
+    if span == UNSATISFIABLE:
+        return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+    first, last = span or (0, size - 1)
     try:
         fp = request.app.state.files.open(row.path)
     except FileNotFoundError:
@@ -209,10 +280,17 @@ def file_content(
 
     def stream() -> Iterator[bytes]:
         with fp:
-            while block := fp.read(256 * 1024):
+            fp.seek(first)
+            left = last - first + 1
+            while left > 0 and (block := fp.read(min(256 * 1024, left))):
+                left -= len(block)
                 yield block
 
-    return FileContent(stream(), headers={"content-length": str(row.bytes)})
+    headers["content-length"] = str(max(0, last - first + 1))
+    if span is None:
+        return FileContent(stream(), headers=headers)
+    headers["content-range"] = f"bytes {first}-{last}/{size}"
+    return FileContent(stream(), status_code=206, headers=headers)
 
 
 @router.delete("/v1/files/{file_id}", response_model=FileDeleted, responses=errors(401, 404, 409))

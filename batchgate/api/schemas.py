@@ -164,7 +164,12 @@ class BatchObject(BaseModel):
     usage: BatchUsage
     cost_usd: str = Field(description="Cost so far in USD, as an exact decimal string.")
     max_cost_usd: str | None
-    fallbacks: list[str]
+    fallbacks: list[str] | None = Field(
+        description="The batch's own fallbacks (they replace the config's); null: the config's."
+    )
+    validate_output: bool = Field(
+        True, description="batchgate extension: answers to JSON lines are checked and re-asked."
+    )
     batchgate: BatchgateInfo
 
 
@@ -207,10 +212,13 @@ class WorkerCheck(BaseModel):
     ok: bool
     online: list[str]
     vendors: list[str]
+    # host id -> the vendors its workers serve (worker names are `vendor@host`)
+    hosts: dict[str, list[str]] = {}
 
 
 class Health(BaseModel):
     ok: bool
+    host: str  # the host of the API process that answered
     database: Check
     broker: Check
     workers: WorkerCheck

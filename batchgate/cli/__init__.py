@@ -9,6 +9,7 @@ import typer
 from batchgate import redaction
 from batchgate.cli import client_cmds, demo, estimate, servers, submit
 from batchgate.cli.db_cmds import db_app
+from batchgate.cli.deploy_cmds import kubernetes
 
 app = typer.Typer(
     name="batchgate",
@@ -27,6 +28,7 @@ client_cmds.register(app)
 estimate.register(app)
 demo.register(app)
 app.add_typer(db_app, name="db")
+app.command()(kubernetes)
 
 
 def main() -> None:

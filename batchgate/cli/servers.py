@@ -64,6 +64,8 @@ def _attached(settings: Settings) -> Settings:
             EXIT_CONFIG,
         )
     env = {"BATCHGATE_REDIS_URL": record["redis_url"], "BATCHGATE_DATA_DIR": str(data_dir)}
+    if record.get("broker_url") and not settings.broker_url:
+        env["BATCHGATE_BROKER_URL"] = record["broker_url"]
     if not settings.database_url:
         env["BATCHGATE_DATABASE_URL"] = record["database_url"]
     os.environ.update(env)
@@ -71,6 +73,7 @@ def _attached(settings: Settings) -> Settings:
     return settings.model_copy(
         update={
             "redis_url": record["redis_url"],
+            "broker_url": settings.broker_url or record.get("broker_url"),
             "database_url": settings.database_url or record["database_url"],
             "data_dir": data_dir,
         }
@@ -221,7 +224,7 @@ def worker(
             "-Q",
             vendor,
             "-n",
-            f"{vendor}@%h",
+            f"{vendor}@{settings.host_id}",
             "-c",
             str(n),
             "-P",

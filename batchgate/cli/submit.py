@@ -45,7 +45,9 @@ def submit(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="OpenAI batch JSONL file."),
     model: str | None = typer.Option(None, help="Run every line on this model alias."),
     fallback: list[str] = typer.Option(
-        [], "--fallback", help="Fallback model alias (repeatable, in order)."
+        [],
+        "--fallback",
+        help="Fallback model alias (repeatable, in order); replaces the config's fallbacks.",
     ),
     max_cost: Decimal | None = typer.Option(
         None, "--max-cost", help="Stop new calls once this many USD are spent."

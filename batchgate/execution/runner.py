@@ -19,7 +19,8 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from batchgate.errors import ErrorKind, ProviderError, ServerError
+from batchgate import structured
+from batchgate.errors import ErrorKind, InvalidOutput, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.money import usd_str, usd_to_pusd
@@ -28,7 +29,7 @@ from batchgate.pricing import cost_of, estimate_request, estimate_tokens
 from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
-from batchgate.routing.policy import choose_deployment, decide, next_aliases
+from batchgate.routing.policy import choose_deployment, decide, next_aliases, next_vendor
 from batchgate.store.items import (
     AttemptRow,
     ClaimedItem,
@@ -242,13 +243,18 @@ class ChunkRun:
                     item, None, "model_not_configured", f"model {item.alias!r} is not configured"
                 )
                 return
-            if deps[0].vendor != self.vendor:
-                item.vendor = deps[0].vendor
-                self._finish(item, "queued", enqueued_at=time.time())
+            local = [d for d in deps if d.vendor == self.vendor]
+            if not local:  # the name has no deployment this worker's vendor serves
+                self._move(item, config.vendor_for(item.alias, item.idx))
                 return
             cooling = await rt.cooling([d.id for d in deps])
-            dep = choose_deployment(deps, cooling, rt.rng)
+            dep = choose_deployment(local, cooling, rt.rng)
             if dep is None:
+                # This vendor's deployments of the name are benched; another vendor's may not be.
+                healthy = [d.vendor for d in deps if d.id not in cooling]
+                if healthy:
+                    self._move(item, healthy[0])
+                    return
                 # Cooling down means "unhealthy now": skip to the next model, don't wait on it.
                 err = ServerError("every deployment of this model is cooling down", code="cooldown")
                 if self._fall_back(item, err):
@@ -269,9 +275,12 @@ class ChunkRun:
 
     async def _attempt(self, item: ClaimedItem, info: BatchInfo, dep: Any) -> ProviderError | None:
         rt = self.rt
-        limits = rt.config.limits(self.vendor)
+        # The deployment's own vendor: its slots, its client, and the vendor its attempt is
+        # recorded under (a load-balanced name may have deployments on several vendors).
+        vendor = dep.vendor
+        limits = rt.config.limits(vendor)
         target = rt.target(dep)
-        scopes = [(self.vendor, limits.max_concurrency)]
+        scopes = [(vendor, limits.max_concurrency)]
         if dep.max_parallel_requests:
             scopes.append((dep.id, dep.max_parallel_requests))
         if dep.rpm or dep.tpm:
@@ -305,7 +314,7 @@ class ChunkRun:
             try:
                 completion = await send(
                     adapter,
-                    rt.client(self.vendor),
+                    rt.client(vendor),
                     info.endpoint,
                     body,
                     target,
@@ -313,6 +322,9 @@ class ChunkRun:
                 )
             except ProviderError as exc:
                 error = exc
+        if completion is not None and info.validate_output:
+            error = _invalid_output(info.endpoint, item.body, completion)
+            completion = None if error is not None else completion
         finished = time.time()
         item.attempts += 1
         item.model_attempts += 1
@@ -326,7 +338,7 @@ class ChunkRun:
                 batch_id=item.batch_id,
                 alias=item.alias,
                 deployment_id=dep.id,
-                vendor=self.vendor,
+                vendor=vendor,
                 started_at=started,
                 finished_at=finished,
                 status="ok" if completion is not None else "error",
@@ -388,6 +400,12 @@ class ChunkRun:
             rng=rt.rng,
         )
         if decision.action == "retry":
+            other = next_vendor(rt.config.vendors_for(item.alias), self.vendor)
+            if other is not None:
+                # As LiteLLM's router: a retry goes to another deployment of the name, here the
+                # next vendor's, at once (its limits are not the ones that just failed).
+                self._move(item, other)
+                return False
             if decision.delay <= rt.settings.inline_backoff_max:
                 # The slot was released on leaving hold_all: waiting costs the vendor nothing,
                 # and the chunk may claim another item to use it meanwhile.
@@ -421,11 +439,27 @@ class ChunkRun:
         item.chain_pos += 1
         item.alias = rest[0]
         item.model_attempts = 0
-        item.vendor = config.vendor_of(item.alias)
-        if item.vendor == self.vendor:
+        if self.vendor in config.vendors_for(item.alias):
             return True
-        self._finish(item, "queued", enqueued_at=time.time())
+        self._move(item, config.vendor_for(item.alias, item.idx))
         return False
+
+    def _move(self, item: ClaimedItem, vendor: str) -> None:
+        """Hand the item to another vendor's queue (a new task there)."""
+        item.vendor = vendor
+        self._finish(item, "queued", enqueued_at=time.time())
+
+
+def _invalid_output(
+    endpoint: str, body: dict[str, Any], completion: Completion
+) -> InvalidOutput | None:
+    """The paid answer as an InvalidOutput when it is not the JSON the line asked for."""
+    problem = structured.problem(endpoint, body, completion.body)
+    if problem is None:
+        return None
+    return InvalidOutput(
+        problem, code="invalid_output", request_id=completion.request_id, usage=completion.usage
+    )
 
 
 def _budget_error(info: BatchInfo) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +18,11 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
-import redis.asyncio as aioredis
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment, load_config
+from batchgate.coordination import connect_async
 from batchgate.money import usd_to_pusd
 from batchgate.pricing import PriceTable
 from batchgate.providers._http import make_client
@@ -50,6 +49,7 @@ class BatchInfo:
     fetched_at: float
     expires_at: int
     cap_pusd: int | None
+    validate_output: bool = True
 
 
 class Runtime:
@@ -58,19 +58,14 @@ class Runtime:
         self.config = config
         self.engine = engine
         self.pid = os.getpid()
-        self.worker_id = f"{socket.gethostname()}:{self.pid}"
+        self.worker_id = f"{settings.host_id}:{self.pid}"
         self.rng = random.Random()
         self.loop = asyncio.new_event_loop()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-db")
         self._clients: dict[str, aiohttp.ClientSession] = {}
         self._batches: dict[str, BatchInfo] = {}
         self._batch_loads: dict[str, asyncio.Future[BatchInfo | None]] = {}
-        # Blocking pool: waiters queue for a connection instead of failing past the cap.
-        self.redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis_url or "", max_connections=32, timeout=None
-            )
-        )
+        self.redis = connect_async(settings.redis_url or "", max_connections=32)
         self.failing: set[str] = set()
         self._cooling: dict[tuple[str, ...], tuple[float, set[str]]] = {}
         self.slots = Slots(self.redis)
@@ -135,11 +130,18 @@ class Runtime:
         row = await self.db(self._load_batch, batch_id)
         if row is None:
             return None
-        endpoint, status, prices_json, expires_at, max_cost = row
+        endpoint, status, prices_json, expires_at, max_cost, validate_output = row
         prices = info.prices if info is not None else PriceTable.from_json(json.loads(prices_json))
         cap = usd_to_pusd(Decimal(max_cost)) if max_cost is not None else None
         fresh = self._batches[batch_id] = BatchInfo(
-            batch_id, endpoint, status, prices, time.monotonic(), expires_at, cap
+            batch_id,
+            endpoint,
+            status,
+            prices,
+            time.monotonic(),
+            expires_at,
+            cap,
+            bool(validate_output),
         )
         return fresh
 
@@ -153,6 +155,7 @@ class Runtime:
                     t.c.price_table_json,
                     t.c.expires_at,
                     t.c.max_cost_usd,
+                    t.c.validate_output,
                 ).where(t.c.id == batch_id)
             ).first()
         return tuple(row) if row else None

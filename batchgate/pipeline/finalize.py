@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
+from batchgate.store.attempts import reasks_by_item
 from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, has_pending
 from batchgate.store.models import File
@@ -41,7 +42,7 @@ def try_finalize(engine: Engine, files: FileStore, batch_id: str, *, force: bool
     return True
 
 
-def output_line(row: Any, cost: str) -> dict[str, Any]:
+def output_line(row: Any, cost: str, reasks: int = 0) -> dict[str, Any]:
     result = json.loads(row.result_json) if row.result_json else None
     error = json.loads(row.error_json) if row.error_json else None
     tried = json.loads(row.tried_json)
@@ -52,6 +53,8 @@ def output_line(row: Any, cost: str) -> dict[str, Any]:
         "deployment": row.served_deployment,
         "provider_model": result.get("provider_model") if result else None,
         "attempts": row.attempts,
+        # calls answered with invalid structured output (re-asked or fallen back from)
+        "reasks": reasks,
         "tried": tried,
         "usage": {
             "input_tokens": row.input_tokens,
@@ -98,17 +101,18 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
     counts = {"completed": 0, "failed": 0}
     shas = {"out": hashlib.sha256(), "err": hashlib.sha256()}
     sizes = {"out": 0, "err": 0}
-    expired = False
+    expired = cancelled = False
     with (
         files.atomic_writer(out_id) as (out_rel, out_fp),
         files.atomic_writer(err_id) as (err_rel, err_fp),
         reading(engine) as conn,
     ):
+        reasks = reasks_by_item(conn, batch_id)
         rows = conn.execution_options(yield_per=2000).execute(
             select(ITEM).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
         )
         for row in rows:
-            line = output_line(row, usd_str(row.cost_pusd))
+            line = output_line(row, usd_str(row.cost_pusd), reasks.get(row.id, 0))
             data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
             key = "out" if row.state == "succeeded" else "err"
             (out_fp if key == "out" else err_fp).write(data)
@@ -116,9 +120,16 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
             sizes[key] += len(data)
             counts["completed" if key == "out" else "failed"] += 1
             expired = expired or row.state == "expired"
+            cancelled = cancelled or row.state == "cancelled"
     now = int(time.time())
     summary = summarize(engine, batch_id)
-    status = "cancelled" if batch.cancelling_at else "expired" if expired else "completed"
+    # A cancel that came too late to stop any line leaves a completed batch, never a
+    # `cancelled` one whose lines all ran (a batch cancelled before it had lines is cancelled).
+    stopped = cancelled or not (counts["completed"] + counts["failed"])
+    if batch.cancelling_at and stopped:
+        status = "cancelled"
+    else:
+        status = "expired" if expired else "completed"
     with engine.begin() as conn:
         file_rows = []
         for key, fid, rel, n in (
@@ -135,6 +146,9 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
                     "line_count": n,
                     "sha256": shas[key].hexdigest(),
                     "created_at": now,
+                    "expires_at": now + batch.output_expires_seconds
+                    if batch.output_expires_seconds
+                    else None,
                     "path": rel,
                     "status": "processed",
                 }

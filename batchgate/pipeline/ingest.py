@@ -42,9 +42,14 @@ class BatchRequest:
     endpoint: str
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
-    fallbacks: tuple[str, ...] = ()
+    # None: the config's chains; a list (even empty) replaces them, as in LiteLLM.
+    fallbacks: tuple[str, ...] | None = None
     max_cost_usd: Decimal | None = None
     model: str | None = None
+    output_expires_seconds: int | None = None
+    id_prefix: str = "batch_"  # `msgbatch_` for Anthropic Message Batches
+    total: int = 0  # lines, when known before ingest counts them (Message Batches)
+    validate_output: bool = True
 
 
 def window_seconds(window: str) -> int:
@@ -68,7 +73,7 @@ def limits_from(settings: Settings) -> Limits:
 def create_batch(engine: Engine, req: BatchRequest) -> Batch:
     now = int(time.time())
     batch = Batch(
-        id=new_id("batch_"),
+        id=new_id(req.id_prefix),
         tenant=req.tenant,
         input_file_id=req.input_file_id,
         endpoint=req.endpoint,
@@ -78,8 +83,11 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         expires_at=now + window_seconds(req.completion_window),
         metadata_json=json.dumps(req.metadata) if req.metadata else None,
         model_override=req.model,
-        fallbacks_json=json.dumps(list(req.fallbacks)),
+        fallbacks_json=json.dumps(None if req.fallbacks is None else list(req.fallbacks)),
         max_cost_usd=str(req.max_cost_usd) if req.max_cost_usd is not None else None,
+        output_expires_seconds=req.output_expires_seconds,
+        total=req.total,
+        validate_output=req.validate_output,
     )
     with engine.begin() as conn:
         conn.execute(BATCH.insert().values(**batch.model_dump()))
@@ -118,7 +126,8 @@ def ingest(
         _fail(engine, batch_id, [LineError(None, "file_not_found", "input file not found")])
         return "failed"
     fallbacks = json.loads(batch.fallbacks_json)
-    unknown = [a for a in [batch.model_override, *fallbacks] if a and not config.deployments_for(a)]
+    named = [batch.model_override, *(fallbacks or ())]
+    unknown = [a for a in named if a and not config.deployments_for(a)]
     if unknown:
         _fail(engine, batch_id, [LineError(None, "unknown_model", f"unknown model {unknown[0]!r}")])
         return "failed"
@@ -153,7 +162,7 @@ def ingest(
                     "custom_id": line.custom_id,
                     "body": json.dumps(body, ensure_ascii=False),
                     "alias": alias,
-                    "vendor": config.vendor_of(alias),
+                    "vendor": config.vendor_for(alias, line.index),
                     "chain_json": json.dumps(chain),
                 }
 

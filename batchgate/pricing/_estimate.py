@@ -9,7 +9,9 @@ per token, code and other languages fewer, so treat the estimate as ±30%.
 
 Output: low = 0 tokens (a request may stop at once), high = `max_completion_tokens` or
 `max_tokens` * `n` choices, or `DEFAULT_MAX_OUTPUT_TOKENS` when the request sets no cap.
-Embeddings produce no output tokens; token-id inputs are counted exactly.
+Embeddings and moderations produce no output tokens; token-id inputs are counted exactly.
+Responses bodies count `input` items as messages, `instructions` as the system prompt and
+`max_output_tokens` as the cap; completions bodies count `prompt` as one message.
 
 The bounds cover one successful attempt on the given deployment(s): retries and fallbacks are
 not included.
@@ -43,14 +45,36 @@ class TokenEstimate:
 
 
 def is_embeddings(endpoint: str) -> bool:
-    return endpoint.rstrip("/").endswith("/embeddings")
+    return endpoint.rstrip("/").endswith(("/embeddings", "/moderations"))
+
+
+def _chat_shaped(body: Mapping[str, Any], endpoint: str) -> Mapping[str, Any]:
+    """A Responses or completions body in the chat shape the estimate reads."""
+    path = endpoint.rstrip("/")
+    if path.endswith("/responses"):
+        items = body.get("input")
+        messages = [{"content": items}] if isinstance(items, str) else items
+        return {
+            "messages": [i for i in messages or [] if isinstance(i, Mapping)],
+            "system": body.get("instructions"),
+            "tools": body.get("tools"),
+            "response_format": body.get("text"),
+            "max_tokens": body.get("max_output_tokens"),
+        }
+    if path.endswith("/completions") and not path.endswith("/chat/completions"):
+        prompt = body.get("prompt")
+        text = prompt if isinstance(prompt, str) else json.dumps(prompt, default=str)
+        return {**body, "messages": [{"content": text}]}
+    return body
 
 
 def estimate_tokens(body: Mapping[str, Any], endpoint: str) -> TokenEstimate:
-    """Estimated input tokens and the output cap of one request body. Every endpoint other than
-    embeddings is read as chat-shaped (`messages`, optional `system`, `max_tokens`)."""
+    """Estimated input tokens and the output cap of one request body. Embeddings and
+    moderations count input only; the other endpoints are read as chat-shaped (`messages`,
+    optional `system`, `max_tokens`)."""
     if is_embeddings(endpoint):
         return TokenEstimate(_embedding_input_tokens(body.get("input")), 0)
+    body = _chat_shaped(body, endpoint)
 
     chars = 0
     non_text = 0

@@ -9,8 +9,10 @@ Translation choices, so nothing is dropped without saying so:
 - image parts become `image` blocks (data URLs as base64 sources, other URLs as url sources);
   OpenAI's `detail` hint, a tool's `strict` flag and a message's `name` have no Anthropic
   equivalent and are not sent;
-- `response_format` json_object / json_schema, `n` > 1, `logprobs`, `seed`, penalties and
-  `logit_bias` cannot be honoured and raise UnsupportedParameter;
+- `response_format` json_object / json_schema → one forced tool whose call is read back as the
+  message text (`_anthropic_format`);
+- `n` > 1, `logprobs`, `seed`, penalties and `logit_bias` cannot be honoured and raise
+  UnsupportedParameter;
 - a `refusal` stop reason becomes ContentFiltered (with the billed usage).
 Usage: `input_tokens` of the result = input + cache_read + cache_creation (Anthropic reports the
 cached parts outside `input_tokens`).
@@ -36,9 +38,17 @@ from batchgate.errors import (
     Timeout,
     UnsupportedParameter,
 )
+from batchgate.providers import _anthropic_format, _errors, _responses
 from batchgate.providers import _convert as cv
-from batchgate.providers import _errors
-from batchgate.providers.base import ENDPOINT_CHAT, Adapter, Completion, HttpRequest, Target, Usage
+from batchgate.providers.base import (
+    ENDPOINT_CHAT,
+    ENDPOINT_RESPONSES,
+    Adapter,
+    Completion,
+    HttpRequest,
+    Target,
+    Usage,
+)
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -95,6 +105,12 @@ def _convert_part(part: Mapping[str, Any]) -> dict[str, Any]:
     raise UnsupportedParameter(f"anthropic adapter does not translate {kind!r} content parts")
 
 
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """Content blocks of an OpenAI message content; Anthropic refuses empty text blocks."""
+    blocks = [_convert_part(p) for p in cv.content_parts(content)]
+    return [b for b in blocks if b["type"] != "text" or b["text"]]
+
+
 def _append(out: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
     # Anthropic wants alternating turns and every tool_result of a turn in one user message,
     # so consecutive same-role messages are merged.
@@ -117,9 +133,15 @@ def _convert_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
         if role in ("system", "developer"):
             system.append(cv.text_only(m.get("content"), "a system message"))
         elif role == "user":
-            _append(out, "user", [_convert_part(p) for p in cv.content_parts(m.get("content"))])
+            blocks = _blocks(m.get("content"))
+            if not blocks:
+                raise UnsupportedParameter(
+                    "anthropic refuses a user message with empty content",
+                    code="unsupported_parameter",
+                )
+            _append(out, "user", blocks)
         elif role == "assistant":
-            blocks = [_convert_part(p) for p in cv.content_parts(m.get("content"))]
+            blocks = _blocks(m.get("content"))
             for call in m.get("tool_calls") or []:
                 blocks.append(
                     {
@@ -129,7 +151,8 @@ def _convert_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
                         "input": cv.tool_arguments(call),
                     }
                 )
-            _append(out, "assistant", blocks)
+            if blocks:  # an empty assistant turn says nothing, and Anthropic refuses it
+                _append(out, "assistant", blocks)
         elif role == "tool":
             if not m.get("tool_call_id"):
                 raise InvalidRequest("a tool message needs tool_call_id")
@@ -145,7 +168,8 @@ def _convert_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
         blocks = message["content"]
         if len(blocks) == 1 and blocks[0]["type"] == "text":
             message["content"] = blocks[0]["text"]
-    return ("\n\n".join(system) if system else None), out
+    prompt = "\n\n".join(s for s in system if s)
+    return (prompt or None), out
 
 
 def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
@@ -169,14 +193,7 @@ def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 def _convert_request(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The Messages API body for one OpenAI chat-completions body."""
     cv.reject_unknown(body, _HANDLED, "anthropic", defaults=_DEFAULTS)
-    fmt = body.get("response_format")
-    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
-        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
-        raise UnsupportedParameter(
-            f"anthropic adapter does not translate response_format {kind!r}; ask for JSON in "
-            "the prompt or route to a model with structured output",
-            code="unsupported_parameter",
-        )
+    output = _anthropic_format.format_tool(body.get("response_format"), bool(body.get("tools")))
     system, messages = _convert_messages(body.get("messages"))
     out: dict[str, Any] = {
         "model": model,
@@ -208,6 +225,8 @@ def _convert_request(body: Mapping[str, Any], model: str) -> dict[str, Any]:
             for fn in cv.function_tools(body["tools"], "anthropic")
         ]
     tool_choice = _convert_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    if output is not None:
+        out["tools"], tool_choice = [output[0]], output[1]
     if tool_choice is not None:
         out["tool_choice"] = tool_choice
     if body.get("user") is not None:
@@ -238,7 +257,9 @@ def _convert_response(
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in blocks:
-        if block.get("type") == "text":
+        if (answer := _anthropic_format.unwrap(block)) is not None:
+            texts.append(answer)
+        elif block.get("type") == "text":
             texts.append(block["text"])
         elif block.get("type") == "tool_use":
             calls.append(cv.tool_call(block["id"], block["name"], block.get("input") or {}))
@@ -252,13 +273,14 @@ def _convert_response(
             code="refusal",
             usage=usage,
         )
+    finish = _FINISH.get(stop_reason, "stop")
+    if finish == "tool_calls" and not calls:
+        finish = "stop"  # the only call was the structured-output tool: a final answer
     body = cv.chat_completion(
         id=str(payload.get("id") or ""),
         created=created,
         model=str(payload.get("model") or model),
-        choices=[
-            cv.choice(0, "".join(texts) if texts else None, calls, _FINISH.get(stop_reason, "stop"))
-        ],
+        choices=[cv.choice(0, "".join(texts) if texts else None, calls, finish)],
         usage=usage,
     )
     return body, usage
@@ -305,9 +327,10 @@ def _convert_error(status: int, headers: Mapping[str, str], payload: Any) -> Pro
 
 class AnthropicAdapter(Adapter):
     vendor = "anthropic"
-    endpoints = frozenset({ENDPOINT_CHAT})
+    endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_RESPONSES})
 
     def build_request(self, endpoint: str, body: Mapping[str, Any], target: Target) -> HttpRequest:
+        endpoint, body = _responses.as_chat(endpoint, body)
         if endpoint != ENDPOINT_CHAT:
             raise UnsupportedParameter(f"anthropic does not serve {endpoint}")
         headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
@@ -333,12 +356,10 @@ class AnthropicAdapter(Adapter):
             raise _errors.malformed(
                 "anthropic", f"{type(exc).__name__} {exc}", request_id=request_id
             ) from None
-        return Completion(
-            body=body,
-            usage=usage,
-            request_id=request_id,
-            provider_model=body["model"],
+        completion = Completion(
+            body=body, usage=usage, request_id=request_id, provider_model=body["model"]
         )
+        return _responses.from_chat(endpoint, completion)
 
     def parse_error(self, status: int, headers: Mapping[str, str], payload: Any) -> ProviderError:
         return _convert_error(status, headers, payload)

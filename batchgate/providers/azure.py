@@ -10,22 +10,35 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from batchgate.providers.base import ENDPOINT_CHAT, Target
+from batchgate.providers.base import (
+    ENDPOINT_CHAT,
+    ENDPOINT_COMPLETIONS,
+    ENDPOINT_EMBEDDINGS,
+    ENDPOINT_RESPONSES,
+    Target,
+)
 from batchgate.providers.openai import OpenAIAdapter
 
 # Used when the config gives no `api_version`; the latest GA data-plane version at writing.
 DEFAULT_API_VERSION = "2024-10-21"
 
-_PATHS = {ENDPOINT_CHAT: "chat/completions", "/v1/embeddings": "embeddings"}
+_PATHS = {
+    ENDPOINT_CHAT: "chat/completions",
+    ENDPOINT_EMBEDDINGS: "embeddings",
+    ENDPOINT_COMPLETIONS: "completions",
+}
 
 
 class AzureAdapter(OpenAIAdapter):
     vendor = "azure"
+    endpoints = frozenset({*_PATHS, ENDPOINT_RESPONSES})
 
     def url(self, endpoint: str, target: Target) -> str:
         base = target.api_base.rstrip("/")
-        if base.endswith("/openai"):
-            base = base[: -len("/openai")]
+        for suffix in ("/openai/v1", "/openai"):
+            base = base.removesuffix(suffix)
+        if endpoint == ENDPOINT_RESPONSES:
+            return f"{base}/openai/v1/responses"
         version = quote(target.api_version or DEFAULT_API_VERSION, safe="")
         deployment = quote(target.model, safe="")
         return f"{base}/openai/deployments/{deployment}/{_PATHS[endpoint]}?api-version={version}"

@@ -16,7 +16,16 @@ from batchgate.errors import ProviderError
 
 ENDPOINT_CHAT = "/v1/chat/completions"
 ENDPOINT_EMBEDDINGS = "/v1/embeddings"
-ENDPOINTS = (ENDPOINT_CHAT, ENDPOINT_EMBEDDINGS)
+ENDPOINT_RESPONSES = "/v1/responses"
+ENDPOINT_COMPLETIONS = "/v1/completions"
+ENDPOINT_MODERATIONS = "/v1/moderations"
+ENDPOINTS = (
+    ENDPOINT_CHAT,
+    ENDPOINT_EMBEDDINGS,
+    ENDPOINT_RESPONSES,
+    ENDPOINT_COMPLETIONS,
+    ENDPOINT_MODERATIONS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +54,15 @@ class Usage:
 
     `input_tokens` is the whole prompt, cached part included (Anthropic reports cache reads and
     writes outside `input_tokens`; the adapter adds them back). `output_tokens` includes
-    reasoning/thinking tokens (Gemini reports those apart).
+    reasoning/thinking tokens (Gemini reports those apart); `reasoning_tokens` says how many of
+    them were reasoning, for the Responses `usage` block only (it is not priced apart).
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -63,6 +74,20 @@ class Usage:
             "completion_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "prompt_tokens_details": {"cached_tokens": self.cache_read_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+    def to_responses(self) -> dict[str, Any]:
+        """The `usage` block of a Responses API `response` object."""
+        return {
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {
+                "cached_tokens": self.cache_read_tokens,
+                "cache_write_tokens": self.cache_write_tokens,
+            },
+            "output_tokens": self.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+            "total_tokens": self.total_tokens,
         }
 
 

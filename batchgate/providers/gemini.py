@@ -10,7 +10,8 @@ Translation choices:
 - `temperature`, `top_p`, `max_tokens`, `stop`, `seed`, `n`, penalties → `generationConfig`;
   `response_format` json_object → `responseMimeType: application/json`, json_schema → also
   `responseSchema`. Schemas (and tool parameters) lose `$schema` and `additionalProperties`,
-  which Gemini's OpenAPI-subset schema does not accept; `$ref` is refused;
+  which Gemini's OpenAPI-subset schema does not accept, a list of types becomes `anyOf` (plus
+  `nullable` for "null"); `$ref` is refused;
 - a function call comes back with finishReason STOP: it is reported as `tool_calls`;
 - SAFETY and the other block reasons → ContentFiltered carrying the billed usage;
 - `thoughtsTokenCount` counts as output; the Gemini API's batchEmbedContents reports no
@@ -40,10 +41,11 @@ from batchgate.errors import (
     UnsupportedParameter,
 )
 from batchgate.providers import _convert as cv
-from batchgate.providers import _errors
+from batchgate.providers import _errors, _gemini_schema, _responses
 from batchgate.providers.base import (
     ENDPOINT_CHAT,
     ENDPOINT_EMBEDDINGS,
+    ENDPOINT_RESPONSES,
     Adapter,
     Completion,
     HttpRequest,
@@ -82,31 +84,6 @@ _BLOCKED = frozenset(
 _TOOL_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 
 
-def _convert_schema(schema: Any) -> Any:
-    """A JSON Schema as Gemini's OpenAPI-subset schema (see the module docstring)."""
-    if isinstance(schema, list):
-        return [_convert_schema(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    if "$ref" in schema:
-        raise UnsupportedParameter("gemini schemas cannot use $ref; inline the definitions")
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in ("$schema", "additionalProperties", "$defs", "definitions"):
-            continue
-        if key == "type" and isinstance(value, list):
-            # ["string", "null"] is how JSON Schema says nullable.
-            kinds = [t for t in value if t != "null"]
-            out["type"] = kinds[0] if len(kinds) == 1 else value
-            if "null" in value:
-                out["nullable"] = True
-        elif key == "properties" and isinstance(value, dict):
-            out[key] = {name: _convert_schema(s) for name, s in value.items()}
-        else:
-            out[key] = _convert_schema(value)
-    return out
-
-
 def _convert_part(part: Mapping[str, Any]) -> dict[str, Any]:
     kind = part.get("type")
     if kind == "text":
@@ -119,6 +96,12 @@ def _convert_part(part: Mapping[str, Any]) -> dict[str, Any]:
         mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
         return {"fileData": {"mimeType": mime, "fileUri": url}}
     raise UnsupportedParameter(f"gemini adapter does not translate {kind!r} content parts")
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    """Gemini parts of an OpenAI message content; Gemini refuses empty text parts."""
+    parts = [_convert_part(p) for p in cv.content_parts(content)]
+    return [p for p in parts if p.get("text", True)]
 
 
 def _tool_response(content: str) -> dict[str, Any]:
@@ -149,18 +132,25 @@ def _convert_messages(messages: Any) -> tuple[dict[str, Any] | None, list[dict[s
             raise InvalidRequest("every message must be an object")
         role = m.get("role")
         if role in ("system", "developer"):
-            system.append({"text": cv.text_only(m.get("content"), "a system message")})
+            text = cv.text_only(m.get("content"), "a system message")
+            if text:
+                system.append({"text": text})
         elif role == "user":
-            _append(
-                contents, "user", [_convert_part(p) for p in cv.content_parts(m.get("content"))]
-            )
+            parts = _parts(m.get("content"))
+            if not parts:
+                raise UnsupportedParameter(
+                    "gemini refuses a user message with empty content",
+                    code="unsupported_parameter",
+                )
+            _append(contents, "user", parts)
         elif role == "assistant":
-            parts = [_convert_part(p) for p in cv.content_parts(m.get("content"))]
+            parts = _parts(m.get("content"))
             for call in m.get("tool_calls") or []:
                 name = (call.get("function") or {}).get("name")
                 call_names[str(call.get("id"))] = name
                 parts.append({"functionCall": {"name": name, "args": cv.tool_arguments(call)}})
-            _append(contents, "model", parts)
+            if parts:  # an empty model turn says nothing, and Gemini refuses empty parts
+                _append(contents, "model", parts)
         elif role == "tool":
             name = call_names.get(str(m.get("tool_call_id")))
             if name is None:
@@ -183,7 +173,10 @@ def _convert_response_format(fmt: Any) -> dict[str, Any]:
         schema = (fmt.get("json_schema") or {}).get("schema")
         if not isinstance(schema, dict):
             raise InvalidRequest("response_format json_schema needs json_schema.schema")
-        return {"responseMimeType": "application/json", "responseSchema": _convert_schema(schema)}
+        return {
+            "responseMimeType": "application/json",
+            "responseSchema": _gemini_schema.convert(schema),
+        }
     raise UnsupportedParameter(f"gemini adapter does not translate response_format {fmt!r}")
 
 
@@ -221,7 +214,7 @@ def _convert_request(body: Mapping[str, Any]) -> dict[str, Any]:
             if fn.get("description"):
                 decl["description"] = fn["description"]
             if fn.get("parameters"):
-                decl["parameters"] = _convert_schema(fn["parameters"])
+                decl["parameters"] = _gemini_schema.convert(fn["parameters"])
             declarations.append(decl)
         out["tools"] = [{"functionDeclarations": declarations}]
     if body.get("tool_choice") is not None:
@@ -254,6 +247,7 @@ def _convert_usage(meta: Any) -> Usage:
         output_tokens=int(meta.get("candidatesTokenCount") or 0)
         + int(meta.get("thoughtsTokenCount") or 0),
         cache_read_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=int(meta.get("thoughtsTokenCount") or 0),
     )
 
 
@@ -369,9 +363,10 @@ def _convert_error(status: int, headers: Mapping[str, str], payload: Any) -> Pro
 
 class GeminiAdapter(Adapter):
     vendor = "gemini"
-    endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_EMBEDDINGS})
+    endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_EMBEDDINGS, ENDPOINT_RESPONSES})
 
     def build_request(self, endpoint: str, body: Mapping[str, Any], target: Target) -> HttpRequest:
+        endpoint, body = _responses.as_chat(endpoint, body)
         model = target.model.removeprefix("models/")
         if endpoint == ENDPOINT_CHAT:
             method, json_body = "generateContent", _convert_request(body)
@@ -406,9 +401,10 @@ class GeminiAdapter(Adapter):
             raise _errors.malformed(
                 "gemini", f"{type(exc).__name__} {exc}", request_id=request_id
             ) from None
-        return Completion(
+        completion = Completion(
             body=body, usage=usage, request_id=request_id, provider_model=body["model"]
         )
+        return _responses.from_chat(endpoint, completion)
 
     def parse_error(self, status: int, headers: Mapping[str, str], payload: Any) -> ProviderError:
         return _convert_error(status, headers, payload)

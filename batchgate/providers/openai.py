@@ -1,4 +1,5 @@
-"""OpenAI chat completions and embeddings: the wire format every other adapter translates to.
+"""OpenAI chat completions, embeddings, Responses, completions and moderations: the wire format
+every other adapter translates to.
 
 Requests pass through with the deployment's model substituted; responses pass through as
 returned (extra vendor fields kept, base64 embeddings kept as strings). Azure and
@@ -28,7 +29,11 @@ from batchgate.providers import _errors
 from batchgate.providers._convert import join_url
 from batchgate.providers.base import (
     ENDPOINT_CHAT,
+    ENDPOINT_COMPLETIONS,
     ENDPOINT_EMBEDDINGS,
+    ENDPOINT_MODERATIONS,
+    ENDPOINT_RESPONSES,
+    ENDPOINTS,
     Adapter,
     Completion,
     HttpRequest,
@@ -43,29 +48,67 @@ _AUTH_CODES = frozenset(
     {"invalid_api_key", "invalid_organization", "unsupported_country_region_territory"}
 )
 _NOT_FOUND_CODES = frozenset({"model_not_found", "DeploymentNotFound"})
+# The body field each endpoint cannot do without, and the list every 2xx body must carry.
+_REQUIRED = {
+    ENDPOINT_CHAT: "messages",
+    ENDPOINT_EMBEDDINGS: "input",
+    ENDPOINT_RESPONSES: "input",
+    ENDPOINT_COMPLETIONS: "prompt",
+    ENDPOINT_MODERATIONS: "input",
+}
+_ANSWER_LISTS = {
+    ENDPOINT_CHAT: "choices",
+    ENDPOINT_EMBEDDINGS: "data",
+    ENDPOINT_RESPONSES: "output",
+    ENDPOINT_COMPLETIONS: "choices",
+    ENDPOINT_MODERATIONS: "results",
+}
 
 
 def _convert_request(endpoint: str, body: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The OpenAI body with the deployment's model; streaming is refused (we parse one JSON)."""
     if body.get("stream"):
         raise UnsupportedParameter("stream=true is not supported in a batch; remove it")
-    if endpoint == ENDPOINT_CHAT and not isinstance(body.get("messages"), list):
-        raise InvalidRequest("a chat completion request needs a messages list")
-    if endpoint == ENDPOINT_EMBEDDINGS and body.get("input") in (None, "", []):
-        raise InvalidRequest("an embeddings request needs input")
+    if endpoint == ENDPOINT_CHAT:
+        if not isinstance(body.get("messages"), list):
+            raise InvalidRequest("a chat completion request needs a messages list")
+    elif body.get(_REQUIRED[endpoint]) in (None, "", []):
+        raise InvalidRequest(f"a {endpoint} request needs {_REQUIRED[endpoint]}")
     return {**body, "model": model}
 
 
 def _convert_usage(usage: Any) -> Usage:
+    """Chat/embeddings usage (`prompt_tokens`...) or Responses usage (`input_tokens`...)."""
     if not isinstance(usage, dict):
         return Usage()
-    details = usage.get("prompt_tokens_details") or {}
+    if "input_tokens" in usage:
+        details = usage.get("input_tokens_details") or {}
+        out_details = usage.get("output_tokens_details") or {}
+        prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
+    else:
+        details = usage.get("prompt_tokens_details") or {}
+        out_details = usage.get("completion_tokens_details") or {}
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     return Usage(
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        # completion_tokens already includes reasoning tokens on OpenAI.
-        output_tokens=int(usage.get("completion_tokens") or 0),
+        input_tokens=int(prompt or 0),
+        # Output already includes reasoning tokens on OpenAI.
+        output_tokens=int(completion or 0),
         cache_read_tokens=int(details.get("cached_tokens") or 0),
         cache_write_tokens=int(details.get("cache_write_tokens") or 0),
+        reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+    )
+
+
+def _filtered(endpoint: str, payload: Mapping[str, Any]) -> bool:
+    """Whether the vendor's filter cut every answer of a 2xx body."""
+    if endpoint == ENDPOINT_RESPONSES:
+        details = payload.get("incomplete_details") or {}
+        return details.get("reason") == "content_filter"
+    choices = payload.get("choices") or []
+    return (
+        endpoint == ENDPOINT_CHAT
+        and bool(choices)
+        and all(c.get("finish_reason") == "content_filter" for c in choices)
     )
 
 
@@ -73,23 +116,25 @@ def _convert_response(
     endpoint: str, payload: Mapping[str, Any], vendor: str, request_id: str | None
 ) -> Completion:
     """Check the shape of an OpenAI-format 2xx body and read its usage."""
-    if endpoint == ENDPOINT_EMBEDDINGS:
-        if not isinstance(payload.get("data"), list):
-            raise _errors.malformed(vendor, "no data list", request_id=request_id)
-    else:
-        choices = payload.get("choices")
-        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-            raise _errors.malformed(vendor, "no choices list", request_id=request_id)
+    name = _ANSWER_LISTS[endpoint]
+    answers = payload.get(name)
+    if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+        raise _errors.malformed(vendor, f"no {name} list", request_id=request_id)
     usage = _convert_usage(payload.get("usage"))
-    if (
-        endpoint == ENDPOINT_CHAT
-        and choices
-        and all(c.get("finish_reason") == "content_filter" for c in choices)
-    ):
-        # Every choice was cut by the vendor's filter: an error routing can fall back on, but
+    if endpoint == ENDPOINT_RESPONSES and payload.get("status") == "failed":
+        error = payload.get("error") or {}
+        raise ServerError(
+            _errors.sanitize(str(error.get("message") or "the response failed")),
+            status_code=200,
+            code=_errors.code_str(error.get("code")),
+            request_id=request_id,
+            usage=usage,
+        )
+    if _filtered(endpoint, payload):
+        # Every answer was cut by the vendor's filter: an error routing can fall back on, but
         # the tokens were still billed, so the usage travels with it.
         raise ContentFiltered(
-            f"{vendor} stopped the completion with finish_reason content_filter",
+            f"{vendor} stopped the answer with its content filter",
             status_code=200,
             code="content_filter",
             request_id=request_id,
@@ -174,7 +219,7 @@ class OpenAIAdapter(Adapter):
     """api.openai.com, or any server that speaks its API exactly (`openai/` with an api_base)."""
 
     vendor = "openai"
-    endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_EMBEDDINGS})
+    endpoints = frozenset(ENDPOINTS)
 
     def url(self, endpoint: str, target: Target) -> str:
         return join_url(target.api_base, endpoint, "v1")

@@ -4,7 +4,8 @@ The one retry layer of batchgate (`STYLE.md`, habit 3). Nothing here does I/O or
 randomness comes in as an explicit `random.Random` so tests are deterministic.
 
 Per model, an item gets at most `num_retries + 1` calls (`DESIGN.md`, guarantee 3): transient
-errors (rate limit, overload, 5xx, timeout) are retried on the same model with backoff; errors
+errors (rate limit, overload, 5xx, timeout) are retried on the same model with backoff, invalid
+structured output at once (guarantee 7); errors
 another model may not have (quota, context window, content filter, unknown model) move the item
 down its fallback chain; errors in the request or the credentials end it.
 """
@@ -28,12 +29,16 @@ _ACTIONS: dict[ErrorKind, Action] = {
     ErrorKind.overloaded: "retry",
     ErrorKind.server_error: "retry",
     ErrorKind.timeout: "retry",
+    # Re-asked at once on the same model (models answer differently each time), then fallback.
+    ErrorKind.invalid_output: "retry",
     # A quota/billing 429 does not clear in seconds: retrying only burns the item's time.
     ErrorKind.quota_exceeded: "fallback",
     ErrorKind.context_window_exceeded: "fallback",
     ErrorKind.not_found: "fallback",
     # Routing ends the item instead when no content-policy fallback is configured (next_aliases).
     ErrorKind.content_filtered: "fallback",
+    # Another vendor may honour what this one cannot (previous_response_id, built-in tools).
+    ErrorKind.unsupported_parameter: "fallback",
     # The same request would fail the same way on any model.
     ErrorKind.invalid_request: "fail",
     # The caller pauses the deployment; the item's error names the bad credentials.
@@ -41,6 +46,8 @@ _ACTIONS: dict[ErrorKind, Action] = {
 }
 
 RETRYABLE: frozenset[ErrorKind] = frozenset(k for k, a in _ACTIONS.items() if a == "retry")
+# Retried without a backoff: the vendor is healthy, only the answer was wrong.
+_NO_BACKOFF = frozenset({ErrorKind.invalid_output})
 
 DEFAULT_BASE = 0.5
 DEFAULT_CAP = 30.0
@@ -102,7 +109,11 @@ def decide(
     action = action_for(kind)
     if action == "retry":
         if attempts_on_model <= num_retries:
-            delay = backoff_delay(attempts_on_model, error.retry_after, base=base, cap=cap, rng=rng)
+            delay = 0.0
+            if kind not in _NO_BACKOFF:
+                delay = backoff_delay(
+                    attempts_on_model, error.retry_after, base=base, cap=cap, rng=rng
+                )
             return Decision("retry", delay, f"{kind}: retry {attempts_on_model} of {num_retries}")
         return Decision(
             "fallback", 0.0, f"{kind}: retries exhausted after {attempts_on_model} calls"
@@ -152,3 +163,11 @@ def choose_deployment(
     """A random deployment among those not cooling down; None when all of them are."""
     healthy = [d for d in candidates if d.id not in cooling]
     return rng.choice(healthy) if healthy else None
+
+
+def next_vendor(vendors: Sequence[str], current: str) -> str | None:
+    """The vendor after `current` among a load-balanced name's vendors (cyclically), where a
+    retry goes; None when the name lives on `current` alone."""
+    i = vendors.index(current) if current in vendors else -1
+    rotated = [*vendors[i + 1 :], *vendors[: max(i, 0)]]
+    return rotated[0] if rotated else None

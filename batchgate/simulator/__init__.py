@@ -6,8 +6,9 @@ Gemini wire formats, with configurable latency and faults, and stats and a ledge
         client = openai.OpenAI(base_url=sim.base_url + "/v1", api_key="sk-test")
 
 Modules: `app` (routes, the request path), `behaviour` (config, directives, fault decisions),
-`openai_wire` / `anthropic_wire` / `gemini_wire` (each vendor's validation and bodies), `content`
-(deterministic answers), `stats` (counters and ledger), `server` (foreground and thread runners).
+`openai_wire` / `responses_wire` / `anthropic_wire` / `gemini_wire` (each vendor's validation
+and bodies), `content` (deterministic answers), `stats` (counters and ledger), `server`
+(foreground and thread runners).
 """
 
 from batchgate.simulator.app import create_app

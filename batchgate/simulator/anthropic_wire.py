@@ -167,6 +167,12 @@ def parse_messages(call: Call, raw: bytes) -> Call:
         content = msg.get("content")
         if content is None:
             return _invalid(call, f"messages.{i}.content: Field required")
+        if content in ("", []) and not (msg["role"] == "assistant" and i == len(messages) - 1):
+            return _invalid(
+                call,
+                f"messages.{i}: all messages must have non-empty content except for the "
+                "optional final assistant message",
+            )
         texts = []
         if isinstance(content, str):
             prompt.add(content, None)
@@ -177,6 +183,8 @@ def parse_messages(call: Call, raw: bytes) -> Call:
                     return _invalid(call, f"messages.{i}.content.{j}.type: Field required")
                 if block["type"] == "text" and not isinstance(block.get("text"), str):
                     return _invalid(call, f"messages.{i}.content.{j}.text: Field required")
+                if block["type"] == "text" and not block["text"]:
+                    return _invalid(call, "messages: text content blocks must be non-empty")
                 text = _block_text(block)
                 prompt.add(text, block)
                 if block["type"] in ("text", "tool_result"):

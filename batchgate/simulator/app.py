@@ -18,7 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
-from batchgate.simulator import anthropic_wire, azure_wire, gemini_wire, openai_wire
+from batchgate.simulator import (
+    anthropic_wire,
+    azure_wire,
+    gemini_wire,
+    openai_wire,
+    responses_wire,
+)
 from batchgate.simulator.behaviour import (
     Behaviour,
     Decision,
@@ -26,15 +32,19 @@ from batchgate.simulator.behaviour import (
     FaultPlanner,
     parse_directives,
 )
-from batchgate.simulator.content import Call, PrefixCache, Reply, answer
+from batchgate.simulator.content import Answer, Call, PrefixCache, Reply, answer, spoil
 from batchgate.simulator.stats import Ledger, Stats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NO_DIRECTIVES = Directives()
 
 
+def _answer(call: Call, d: Decision, dirs: Directives) -> Answer:
+    return spoil(answer(call, dirs.tool, dirs.tokens), call, d.bad_json)
+
+
 def _chat(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
-    ans = answer(call, dirs.tool, dirs.tokens)
+    ans = _answer(call, d, dirs)
     return openai_wire.chat_reply(call, ans, int(d.latency_s * 1000), filtered)
 
 
@@ -42,12 +52,24 @@ def _embeddings(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Re
     return openai_wire.embeddings_reply(call, d.behaviour.embedding_dims)
 
 
+def _responses(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    return responses_wire.responses_reply(call, _answer(call, d, dirs), filtered)
+
+
+def _completions(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    return responses_wire.completions_reply(call, answer(call, None, dirs.tokens))
+
+
+def _moderations(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
+    return responses_wire.moderations_reply(call)
+
+
 def _messages(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
-    return anthropic_wire.message_reply(call, answer(call, dirs.tool, dirs.tokens), filtered)
+    return anthropic_wire.message_reply(call, _answer(call, d, dirs), filtered)
 
 
 def _generate(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
-    return gemini_wire.generate_reply(call, answer(call, dirs.tool, dirs.tokens), filtered)
+    return gemini_wire.generate_reply(call, _answer(call, d, dirs), filtered)
 
 
 def _embed(call: Call, d: Decision, dirs: Directives, filtered: bool) -> Reply:
@@ -77,6 +99,26 @@ _ROUTES = {
     "openai.embeddings": Route(
         "openai", "embeddings", "/v1/embeddings", openai_wire.parse_embeddings, _embeddings,
         openai_wire.error_reply, "none",
+    ),
+    "openai.responses": Route(
+        "openai", "responses", "/v1/responses", responses_wire.parse_responses, _responses,
+        openai_wire.error_reply, "body",
+    ),
+    "openai.completions": Route(
+        "openai", "completions", "/v1/completions", responses_wire.parse_completions,
+        _completions, openai_wire.error_reply, "none",
+    ),
+    "openai.moderations": Route(
+        "openai", "moderations", "/v1/moderations", responses_wire.parse_moderations,
+        _moderations, openai_wire.error_reply, "none",
+    ),
+    "azure.responses": Route(
+        "azure", "responses", "/openai/v1/responses", responses_wire.parse_responses,
+        _responses, openai_wire.error_reply, "error",
+    ),
+    "azure.completions": Route(
+        "azure", "completions", "/openai/deployments/{deployment}/completions",
+        responses_wire.parse_completions, _completions, openai_wire.error_reply, "none",
     ),
     "azure.chat": Route(
         "azure", "chat", "/openai/deployments/{deployment}/chat/completions",
@@ -194,7 +236,15 @@ class Simulator:
             status, fault = outcome
             self.stats.leave(model_stats, status, fault)
             self.ledger.record(
-                call.model, call.vendor, route.path, status, fault, t_start, time.time(), digest
+                call.model,
+                call.vendor,
+                route.path,
+                status,
+                fault,
+                t_start,
+                time.time(),
+                digest,
+                client=request.remote or "",
             )
 
     async def _respond(
@@ -342,7 +392,12 @@ def create_app(behaviour: Behaviour | None = None) -> web.Application:
     add = app.router.add_post
     add("/v1/chat/completions", sim.openai_handler(_ROUTES["openai.chat"]))
     add("/v1/embeddings", sim.openai_handler(_ROUTES["openai.embeddings"]))
+    for name in ("responses", "completions", "moderations"):
+        add(f"/v1/{name}", sim.openai_handler(_ROUTES[f"openai.{name}"]))
+    # Azure's v1 surface: the deployment is the body's model, no api-version.
+    add("/openai/v1/responses", sim.openai_handler(_ROUTES["azure.responses"]))
     azure = "/openai/deployments/{deployment}"
+    add(azure + "/completions", sim.azure_handler(_ROUTES["azure.completions"]))
     add(azure + "/chat/completions", sim.azure_handler(_ROUTES["azure.chat"]))
     add(azure + "/embeddings", sim.azure_handler(_ROUTES["azure.embeddings"]))
     add("/v1/messages", sim.anthropic_handler(_ROUTES["anthropic.messages"]))

@@ -104,6 +104,10 @@ class ModelBehaviour(BaseModel):
     hang_s: float = Field(600.0, gt=0)  # a `timeout` closes the connection after this long
     context_window: int | None = Field(None, ge=1)  # longer prompts get the context error
     embedding_dims: int = Field(8, ge=1, le=8192)
+    # Structured output gone wrong: "broken" JSON text cut in half, or "invalid" JSON that does
+    # not fit the schema (tool inputs too); on the first N calls per prompt, or every call.
+    bad_json: Literal["broken", "invalid"] | None = None
+    bad_json_first_n: int | None = Field(None, ge=1)
 
     _always: Fault | None = PrivateAttr(None)
     _first_n: tuple[tuple[Fault, int], ...] = PrivateAttr(())  # (fault, cumulative attempts)
@@ -157,7 +161,7 @@ class ModelBehaviour(BaseModel):
 
     @property
     def counts_attempts(self) -> bool:
-        return bool(self._first_n or self._thresholds)
+        return bool(self._first_n or self._thresholds or self.bad_json_first_n)
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -265,6 +269,8 @@ class Directives:
     sleep_ms: float | None = None
     tool: str | None = None  # "" = the first tool
     tokens: int | None = None  # reply length in tokens
+    bad_json: str | None = None  # "broken" | "invalid", as ModelBehaviour.bad_json
+    bad_json_first: int | None = None
 
 
 def parse_directives(text: str) -> Directives | None:
@@ -289,6 +295,11 @@ def parse_directives(text: str) -> Directives | None:
                 found.tool = value
             elif name == "tokens" and value:
                 found.tokens = max(1, int(value))
+            elif name == "json" and value:
+                head, _, first = value.partition(":first=")
+                if head in ("broken", "invalid"):
+                    found.bad_json = head
+                    found.bad_json_first = int(first) if first else None
         except ValueError:
             continue
     return found
@@ -300,6 +311,7 @@ class Decision:
     latency_s: float
     retry_after_s: float
     behaviour: ModelBehaviour
+    bad_json: str | None = None  # spoil the structured answer this way (content.spoil)
 
 
 class FaultPlanner:
@@ -319,7 +331,9 @@ class FaultPlanner:
         mb = self.behaviour.for_model(model)
         d = directives
         attempt = 0
-        if mb.counts_attempts or (d is not None and d.first is not None):
+        if mb.counts_attempts or (
+            d is not None and (d.first is not None or d.bad_json_first is not None)
+        ):
             key = hash((model, digest))
             attempt = self._attempts.get(key, 0)
             if len(self._attempts) >= _ATTEMPT_TABLE_MAX:
@@ -360,4 +374,13 @@ class FaultPlanner:
         retry_after = mb.retry_after_s
         if d is not None and d.retry_after_s is not None:
             retry_after = d.retry_after_s
-        return Decision(fault, latency, retry_after, mb)
+        return Decision(fault, latency, retry_after, mb, _bad_json(mb, d, attempt))
+
+
+def _bad_json(mb: ModelBehaviour, d: Directives | None, attempt: int) -> str | None:
+    """How this call's structured answer goes wrong, if it does (a directive wins)."""
+    if d is not None and d.bad_json is not None:
+        first = d.bad_json_first
+        return d.bad_json if first is None or attempt < first else None
+    first = mb.bad_json_first_n
+    return mb.bad_json if first is None or attempt < first else None

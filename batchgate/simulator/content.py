@@ -6,7 +6,8 @@ Content is a pure function of the request so tests can assert it:
 - tokens: `max(1, chars // 4)`; the prompt counts all message text, the completion its reply, cut
   at `max_tokens` (the vendor's "length" finish reason);
 - tool calls: arguments sampled from the tool's JSON schema, strings set to the echoed prompt;
-- JSON mode / structured output: `{"echo": ...}` or an object sampled from the schema;
+- JSON mode / structured output: `{"echo": ...}` or an object sampled from the schema, unless
+  the behaviour or a `#sim:json=broken|invalid` directive spoils it (`spoil`);
 - embeddings: unit vectors seeded by the SHAKE-256 of the input text.
 """
 
@@ -159,6 +160,23 @@ def answer(call: Call, tool: str | None = None, tokens: int | None = None) -> An
         text, used = text[: call.max_tokens * CHARS_PER_TOKEN], call.max_tokens
         finish, matched = "length", None
     return Answer(text, used, finish, stop_sequence=matched)
+
+
+INVALID_JSON = '["not", "the", "requested", "object"]'
+UNEXPECTED_INPUT = {"unexpected": "not what the schema asked for"}
+
+
+def spoil(ans: Answer, call: Call, how: str | None) -> Answer:
+    """The structured part of an answer gone wrong: `broken` cuts JSON text in half, `invalid`
+    swaps it for JSON that is not an object; a tool call's input becomes UNEXPECTED_INPUT.
+    Answers to requests that asked for no JSON and no tool stay as they are."""
+    if how is None:
+        return ans
+    if ans.tool_args is not None:
+        ans.tool_args = dict(UNEXPECTED_INPUT)
+    elif call.json_schema is not None and ans.text is not None:
+        ans.text = ans.text[: max(1, len(ans.text) // 2)] if how == "broken" else INVALID_JSON
+    return ans
 
 
 def embedding(text: str, dims: int) -> list[float]:

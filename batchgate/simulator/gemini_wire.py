@@ -107,6 +107,12 @@ def authenticate(
     return None
 
 
+_EMPTY_TEXT = (
+    "Unable to submit request because it has an empty text parameter. Add a value to the "
+    "parameter and try again."
+)
+
+
 def unknown_action(action: str) -> Reply:
     return _error(404, f"Method not found: {action}.")
 
@@ -166,6 +172,8 @@ def parse_generate(call: Call, raw: bytes) -> Call:
                 f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n"
             )
             return _invalid(call, message)
+        if any(isinstance(p, dict) and p.get("text") == "" for p in parts):
+            return _invalid(call, _EMPTY_TEXT)
         text = _parts_text(parts)
         chars += len(text)
         if role == "user":
@@ -186,18 +194,51 @@ def parse_generate(call: Call, raw: bytes) -> Call:
         call.n = count if isinstance(count, int) and count > 0 else 1
         stops = _get(config, "stopSequences") or []
         call.stops = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
+        where = _list_type(_get(config, "responseSchema"), "generation_config.response_schema")
+        if where is not None:
+            return _invalid(call, _repeated_type(where))
         if _get(config, "responseMimeType") == "application/json":
             schema = _get(config, "responseJsonSchema") or _get(config, "responseSchema")
             call.json_schema = schema if isinstance(schema, dict) else {}
-    _parse_tools(call, body)
-    return call
+    return _parse_tools(call, body)
 
 
-def _parse_tools(call: Call, body: dict[str, Any]) -> None:
+def _list_type(schema: Any, where: str) -> str | None:
+    """Where an OpenAPI-subset schema has a list as `type` (Gemini takes one type), or None."""
+    if isinstance(schema, list):
+        found = (_list_type(s, f"{where}[{i}]") for i, s in enumerate(schema))
+        return next((w for w in found if w), None)
+    if not isinstance(schema, dict):
+        return None
+    if isinstance(schema.get("type"), list):
+        return where
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, dict):
+            for i, sub in enumerate(value.values()):
+                if hit := _list_type(sub, f"{where}.properties[{i}].value"):
+                    return hit
+        elif key in ("items", "anyOf", "any_of") and (hit := _list_type(value, f"{where}.{key}")):
+            return hit
+    return None
+
+
+def _repeated_type(where: str) -> str:
+    return (
+        f"Invalid JSON payload received. Unknown name \"type\" at '{where}': Proto field is not "
+        "repeating, cannot start list."
+    )
+
+
+def _parse_tools(call: Call, body: dict[str, Any]) -> Call:
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else []:
         for decl in (_get(tool, "functionDeclarations") or []) if isinstance(tool, dict) else []:
-            if isinstance(decl, dict) and isinstance(decl.get("name"), str):
+            if not isinstance(decl, dict):
+                continue
+            where = _list_type(decl.get("parameters"), "tools[0].function_declarations.parameters")
+            if where is not None:
+                return _invalid(call, _repeated_type(where))
+            if isinstance(decl.get("name"), str):
                 schema = _get(decl, "parametersJsonSchema") or decl.get("parameters") or {}
                 call.tools.append((decl["name"], schema))
     fcc = _get(_get(body, "toolConfig") or {}, "functionCallingConfig") or {}
@@ -207,6 +248,7 @@ def _parse_tools(call: Call, body: dict[str, Any]) -> None:
     elif mode == "ANY":
         allowed = _get(fcc, "allowedFunctionNames") or []
         call.forced_tool = allowed[0] if allowed else ""
+    return call
 
 
 def _usage(call: Call, candidates: int | None) -> dict[str, Any]:

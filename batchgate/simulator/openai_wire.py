@@ -52,7 +52,7 @@ _BAD_JSON = (
 )
 
 
-def _headers(call: Call, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def reply_headers(call: Call, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     if call.vendor == "azure":
         return azure_wire.headers(extra)
     headers = {"Content-Type": _JSON, "x-request-id": "req_" + new_id(16)}
@@ -73,7 +73,7 @@ def _openai_error(
     extra: Mapping[str, str] | None = None,
 ) -> Reply:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return Reply(status, dumps(body), _headers(call, extra))
+    return Reply(status, dumps(body), reply_headers(call, extra))
 
 
 def authenticate(
@@ -102,7 +102,7 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), "a value")
 
 
-def _content_text(content: Any) -> str | None:
+def content_text(content: Any) -> str | None:
     """Text of a message's content; None when the content has a type OpenAI refuses."""
     if content is None:
         return ""
@@ -120,85 +120,85 @@ def _content_text(content: Any) -> str | None:
     return None
 
 
-def _refuse(call: Call, message: str, param: str | None = None, code: str | None = None) -> Call:
+def refuse(call: Call, message: str, param: str | None = None, code: str | None = None) -> Call:
     call.error = _openai_error(call, 400, message, param=param, code=code)
     return call
 
 
-def _missing(call: Call, param: str) -> Call:
+def missing(call: Call, param: str) -> Call:
     message = f"Missing required parameter: '{param}'."
-    return _refuse(call, message, param, "missing_required_parameter")
+    return refuse(call, message, param, "missing_required_parameter")
 
 
-def _bad_type(call: Call, param: str, expected: str, value: Any) -> Call:
+def bad_type(call: Call, param: str, expected: str, value: Any) -> Call:
     message = (
         f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)} instead."
     )
-    return _refuse(call, message, param, "invalid_type")
+    return refuse(call, message, param, "invalid_type")
 
 
-def _load(call: Call, raw: bytes) -> dict[str, Any] | None:
+def load_body(call: Call, raw: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         body = None
     if not isinstance(body, dict):
-        _refuse(call, _BAD_JSON)
+        refuse(call, _BAD_JSON)
         return None
     if call.vendor == "openai":
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            _refuse(call, "you must provide a model parameter")
+            refuse(call, "you must provide a model parameter")
             return None
         call.model = model
     return body
 
 
-def _positive_int(call: Call, body: dict[str, Any], name: str, limit: int = 1 << 31) -> int | None:
+def positive_int(call: Call, body: dict[str, Any], name: str, limit: int = 1 << 31) -> int | None:
     value = body.get(name)
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        _bad_type(call, name, "an integer", value)
+        bad_type(call, name, "an integer", value)
     elif value < 1:
         message = (
             f"Invalid '{name}': integer below minimum value. Expected a value >= 1, "
             f"but got {value} instead."
         )
-        _refuse(call, message, name, "integer_below_min_value")
+        refuse(call, message, name, "integer_below_min_value")
     elif value > limit:
         message = f"Invalid '{name}': integer above maximum value. Expected a value <= {limit}."
-        _refuse(call, message, name, "integer_above_max_value")
+        refuse(call, message, name, "integer_above_max_value")
     return value
 
 
 def _parse_messages(call: Call, messages: Any) -> Call:
     if messages is None:
-        return _missing(call, "messages")
+        return missing(call, "messages")
     if not isinstance(messages, list):
-        return _bad_type(call, "messages", "an array", messages)
+        return bad_type(call, "messages", "an array", messages)
     if not messages:
         message = (
             "Invalid 'messages': empty array. Expected an array with minimum length 1, "
             "but got an empty array instead."
         )
-        return _refuse(call, message, "messages", "empty_array")
+        return refuse(call, message, "messages", "empty_array")
     chars, last_user = 0, ""
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            return _bad_type(call, where, "an object", msg)
+            return bad_type(call, where, "an object", msg)
         role = msg.get("role")
         if role is None:
-            return _missing(call, f"{where}.role")
+            return missing(call, f"{where}.role")
         if role not in ROLES:
             message = f"Invalid value: '{role}'. Supported values are: {_ROLE_LIST}."
-            return _refuse(call, message, f"{where}.role", "invalid_value")
+            return refuse(call, message, f"{where}.role", "invalid_value")
         if "content" not in msg and role != "assistant":
-            return _missing(call, f"{where}.content")
-        text = _content_text(msg.get("content"))
+            return missing(call, f"{where}.content")
+        text = content_text(msg.get("content"))
         if text is None:
-            return _bad_type(
+            return bad_type(
                 call, f"{where}.content", "a string or array of objects", msg["content"]
             )
         chars += len(text)
@@ -213,17 +213,17 @@ def _parse_messages(call: Call, messages: Any) -> Call:
 
 
 def parse_chat(call: Call, raw: bytes) -> Call:
-    body = _load(call, raw)
+    body = load_body(call, raw)
     if body is None or _parse_messages(call, body.get("messages")).error is not None:
         return call
     if body.get("stream"):
         message = "The simulator does not support stream=true; send stream=false."
-        return _refuse(call, message, "stream", "unsupported_value")
+        return refuse(call, message, "stream", "unsupported_value")
     for name in ("max_completion_tokens", "max_tokens"):
-        value = _positive_int(call, body, name)
+        value = positive_int(call, body, name)
         if call.max_tokens is None:
             call.max_tokens = value
-    call.n = _positive_int(call, body, "n", 128) or 1
+    call.n = positive_int(call, body, "n", 128) or 1
     if call.error is not None:
         return call
     stop = body.get("stop")
@@ -242,7 +242,7 @@ def _parse_tools(call: Call, body: dict[str, Any]) -> None:
     for i, tool in enumerate(tools if isinstance(tools, list) else []):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            _missing(call, f"tools[{i}].function.name")
+            missing(call, f"tools[{i}].function.name")
             return
         call.tools.append((fn["name"], fn.get("parameters") or {"type": "object"}))
     choice = body.get("tool_choice")
@@ -255,12 +255,12 @@ def _parse_tools(call: Call, body: dict[str, Any]) -> None:
 
 
 def parse_embeddings(call: Call, raw: bytes) -> Call:
-    body = _load(call, raw)
+    body = load_body(call, raw)
     if body is None:
         return call
     value = body.get("input")
     if value is None:
-        return _missing(call, "input")
+        return missing(call, "input")
     items = (
         value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
     )
@@ -273,18 +273,18 @@ def parse_embeddings(call: Call, raw: bytes) -> Call:
             inputs.append(" ".join(map(str, item)))
             chars += 4 * len(item)  # token arrays: one token each
         else:
-            return _refuse(call, _BAD_INPUT)
+            return refuse(call, _BAD_INPUT)
     call.inputs, call.prompt, call.prompt_chars = inputs, "\n".join(inputs), chars
     fmt = body.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         message = f"Invalid value: '{fmt}'. Supported values are: 'float' and 'base64'."
-        return _refuse(call, message, "encoding_format", "invalid_value")
+        return refuse(call, message, "encoding_format", "invalid_value")
     call.base64 = fmt == "base64"
-    call.dims = _positive_int(call, body, "dimensions", 8192)
+    call.dims = positive_int(call, body, "dimensions", 8192)
     return call
 
 
-def _usage(call: Call, completion: int) -> dict[str, Any]:
+def chat_usage(call: Call, completion: int) -> dict[str, Any]:
     prompt = call.prompt_tokens
     details: dict[str, int] = {"cached_tokens": call.cache_read, "audio_tokens": 0}
     return {
@@ -324,13 +324,15 @@ def chat_reply(call: Call, ans: Answer, processing_ms: int = 0, filtered: bool =
         "created": int(time.time()),
         "model": call.model,
         "choices": [_choice(call, i, ans, filtered) for i in range(call.n)],
-        "usage": _usage(call, 0 if filtered else ans.tokens * call.n),
+        "usage": chat_usage(call, 0 if filtered else ans.tokens * call.n),
         "service_tier": "default",
         "system_fingerprint": "fp_simulator",
     }
     if call.vendor == "azure":
         body["prompt_filter_results"] = azure_wire.PROMPT_FILTER
-    return Reply(200, dumps(body), _headers(call, {"openai-processing-ms": str(processing_ms)}))
+    return Reply(
+        200, dumps(body), reply_headers(call, {"openai-processing-ms": str(processing_ms)})
+    )
 
 
 def embeddings_reply(call: Call, dims: int) -> Reply:
@@ -348,7 +350,7 @@ def embeddings_reply(call: Call, dims: int) -> Reply:
         "model": call.model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
-    return Reply(200, dumps(body), _headers(call, {"openai-model": call.model}))
+    return Reply(200, dumps(body), reply_headers(call, {"openai-model": call.model}))
 
 
 def error_reply(

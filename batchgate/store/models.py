@@ -21,11 +21,13 @@ class File(SQLModel, table=True):
     tenant: str = Field(index=True)
     purpose: str
     filename: str
-    bytes: int = 0
+    # An assembled upload can pass 2 GiB, past a 32-bit INTEGER on PostgreSQL.
+    bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     line_count: int = 0
     sha256: str = ""
     created_at: int
-    expires_at: int | None = None
+    # The retention sweep deletes the file then (None: kept until deleted).
+    expires_at: int | None = Field(default=None, index=True)
     # Relative to the files directory; built from the id only, never from the client filename.
     path: str
     status: str = "processed"
@@ -54,6 +56,11 @@ class Batch(SQLModel, table=True):
     model_override: str | None = None
     fallbacks_json: str = "[]"
     max_cost_usd: str | None = None
+    # OpenAI's `output_expires_after.seconds`: the output and error files expire this long
+    # after they are written (None: they are kept until deleted).
+    output_expires_seconds: int | None = None
+    # Structured outputs: answers to JSON lines are checked (and re-asked) unless switched off.
+    validate_output: bool = True
     price_table_json: str = Field(default="{}", sa_column=Column(Text))
     # Filled at finalize; while running they are computed from items and attempts.
     total: int = 0
@@ -133,3 +140,28 @@ class Attempt(SQLModel, table=True):
     unpriced: bool = False
     # A paid call whose result was not used because the item was finished or re-leased meanwhile.
     duplicate: bool = False
+
+
+class Upload(SQLModel, table=True):
+    """OpenAI's Uploads API: a file sent in parts, assembled into a File on `complete`."""
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    filename: str
+    purpose: str
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))  # up to 8 GB
+    mime_type: str
+    created_at: int
+    expires_at: int  # an upload not completed by then can no longer be (OpenAI: one hour)
+    status: str = "pending"  # pending | completed | cancelled
+    # The file's own expiry once completed (the create call's `expires_after`), in seconds.
+    file_expires_seconds: int | None = None
+    file_id: str | None = None
+
+
+class UploadPart(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    upload_id: str = Field(index=True)
+    bytes: int
+    created_at: int
+    path: str  # relative to the files directory, built from the part id

@@ -16,36 +16,11 @@ from batchgate.api.app import create_app
 from batchgate.config import parse_config
 from batchgate.settings import Settings
 from tests.e2e.harness import chat_lines, wait_for
+from tests.integration.conftest import MAX_FILE_BYTES
 
 pytestmark = pytest.mark.storage
 
 CHAT = "/v1/chat/completions"
-MAX_FILE_BYTES = 64 * 1024
-
-
-@pytest.fixture
-def api(tmp_path: Path, clean_broker: str, database_url: str) -> Iterator[TestClient]:
-    config = parse_config(
-        {
-            "model_list": [
-                {
-                    "model_name": "m",
-                    "litellm_params": {
-                        "model": "openai/gpt-4o-mini",
-                        "api_base": "http://127.0.0.1:9/v1",
-                    },
-                }
-            ]
-        }
-    )
-    settings = Settings(
-        data_dir=tmp_path,
-        redis_url=clean_broker,
-        database_url=database_url,
-        max_file_bytes=MAX_FILE_BYTES,
-    )
-    with TestClient(create_app(settings, config)) as client:
-        yield client
 
 
 def good_file(n: int = 2) -> bytes:
@@ -118,7 +93,9 @@ def test_bad_json_body_is_400(api: TestClient) -> None:
 
 def test_wrong_endpoint_value_is_400(api: TestClient) -> None:
     fid = upload(api, good_file())["id"]
-    resp = api.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/completions"})
+    resp = api.post(
+        "/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/images/generations"}
+    )
     assert_error(resp, 400, "invalid_request", param="endpoint")
 
 
@@ -224,7 +201,7 @@ FILE_PART = ("in.jsonl", b"{}\n")
     ("parts", "param"),
     [
         ({"file": FILE_PART}, "purpose"),  # upload without purpose
-        ({"purpose": (None, "fine-tune"), "file": FILE_PART}, "purpose"),
+        ({"purpose": (None, "nonsense"), "file": FILE_PART}, "purpose"),
         ({"purpose": (None, "batch")}, "file"),
         ({"purpose": (None, "batch"), "file": (None, "text, not a file")}, "file"),
         ({"purpose": (None, "batch"), "other": (None, "x"), "file": FILE_PART}, "other"),

@@ -100,7 +100,12 @@ REFUSED_LINES: list[tuple[str, bytes, str, list[tuple[str, int | None]]]] = [
     ),
     ("wrong_method", jsonl(OK, {**chat("r2"), "method": "GET"}), CHAT, [("invalid_method", 2)]),
     ("missing_method", jsonl(without(chat("r1"), "method")), CHAT, [("invalid_method", 1)]),
-    ("wrong_url", jsonl(OK, {**chat("r2"), "url": "/v1/completions"}), CHAT, [("invalid_url", 2)]),
+    (
+        "wrong_url",
+        jsonl(OK, {**chat("r2"), "url": "/v1/images/generations"}),
+        CHAT,
+        [("invalid_url", 2)],
+    ),
     ("url_differs_from_batch", jsonl(emb("e1")), CHAT, [("mismatched_url", 1)]),
     ("urls_differ_in_file", jsonl(chat("r1"), emb("e2")), CHAT, [("mismatched_url", 2)]),
     ("unknown_top_level_field", jsonl({**chat("r1"), "extra": 1}), CHAT, [("unknown_field", 1)]),

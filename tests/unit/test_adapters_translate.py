@@ -237,8 +237,8 @@ def test_anthropic_parallel_tool_calls_false_disables_parallel_use() -> None:
         {"seed": 1},
         {"presence_penalty": 0.5},
         {"temperature": 1.5},
-        {"response_format": {"type": "json_object"}},
-        {"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "array"}}}},
+        {"response_format": {"type": "json_object"}, "tools": TOOLS},
         {"some_future_param": 1},
         {"tools": [{"type": "web_search"}]},
     ],
@@ -247,6 +247,47 @@ def test_anthropic_refuses_what_it_cannot_honour(extra: dict[str, Any]) -> None:
     body = {"messages": [{"role": "user", "content": "x"}], **extra}
     with pytest.raises(errors.UnsupportedParameter):
         build("anthropic", body)
+
+
+def test_anthropic_json_schema_becomes_one_forced_tool() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "out", "schema": schema, "strict": True}}
+    out = build(
+        "anthropic", {"messages": [{"role": "user", "content": "x"}], "response_format": fmt}
+    ).json
+    assert [t["name"] for t in out["tools"]] == ["batchgate_json_output"]
+    assert out["tools"][0]["input_schema"] == schema
+    assert out["tool_choice"] == {"type": "tool", "name": "batchgate_json_output"}
+    mode = {"type": "json_object"}
+    out = build(
+        "anthropic", {"messages": [{"role": "user", "content": "x"}], "response_format": mode}
+    ).json
+    assert out["tools"][0]["input_schema"] == {"type": "object"}
+
+
+def test_anthropic_structured_output_tool_call_reads_back_as_text() -> None:
+    payload = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "batchgate_json_output",
+                "input": {"a": 1},
+            }
+        ],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 10, "output_tokens": 5},
+    }
+    done = anthropic_mod.AnthropicAdapter().parse_response(
+        ENDPOINT_CHAT, payload, {}, target("anthropic")
+    )
+    choice = done.body["choices"][0]
+    assert json.loads(choice["message"]["content"]) == {"a": 1}
+    assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"]
 
 
 def test_anthropic_accepts_off_values_of_unsupported_params() -> None:
@@ -518,3 +559,33 @@ def test_openai_content_filter_finish_reason_is_content_filtered() -> None:
     with pytest.raises(errors.ContentFiltered) as info:
         get_adapter("azure").parse_response(ENDPOINT_CHAT, payload, {}, target("azure"))
     assert info.value.usage.input_tokens == 5
+
+
+def test_gemini_schema_with_several_types_becomes_any_of() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"v": {"type": ["string", "integer", "null"], "description": "d"}},
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    out = build("gemini", {"messages": [{"role": "user", "content": "x"}], "response_format": fmt})
+    v = out.json["generationConfig"]["responseSchema"]["properties"]["v"]
+    assert v == {
+        "anyOf": [{"type": "string"}, {"type": "integer"}],
+        "nullable": True,
+        "description": "d",
+    }
+
+
+@pytest.mark.parametrize("vendor", ["anthropic", "gemini"])
+def test_empty_assistant_turns_are_not_sent_and_empty_user_turns_refused(vendor: str) -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "x"}]},
+    ]
+    sent = build(vendor, {"messages": messages}).json
+    turns = sent["messages"] if vendor == "anthropic" else sent["contents"]
+    assert [t["role"] for t in turns] == ["user"]  # the two user turns merge
+    with pytest.raises(errors.UnsupportedParameter):
+        build(vendor, {"messages": [{"role": "user", "content": ""}]})

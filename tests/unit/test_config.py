@@ -108,7 +108,8 @@ def test_litellm_proxy_config_with_extra_sections_loads(caplog: pytest.LogCaptur
     )
     assert [d.id for d in cfg.deployments_for("gpt")] == ["gpt#0", "gpt#1"]  # load-balanced pair
     assert cfg.deployments[0].input_cost_per_token == Decimal("0.000001")
-    assert cfg.vendor_of("local") == "hosted_vllm" and cfg.deployments[2].adapter == "compatible"
+    assert cfg.vendors_for("local") == ["hosted_vllm"]
+    assert cfg.deployments[2].adapter == "compatible"
     assert cfg.num_retries == 4 and cfg.master_key() == "sk-1234"
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "surprise" in warned and "router_settings.mystery" in warned
@@ -184,3 +185,35 @@ def test_a_single_deployment_is_not_cooled_down_unless_allowed_fails_is_set() ->
     explicit = parse_config(_two_models({"allowed_fails": 5}))
     assert explicit.allowed_fails_for("solo") == 5
     assert explicit.allowed_fails_for("pair") == 5
+
+
+def test_a_name_on_two_vendors_spreads_lines_by_their_limits() -> None:
+    cfg = parse_config(
+        {
+            "model_list": [
+                {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini"}},
+                {
+                    "model_name": "gpt",
+                    "litellm_params": {"model": "azure/eu", "api_base": "https://x.azure.com"},
+                },
+            ],
+            "batchgate_settings": {
+                "vendors": {"openai": {"max_concurrency": 4}, "azure": {"max_concurrency": 3}}
+            },
+        }
+    )
+    assert cfg.vendors_for("gpt") == ["openai", "azure"]
+    picked = [cfg.vendor_for("gpt", i) for i in range(70)]
+    assert picked.count("openai") == 40 and picked.count("azure") == 30
+    assert picked[:7] == ["openai"] * 4 + ["azure"] * 3
+
+
+def test_request_fallbacks_replace_the_configs_as_in_litellm() -> None:
+    real = load_config(REPO / "samples" / "config.real.yaml")
+    assert real.chain("gpt-4o-mini", None) == ["gpt-4o-mini", "claude-haiku", "gemini-flash"]
+    assert real.chain("gpt-4o-mini", ["gemini-flash"]) == ["gpt-4o-mini", "gemini-flash"]
+    assert real.chain("gpt-4o-mini", []) == ["gpt-4o-mini"]  # an empty list: no fallback
+    assert real.chain("gpt-4o-mini", ["gpt-4o-mini", "claude-haiku"]) == [
+        "gpt-4o-mini",
+        "claude-haiku",
+    ]

@@ -416,3 +416,23 @@ def test_a_deployment_missing_from_the_pinned_table_is_unpriced_not_repriced(
     assert "added-later#0" in caplog.text
     with pytest.raises(KeyError):
         table["added-later#0"]
+
+
+def test_responses_completions_and_moderations_bodies_are_estimated() -> None:
+    from batchgate.pricing import estimate_tokens
+
+    text = "x" * 400  # 100 tokens of text
+    chat = estimate_tokens(
+        {"messages": [{"role": "user", "content": text}], "max_tokens": 7}, "/v1/chat/completions"
+    )
+    responses = estimate_tokens({"input": text, "max_output_tokens": 7}, "/v1/responses")
+    items = estimate_tokens(
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}]},
+        "/v1/responses",
+    )
+    assert responses == chat
+    assert items.input_tokens == chat.input_tokens
+    completions = estimate_tokens({"prompt": text, "max_tokens": 7}, "/v1/completions")
+    assert completions == chat
+    moderation = estimate_tokens({"input": text}, "/v1/moderations")
+    assert (moderation.input_tokens, moderation.max_output_tokens) == (100, 0)

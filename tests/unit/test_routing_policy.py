@@ -31,6 +31,7 @@ from batchgate.routing.policy import (
     choose_deployment,
     decide,
     next_aliases,
+    next_vendor,
 )
 
 TRANSIENT = [RateLimited, Overloaded, ServerError, Timeout]
@@ -79,12 +80,14 @@ def test_quota_exceeded_falls_back_even_with_retries_left() -> None:
     assert d.delay == 0
 
 
-@pytest.mark.parametrize("cls", [ContextWindowExceeded, NotFound, ContentFiltered])
+@pytest.mark.parametrize(
+    "cls", [ContextWindowExceeded, NotFound, ContentFiltered, UnsupportedParameter]
+)
 def test_model_specific_errors_fall_back_without_retry(cls: type[ProviderError]) -> None:
     assert _decide(cls("no"), attempts=1, num_retries=5).action == "fallback"
 
 
-@pytest.mark.parametrize("cls", [InvalidRequest, UnsupportedParameter, AuthenticationError])
+@pytest.mark.parametrize("cls", [InvalidRequest, AuthenticationError])
 def test_request_and_credential_errors_fail_the_item(cls: type[ProviderError]) -> None:
     d = _decide(cls("bad"), attempts=1, num_retries=5)
     assert d.action == "fail"
@@ -97,10 +100,12 @@ def test_every_error_kind_has_an_explicit_action() -> None:
         ErrorKind.overloaded: "retry",
         ErrorKind.server_error: "retry",
         ErrorKind.timeout: "retry",
+        ErrorKind.invalid_output: "retry",
         ErrorKind.quota_exceeded: "fallback",
         ErrorKind.context_window_exceeded: "fallback",
         ErrorKind.not_found: "fallback",
         ErrorKind.content_filtered: "fallback",
+        ErrorKind.unsupported_parameter: "fallback",
         ErrorKind.invalid_request: "fail",
         ErrorKind.authentication: "fail",
     }
@@ -228,3 +233,28 @@ def test_choose_deployment_returns_none_when_all_cooling() -> None:
     deps = [_dep("a#0"), _dep("a#1")]
     assert choose_deployment(deps, {"a#0", "a#1"}, random.Random(0)) is None
     assert choose_deployment([], set(), random.Random(0)) is None
+
+
+# -- next_vendor -------------------------------------------------------------------------------
+
+
+def test_next_vendor_cycles_through_a_load_balanced_names_vendors() -> None:
+    assert next_vendor(["openai", "azure"], "openai") == "azure"
+    assert next_vendor(["openai", "azure"], "azure") == "openai"
+    assert next_vendor(["openai", "azure", "gemini"], "azure") == "gemini"
+    assert next_vendor(["openai", "azure"], "anthropic") == "openai"
+
+
+def test_next_vendor_is_none_for_a_single_vendor_name() -> None:
+    assert next_vendor(["openai"], "openai") is None
+    assert next_vendor([], "openai") is None
+
+
+def test_invalid_output_is_re_asked_at_once_then_falls_back() -> None:
+    from batchgate.errors import InvalidOutput
+
+    err = InvalidOutput("the answer is not valid JSON", retry_after=5.0)
+    first = _decide(err, attempts=1, num_retries=2)
+    assert (first.action, first.delay) == ("retry", 0.0)
+    assert _decide(err, attempts=2, num_retries=2).action == "retry"
+    assert _decide(err, attempts=3, num_retries=2).action == "fallback"

@@ -517,3 +517,50 @@ def test_gemini_refuses_unknown_request_fields(sim):
     )
     assert response.status_code == 400
     assert 'Unknown name "max_tokens"' in response.json()["error"]["message"]
+
+
+# -- OpenAI Responses, completions, moderations ----------------------------------------------
+
+
+def test_openai_sdk_responses_create_parses_the_simulators_answer(oai):
+    result = oai.responses.create(
+        model="gpt-4o-mini",
+        instructions="Be brief.",
+        input="What is the capital of France?",
+        max_output_tokens=64,
+    )
+    assert result.object == "response" and result.status == "completed"
+    assert result.output_text == "echo: What is the capital of France?"
+    assert result.usage.output_tokens == tokens(result.output_text)
+    assert result.usage.total_tokens == result.usage.input_tokens + result.usage.output_tokens
+
+
+def test_openai_sdk_responses_json_schema_answer_fits_the_schema(oai):
+    result = oai.responses.create(
+        model="gpt-4o-mini",
+        input="weather in Paris",
+        text={"format": {"type": "json_schema", "name": "w", "schema": WEATHER_SCHEMA}},
+    )
+    assert set(json.loads(result.output_text)) == {"city", "days"}
+
+
+def test_openai_sdk_refuses_unknown_previous_response_id(oai):
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.responses.create(model="gpt-4o-mini", input="hi", previous_response_id="resp_nope")
+    assert info.value.code == "previous_response_not_found"
+
+
+def test_openai_sdk_parses_completions_and_moderations(oai):
+    done = oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi", max_tokens=10)
+    assert done.choices[0].text == "echo: Say hi" and done.usage.completion_tokens > 0
+    moderation = oai.moderations.create(model="omni-moderation-latest", input=["a", "b"])
+    assert [r.flagged for r in moderation.results] == [False, False]
+
+
+def test_azure_v1_responses_route_names_the_deployment_in_the_body(sim: RunningSimulator):
+    client = openai.OpenAI(
+        base_url=sim.base_url + "/openai/v1", api_key="unused", max_retries=0,
+        default_headers={"api-key": AZURE_KEY},
+    )  # fmt: skip
+    result = client.responses.create(model="my-deployment", input="hello")
+    assert result.model == "my-deployment" and result.output_text == "echo: hello"

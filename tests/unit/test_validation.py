@@ -70,7 +70,12 @@ MALFORMED: list[tuple[str, bytes, dict[str, Any], list[tuple[str, int | None]]]]
     ),
     ("method_get", jsonl(with_top(chat(), method="GET")), {}, [("invalid_method", 1)]),
     ("method_lowercase", jsonl(with_top(chat(), method="post")), {}, [("invalid_method", 1)]),
-    ("url_unsupported", jsonl(with_top(chat(), url="/v1/completions")), {}, [("invalid_url", 1)]),
+    (
+        "url_unsupported",
+        jsonl(with_top(chat(), url="/v1/images/edits")),
+        {},
+        [("invalid_url", 1)],
+    ),
     ("mixed_endpoints", jsonl(chat("a"), emb("b")), {}, [("mismatched_url", 2)]),
     ("url_not_batch_endpoint", jsonl(chat()), {"endpoint": EMB}, [("mismatched_url", 1)]),
     ("endpoint_unsupported", jsonl(chat()), {"endpoint": "/v1/x"}, [("invalid_url", None)]),
@@ -395,3 +400,16 @@ def test_200k_line_file_validates_from_a_non_seekable_stream() -> None:
     assert report.line_count == lines
     assert report.models == {"text-embedding-3-small": lines}
     assert stream.largest_read <= 64 * 1024  # read in blocks, never all at once
+
+
+def test_urls_without_v1_mean_the_same_endpoint_as_litellm_writes_them() -> None:
+    unprefixed = {**chat("b"), "url": "/chat/completions"}
+    report = validate_file(io.BytesIO(jsonl(chat("a"), unprefixed)), endpoint=CHAT)
+    assert report.ok, report.errors
+    embeddings = {**emb("e"), "url": "/embeddings"}
+    assert validate_file(io.BytesIO(jsonl(embeddings)), endpoint=EMB).ok
+    legacy = {**chat("c"), "url": "/completions"}  # the legacy completions endpoint, unprefixed
+    (error,) = validate_file(io.BytesIO(jsonl(legacy)), endpoint=CHAT).errors
+    assert error.code == "mismatched_url"  # /v1/completions, not this file's chat endpoint
+    (error,) = validate_file(io.BytesIO(jsonl({**chat("d"), "url": "/images/generations"}))).errors
+    assert error.code == "invalid_url"

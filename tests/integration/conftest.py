@@ -1,0 +1,40 @@
+"""Fixtures of the API tests: the app on a real database and broker, no workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from batchgate.api.app import create_app
+from batchgate.config import parse_config
+from batchgate.settings import Settings
+
+MAX_FILE_BYTES = 64 * 1024
+
+
+@pytest.fixture
+def api(tmp_path: Path, clean_broker: str, database_url: str) -> Iterator[TestClient]:
+    config = parse_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "m",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o-mini",
+                        "api_base": "http://127.0.0.1:9/v1",
+                    },
+                }
+            ]
+        }
+    )
+    settings = Settings(
+        data_dir=tmp_path,
+        redis_url=clean_broker,
+        database_url=database_url,
+        max_file_bytes=MAX_FILE_BYTES,
+    )
+    with TestClient(create_app(settings, config)) as client:
+        yield client
