@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,12 @@ PREFIXES: dict[str, tuple[str, str | None]] = {
 }
 
 DEFAULT_MAX_CONCURRENCY = 64
+
+# The master key's own scope: a tenant named so would share the admin's files and batches.
+MASTER_TENANT = "default"
+RESERVED_TENANTS = frozenset({MASTER_TENANT, "admin", "system"})
+# Tenant names land in URLs, logs and metrics labels: keep them plain.
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 class _Lenient(BaseModel):
@@ -94,8 +101,9 @@ class _VendorSettings(_Lenient):
 
 class _Tenant(_Lenient):
     name: str
-    api_key: str
-    max_cost_usd: Decimal | None = None
+    api_key: str = Field(min_length=1)
+    # The most any one batch of this tenant may spend (its default `max_cost_usd`).
+    max_cost_usd: Decimal | None = Field(default=None, gt=0)
 
 
 class _BatchgateSettings(_Lenient):
@@ -153,6 +161,7 @@ class VendorLimits:
 class TenantKey:
     name: str
     api_key_ref: str = field(repr=False)
+    # A ceiling per batch: a batch asking for more is refused, one asking nothing gets it.
     max_cost_usd: Decimal | None = None
 
     def api_key(self) -> str | None:
@@ -247,6 +256,14 @@ class Config:
         return chain
 
 
+def unset_variable(ref: str | None) -> str | None:
+    """The environment variable `ref` names, when it is unset or empty; else None."""
+    if ref is None or not ref.startswith(ENV_PREFIX):
+        return None
+    name = ref[len(ENV_PREFIX) :]
+    return None if os.environ.get(name) else name
+
+
 def resolve_secret(ref: str | None) -> str | None:
     if ref is None:
         return None
@@ -337,10 +354,7 @@ def parse_config(data: dict[str, Any] | None, source: str | None = None) -> Conf
         allowed_fails=rs.allowed_fails,
         cooldown_time=rs.cooldown_time,
         master_key_ref=raw.general_settings.master_key,
-        tenants=tuple(
-            TenantKey(name=t.name, api_key_ref=t.api_key, max_cost_usd=t.max_cost_usd)
-            for t in raw.batchgate_settings.tenants
-        ),
+        tenants=_tenants(raw.batchgate_settings.tenants, raw.general_settings.master_key),
         vendor_limits={
             name: VendorLimits(v.max_concurrency, v.chunk_size, v.worker_concurrency)
             for name, v in raw.batchgate_settings.vendors.items()
@@ -359,6 +373,31 @@ def parse_config(data: dict[str, Any] | None, source: str | None = None) -> Conf
                 if a not in aliases:
                     raise ConfigError(f"router_settings.{kind}: unknown model_name {a!r}")
     return cfg
+
+
+def _tenants(entries: list[_Tenant], master_key_ref: str | None) -> tuple[TenantKey, ...]:
+    """Tenants with plain, unique, unreserved names and keys no one else holds (references are
+    compared here; the resolved keys again when the API builds its key ring)."""
+    names: set[str] = set()
+    keys: set[str] = {master_key_ref} if master_key_ref else set()
+    out = []
+    for i, t in enumerate(entries):
+        where = f"batchgate_settings.tenants.{i}"
+        if not TENANT_NAME.match(t.name):
+            raise ConfigError(
+                f"{where}.name: {t.name!r} must be 1-63 lowercase letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
+            )
+        if t.name in RESERVED_TENANTS:
+            raise ConfigError(f"{where}.name: {t.name!r} is reserved")
+        if t.name in names:
+            raise ConfigError(f"{where}.name: tenant {t.name!r} is listed twice")
+        if t.api_key in keys:
+            raise ConfigError(f"{where}.api_key: the same key is given to another tenant or admin")
+        names.add(t.name)
+        keys.add(t.api_key)
+        out.append(TenantKey(name=t.name, api_key_ref=t.api_key, max_cost_usd=t.max_cost_usd))
+    return tuple(out)
 
 
 def load_config(path: str | Path) -> Config:

@@ -25,6 +25,9 @@ class ErrorKind(StrEnum):
     invalid_output = "invalid_output"
     authentication = "authentication"
     not_found = "not_found"
+    # This vendor refuses this request (a parameter it cannot honour, a file it may not read):
+    # another model may serve it, and the deployment itself is healthy.
+    vendor_refused = "vendor_refused"
 
 
 class ProviderError(Exception):
@@ -95,9 +98,16 @@ class InvalidRequest(ProviderError):
     kind = ErrorKind.invalid_request
 
 
-class UnsupportedParameter(InvalidRequest):
-    """A parameter the chosen vendor cannot honour: a reason to fall back, or a per-item error,
-    never a silent drop."""
+class VendorRefused(ProviderError):
+    """A refusal specific to this vendor and this line (e.g. a 403 on a file URI the line sent):
+    the line moves to its next model; the deployment stays in rotation."""
+
+    kind = ErrorKind.vendor_refused
+
+
+class UnsupportedParameter(VendorRefused):
+    """A parameter or endpoint the chosen vendor cannot honour: a reason to fall back, or the
+    line's error when no model is left, never a silent drop."""
 
     kind = ErrorKind.unsupported_parameter
 
@@ -131,6 +141,7 @@ ERROR_CLASSES: dict[ErrorKind, type[ProviderError]] = {
         InvalidOutput,
         AuthenticationError,
         NotFound,
+        VendorRefused,
     )
 }
 

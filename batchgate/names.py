@@ -44,6 +44,16 @@ def budget_key(batch_id: str) -> str:
     return f"{KEY_PREFIX}:budget:{batch_id}"
 
 
+def probe_key(deployment_id: str) -> str:
+    """Set while a paused deployment waits for its one probe call; holds the pause length (ms)."""
+    return f"{KEY_PREFIX}:probe:{deployment_id}"
+
+
+def probing_key(deployment_id: str) -> str:
+    """Held by the one item making the probe call, for as long as that call may last."""
+    return f"{KEY_PREFIX}:probing:{deployment_id}"
+
+
 def leader_key(role: str) -> str:
     """Who leads a role that runs in several replicas (the reconciler); expires unless renewed."""
     return f"{KEY_PREFIX}:leader:{role}"

@@ -1,21 +1,45 @@
-"""A logging filter that masks secrets: every key the config resolves, and key-shaped strings.
+"""Secret masking: one set of key-shaped patterns, and the logging filter built on it.
 
-Installed on the root logger's handlers by every batchgate process (API, workers, reconciler,
-Flower), so a key that reaches a log record by accident — an exception text, a vendor error body,
-a debug line of a library — is masked before it is written.
+The same `mask_keys` cleans vendor error messages (`providers/_errors.sanitize`) and log records,
+so a key shape masked in one place is masked in the other. The filter is installed on the root
+logger's handlers by every batchgate process: by the `batchgate` CLI, and by Celery's logging
+signals (`workers/celery.py`), so `celery -A workers worker` is filtered too.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import traceback
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from batchgate.config import Config
+if TYPE_CHECKING:
+    from batchgate.config import Config
 
 MASK = "***"
-# Provider-key shapes, masked wherever they appear in a record.
-_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,})")
+
+# Key-shaped substrings, masked wherever they appear. Order matters: the Anthropic form first, so
+# its `sk-ant-` prefix is kept in the mask and the generic `sk-` pattern does not re-match it.
+KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"sk-ant-[A-Za-z0-9_\-*]{6,}"), "sk-ant-***"),
+    (re.compile(r"\bsk-(?!ant-\*\*\*)[A-Za-z0-9_\-*.]{6,}"), "sk-***"),
+    (re.compile(r"AIza[0-9A-Za-z_\-]{10,}"), "AIza***"),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-~+/=]{6,}"), r"\1 ***"),
+    # Keys passed as URL parameters (Gemini's `?key=`, Azure's `api-key=`).
+    (re.compile(r"(?i)([?&](?:key|api[-_]?key|access_token)=)[^&\s\"']+"), r"\1***"),
+)
+
+
+def mask_keys(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with the given secrets (exact) and every key-shaped substring masked."""
+    # Exact secrets first: they may not look like any known key format.
+    for secret in secrets:
+        if len(secret) >= 6 and secret in text:
+            text = text.replace(secret, MASK)
+    for pattern, mask in KEY_PATTERNS:
+        text = pattern.sub(mask, text)
+    return text
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -40,10 +64,7 @@ class RedactingFilter(logging.Filter):
         self.secrets = list(secrets)
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return _PATTERN.sub(MASK, text)
+        return mask_keys(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -52,8 +73,6 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         clean = self.redact(message)
         if record.exc_info:
-            import traceback
-
             clean += "\n" + self.redact("".join(traceback.format_exception(*record.exc_info)))
             record.exc_info = None
             record.exc_text = None
@@ -62,13 +81,19 @@ class RedactingFilter(logging.Filter):
 
 
 def install(config: Config | None = None, logger: logging.Logger | None = None) -> RedactingFilter:
-    """Attach the filter to every handler of `logger` (root by default) and to the logger."""
-    flt = RedactingFilter(config_secrets(config) if config else ())
+    """Attach the filter to every handler of `logger` (root by default) and to the logger.
+    Installing again adds the config's secrets to the filters already there (no duplicates)."""
+    secrets = config_secrets(config) if config else []
     target = logger or logging.getLogger()
-    target.addFilter(flt)
+    flt = next((f for f in target.filters if isinstance(f, RedactingFilter)), None)
+    if flt is None:
+        flt = RedactingFilter()
+        target.addFilter(flt)
+    flt.secrets = sorted({*flt.secrets, *secrets}, key=len, reverse=True)
     for handler in target.handlers:
-        handler.addFilter(flt)
+        if flt not in handler.filters:
+            handler.addFilter(flt)
     return flt
 
 
-__all__ = ["RedactingFilter", "config_secrets", "install"]
+__all__ = ["KEY_PATTERNS", "RedactingFilter", "config_secrets", "install", "mask_keys"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
+from batchgate import redaction
+from batchgate.config import load_config
+from batchgate.errors import ConfigError
 from batchgate.queueing import make_celery
 from batchgate.settings import get_settings
 from batchgate.store import migrate
@@ -29,3 +32,16 @@ def _schema_before_start(**_: object) -> None:
         raise SystemExit(2) from None
     finally:
         engine.dispose()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger, **_: object) -> None:
+    """Mask keys in every record, however the worker was started: Celery sets up its handlers
+    itself under `celery -A workers worker`, so the `batchgate` CLI's filter would not be there."""
+    path = get_settings().config
+    try:
+        config = load_config(path) if path is not None else None
+    except ConfigError:
+        config = None  # key shapes are still masked; the runtime reports the bad config
+    redaction.install(config, logger)

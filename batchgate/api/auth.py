@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from fastapi import Depends, Request
@@ -12,28 +13,39 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
 from batchgate.api.errors import APIError, lookup_key, not_found
-from batchgate.config import Config
+from batchgate.config import MASTER_TENANT, Config, resolve_secret, unset_variable
+from batchgate.errors import ConfigError
 from batchgate.store.db import reading
 
-ADMIN = "default"
+ADMIN = MASTER_TENANT
 
 
 @dataclass(frozen=True)
 class Caller:
     tenant: str
     admin: bool
+    max_cost_usd: Decimal | None = None  # the tenant's ceiling per batch
 
 
 class KeyRing:
+    """Every configured key. A key that names an unset environment variable refuses to build
+    (the API would otherwise serve with that key missing, or with no auth at all)."""
+
     def __init__(self, config: Config) -> None:
         self._keys: list[tuple[bytes, Caller]] = []
-        master = config.master_key()
-        if master:
-            self._keys.append((_digest(master), Caller(ADMIN, admin=True)))
-        for t in config.tenants:
-            key = t.api_key()
-            if key:
-                self._keys.append((_digest(key), Caller(t.name, admin=False)))
+        refs = [("general_settings.master_key", config.master_key_ref, Caller(ADMIN, True))]
+        for i, t in enumerate(config.tenants):
+            caller = Caller(t.name, admin=False, max_cost_usd=t.max_cost_usd)
+            refs.append((f"batchgate_settings.tenants.{i}.api_key", t.api_key_ref, caller))
+        for where, ref, caller in refs:
+            if ref is None:
+                continue
+            if (name := unset_variable(ref)) is not None:
+                raise ConfigError(f"{where}: environment variable {name} is not set")
+            digest = _digest(_resolved(ref))
+            if any(hmac.compare_digest(d, digest) for d, _ in self._keys):
+                raise ConfigError(f"{where}: the same key is given to another tenant or admin")
+            self._keys.append((digest, caller))
 
     @property
     def open(self) -> bool:
@@ -51,6 +63,13 @@ class KeyRing:
             if hmac.compare_digest(known, digest):
                 found = caller
         return found
+
+
+def _resolved(ref: str) -> str:
+    key = resolve_secret(ref)
+    if not key:
+        raise ConfigError("an API key in the config is empty")
+    return key
 
 
 def _digest(key: str) -> bytes:

@@ -135,6 +135,8 @@ class CreateBatch(BaseModel):
     model: Name | None = None
     # Check answers to JSON lines (json_object / json_schema) and re-ask invalid ones.
     validate_output: bool = True
+    # Within the tenant's fair share of each vendor, higher goes first (README, Scheduling).
+    priority: int = Field(default=0, ge=-100, le=100)
     # Validate and price the file, create nothing, call nothing.
     dry_run: bool = False
 
@@ -186,6 +188,7 @@ def create(
         for alias in aliases:
             if not st.config.deployments_for(alias):
                 raise APIError(400, f"unknown model {alias!r}", code="model_not_found", param=param)
+    max_cost = _within_tenant_cap(body.max_cost_usd, caller)
     if body.dry_run:
         return _estimate(request, file, body)
     batch = create_batch(
@@ -197,16 +200,34 @@ def create(
             completion_window=body.completion_window,
             metadata=body.metadata,
             fallbacks=None if body.fallbacks is None else tuple(body.fallbacks),
-            max_cost_usd=body.max_cost_usd,
+            max_cost_usd=max_cost,
             model=body.model,
             output_expires_seconds=(
                 body.output_expires_after.seconds if body.output_expires_after else None
             ),
             validate_output=body.validate_output,
+            priority=body.priority,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)
     return _object(request, _row(request, caller, batch.id))
+
+
+def _within_tenant_cap(asked: Decimal | None, caller: Caller) -> Decimal | None:
+    """The batch's budget: what it asked for, never above its tenant's `max_cost_usd`, which is
+    also the budget of a batch that asks for none."""
+    cap = caller.max_cost_usd
+    if cap is None:
+        return asked
+    if asked is None:
+        return cap
+    if asked > cap:
+        raise APIError(
+            400,
+            f"max_cost_usd {asked} exceeds this tenant's limit of {cap} USD per batch",
+            param="max_cost_usd",
+        )
+    return asked
 
 
 def _estimate(request: Request, file: Any, body: CreateBatch) -> dict[str, Any]:

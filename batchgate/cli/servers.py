@@ -101,9 +101,15 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check_keys(config: Config, host: str, port: int) -> None:
+    """Refuse to serve when a configured key's variable is unset, or with no keys off loopback;
+    warn loudly with no keys on loopback."""
     from batchgate.api.auth import KeyRing
 
-    if not KeyRing(config).open:
+    try:
+        ring = KeyRing(config)
+    except ConfigError as exc:
+        raise fail(f"config error: {exc}", EXIT_CONFIG) from None
+    if not ring.open:
         return
     if not _is_loopback(host):
         raise fail(NO_KEYS, EXIT_CONFIG)
@@ -185,9 +191,10 @@ def serve(
 
     from batchgate.api.app import create_app
 
-    settings = _attached(_settings(config, data_dir))
+    settings = _settings(config, data_dir)
     cfg = _load(settings)
     _check_keys(cfg, host, port)
+    settings = _attached(settings)
     migrate_or_exit(settings)
     uvicorn.run(create_app(settings, cfg), host=host, port=port, log_level="warning")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -20,22 +21,26 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from batchgate import structured
+from batchgate.config import Deployment
 from batchgate.errors import ErrorKind, InvalidOutput, ProviderError, ServerError
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
+from batchgate.filestore import FileStore
 from batchgate.money import usd_str, usd_to_pusd
+from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
 from batchgate.pricing import cost_of, estimate_request, estimate_tokens
 from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
 from batchgate.routing.policy import choose_deployment, decide, next_aliases, next_vendor
+from batchgate.routing.probes import PROBE_POLL
+from batchgate.store.fairshare import claim_fair
 from batchgate.store.items import (
     AttemptRow,
     ClaimedItem,
     ItemUpdate,
     claim,
-    claim_next,
     renew,
 )
 from batchgate.store.models import TERMINAL_ITEM_STATES
@@ -47,8 +52,9 @@ BUDGET_EXCEEDED = ServerError("budget exceeded", code="budget_exceeded")
 # Returned by _attempt when the batch was cancelled or expired while the item waited for a slot.
 NOT_RUN = ServerError("not run", code="not_run")
 
-AUTH_PAUSE_SECONDS = 300.0
 COOLDOWN_WINDOW = 60.0
+# Why an item moved on without a call: every deployment of its model was out of rotation.
+COOLING = ServerError("every deployment of this model is cooling down", code="cooldown")
 
 
 @dataclass
@@ -89,6 +95,8 @@ class ChunkRun:
         self.report = ChunkReport()
         self._tasks: set[asyncio.Task[None]] = set()
         self._backing_off = 0  # items sleeping out a retry delay: they hold no slot
+        self._held: dict[str, int] = {}  # items of each batch this chunk runs now
+        self._finalizing: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()  # an item finished or started backing off
 
     async def run(self, batch_id: str, ids: list[int]) -> ChunkReport:
@@ -103,7 +111,7 @@ class ChunkRun:
         self.recorder.start()
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
-            await self._run_all(batch_id, items)
+            await self._run_all(items)
         finally:
             try:
                 await self.recorder.close()
@@ -114,12 +122,14 @@ class ChunkRun:
                     await heartbeat
         return self.report
 
-    async def _run_all(self, batch_id: str, items: list[ClaimedItem]) -> None:
-        """Run the chunk, and while the batch has queued items of this vendor, claim more as
-        items finish: a chunk's slow tail must not leave the vendor's slots idle. Items waiting
-        out a backoff hold no slot, so they do not count against the `size` kept in play.
-        Refilling stops after `refill_seconds`, so the task ends and its message is
-        acknowledged; the items' own messages then find them done (no-ops)."""
+    async def _run_all(self, items: list[ClaimedItem]) -> None:
+        """Run the chunk, and while any batch has queued items of this vendor, claim more as
+        items finish, from the batch first in fair-share order (`store/fairshare.py`): a
+        chunk's slow tail must not leave the vendor's slots idle, and a new batch must not
+        wait behind every message an earlier one sent. Items waiting out a backoff hold no
+        slot, so they do not count against the `size` kept in play. Refilling stops after
+        `refill_seconds`, so the task ends and its message is acknowledged; the items' own
+        messages then find them done (no-ops)."""
         rt = self.rt
         size = max(len(items), rt.config.limits(self.vendor).effective_chunk_size())
         # Refill in groups (a quarter of `size`), not one claim per finished item.
@@ -135,9 +145,8 @@ class ChunkRun:
                 continue
             try:
                 more = await rt.db(
-                    claim_next,
+                    claim_fair,
                     rt.engine,
-                    batch_id,
                     self.vendor,
                     size - active,
                     self.owner,
@@ -149,18 +158,36 @@ class ChunkRun:
                 continue
             exhausted = not more
             self.report.claimed += len(more)
+            self.report.batches.update(i.batch_id for i in more)
             self._start(more)
+        await asyncio.gather(*self._finalizing)
 
     def _start(self, items: list[ClaimedItem]) -> None:
         loop = asyncio.get_running_loop()
         for item in self._track(items):
             task = loop.create_task(self._run_item(item))
             self._tasks.add(task)
-            task.add_done_callback(self._on_done)
+            self._held[item.batch_id] = self._held.get(item.batch_id, 0) + 1
+            task.add_done_callback(functools.partial(self._on_done, item.batch_id))
 
-    def _on_done(self, task: asyncio.Task[None]) -> None:
+    def _on_done(self, batch_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._held[batch_id] -= 1
+        if not self._held[batch_id]:
+            # This chunk holds no more of the batch: it may be done now. A small batch served
+            # by refills must not wait for the end of the task that ran it to be finalized.
+            finalizing = asyncio.get_running_loop().create_task(self._finalize(batch_id))
+            self._finalizing.add(finalizing)
+            finalizing.add_done_callback(self._finalizing.discard)
         self._changed.set()
+
+    async def _finalize(self, batch_id: str) -> None:
+        try:
+            if await self.recorder.flush():
+                files = FileStore(self.rt.settings.files_dir)
+                await asyncio.to_thread(try_finalize, self.rt.engine, files, batch_id)
+        except Exception:  # the task's end, or the reconciler, finalizes it instead
+            log.exception("finalizing %s after its last item here failed", batch_id)
 
     def _track(self, items: list[ClaimedItem]) -> list[ClaimedItem]:
         self.in_flight.update(i.id for i in items)
@@ -249,18 +276,24 @@ class ChunkRun:
                 return
             cooling = await rt.cooling([d.id for d in deps])
             dep = choose_deployment(local, cooling, rt.rng)
+            probe = False
             if dep is None:
                 # This vendor's deployments of the name are benched; another vendor's may not be.
                 healthy = [d.vendor for d in deps if d.id not in cooling]
                 if healthy:
                     self._move(item, healthy[0])
                     return
-                # Cooling down means "unhealthy now": skip to the next model, don't wait on it.
-                err = ServerError("every deployment of this model is cooling down", code="cooldown")
-                if self._fall_back(item, err):
+                dep = await self._probe(local)
+                probe = dep is not None
+            if dep is None:
+                if await self._wait_for_cooldown(item, deps):
                     continue
                 return
-            err_or_done = await self._attempt(item, info, dep)
+            try:
+                err_or_done = await self._attempt(item, info, dep, probe=probe)
+            finally:
+                if probe:  # also when no call was made (cancelled, budget): let another probe
+                    await rt.probes.release(dep.id)
             if err_or_done is None:
                 return
             if err_or_done is NOT_RUN:
@@ -273,7 +306,36 @@ class ChunkRun:
                 continue
             return
 
-    async def _attempt(self, item: ClaimedItem, info: BatchInfo, dep: Any) -> ProviderError | None:
+    async def _probe(self, deps: list[Deployment]) -> Deployment | None:
+        """The deployment this item is to probe (its auth pause is over; `routing/probes.py`)."""
+        ttl = max(d.timeout or self.rt.config.attempt_timeout for d in deps)
+        won = await self.rt.probes.try_probe(
+            [d.id for d in deps], ttl + self.rt.settings.slot_ttl_margin
+        )
+        return next((d for d in deps if d.id == won), None)
+
+    async def _wait_for_cooldown(self, item: ClaimedItem, deps: list[Deployment]) -> bool:
+        """Every deployment of the item's model is out of rotation. Never a failure without a
+        call: the item moves to its next model, or waits, holding no slot, until a deployment
+        is back (or its probe has decided); a wait longer than an inline backoff hands it back
+        to the queue until then. True: look again now."""
+        rt = self.rt
+        rest = next_aliases(
+            COOLING.kind, item.alias, item.chain[item.chain_pos + 1 :], rt.config, tried=item.tried
+        )
+        if any(rt.config.deployments_for(a) for a in rest):
+            return self._fall_back(item, COOLING)
+        wait = await rt.probes.wait_hint([d.id for d in deps])
+        if wait > rt.settings.inline_backoff_max:
+            self._finish(item, "queued", not_before=time.time() + wait)
+            return False
+        # Jitter: the lines waiting on one cooldown must not all look again at the same moment.
+        await asyncio.sleep(wait + rt.rng.uniform(0.0, PROBE_POLL))
+        return True
+
+    async def _attempt(
+        self, item: ClaimedItem, info: BatchInfo, dep: Deployment, *, probe: bool = False
+    ) -> ProviderError | None:
         rt = self.rt
         # The deployment's own vendor: its slots, its client, and the vendor its attempt is
         # recorded under (a load-balanced name may have deployments on several vendors).
@@ -357,6 +419,10 @@ class ChunkRun:
                 unpriced=entry.unpriced,
             )
         )
+        if probe and (error is None or error.kind != ErrorKind.authentication):
+            # The credentials work: the deployment is back for every worker.
+            await rt.probes.back(dep.id)
+            rt.forget_cooling()
         if completion is not None:
             _crash_hook(rt, item.custom_id)
             if dep.id in rt.failing:
@@ -378,7 +444,7 @@ class ChunkRun:
             return None
         assert error is not None
         if error.kind == ErrorKind.authentication:
-            await rt.cooldowns.pause(dep.id, AUTH_PAUSE_SECONDS)
+            await rt.probes.pause(dep.id, after_probe=probe)
             rt.forget_cooling()
         elif error.kind in (ErrorKind.server_error, ErrorKind.overloaded, ErrorKind.timeout):
             allowed = rt.config.allowed_fails_for(item.alias)

@@ -29,6 +29,7 @@ from batchgate.providers._http import make_client
 from batchgate.providers.base import Target
 from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
+from batchgate.routing.probes import Probes
 from batchgate.settings import Settings, get_settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine, reading
@@ -70,6 +71,7 @@ class Runtime:
         self._cooling: dict[tuple[str, ...], tuple[float, set[str]]] = {}
         self.slots = Slots(self.redis)
         self.cooldowns = Cooldowns(self.redis)
+        self.probes = Probes(self.redis)
         self.rates = RateWindow(self.redis)
         self.budgets = Budgets(self.redis)
 

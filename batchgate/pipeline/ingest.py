@@ -50,6 +50,7 @@ class BatchRequest:
     id_prefix: str = "batch_"  # `msgbatch_` for Anthropic Message Batches
     total: int = 0  # lines, when known before ingest counts them (Message Batches)
     validate_output: bool = True
+    priority: int = 0
 
 
 def window_seconds(window: str) -> int:
@@ -88,6 +89,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         output_expires_seconds=req.output_expires_seconds,
         total=req.total,
         validate_output=req.validate_output,
+        priority=req.priority,
     )
     with engine.begin() as conn:
         conn.execute(BATCH.insert().values(**batch.model_dump()))

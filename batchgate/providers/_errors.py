@@ -24,20 +24,11 @@ from batchgate.errors import (
     RateLimited,
     ServerError,
     Timeout,
+    VendorRefused,
 )
+from batchgate.redaction import mask_keys
 
 MAX_MESSAGE_CHARS = 500
-
-# Key-shaped substrings masked in every vendor message. Order matters: the Anthropic form first,
-# so its `sk-ant-` prefix is kept in the mask and the generic `sk-` pattern does not re-match it.
-_KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"sk-ant-[A-Za-z0-9_\-*]{6,}"), "sk-ant-***"),
-    (re.compile(r"\bsk-(?!ant-\*\*\*)[A-Za-z0-9_\-*.]{6,}"), "sk-***"),
-    (re.compile(r"AIza[0-9A-Za-z_\-]{10,}"), "AIza***"),
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-~+/=]{6,}"), r"\1 ***"),
-    # Keys passed as URL parameters (Gemini's `?key=`, Azure's `api-key=`).
-    (re.compile(r"(?i)([?&](?:key|api[-_]?key|access_token)=)[^&\s\"']+"), r"\1***"),
-)
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-ms-request-id")
 
@@ -46,6 +37,14 @@ _CONTEXT_WORDING = re.compile(
     r"too many (?:input )?tokens|exceeds the maximum number of tokens|"
     r"input token count.*exceeds|input is too long|reduce the length of the messages|"
     r"exceeds? (?:the )?context limit",
+    re.IGNORECASE,
+)
+
+# A 403 about something the line itself named (Gemini's PERMISSION_DENIED on a file URI: "You do
+# not have permission to access the File x or it may not exist"), not about the credentials.
+_REQUEST_REFUSAL = re.compile(
+    r"permission to access (?:the )?(?:file|uri|resource|object|bucket|document)|"
+    r"(?:file|uri|object)\b.*\b(?:may not exist|is not accessible)|gs://|/files/",
     re.IGNORECASE,
 )
 
@@ -59,12 +58,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def sanitize(text: object, secret: str | None = None, limit: int = MAX_MESSAGE_CHARS) -> str:
     """A vendor message safe to store: keys masked, whitespace collapsed, at most `limit` chars."""
     out = text if isinstance(text, str) else repr(text)
-    # Mask the caller's own key first: it may not look like any known key format.
-    if secret and len(secret) >= 6:
-        out = out.replace(secret, "***")
-    for pattern, mask in _KEY_PATTERNS:
-        out = pattern.sub(mask, out)
-    out = " ".join(out.split())
+    out = " ".join(mask_keys(out, [secret] if secret else []).split())
     if len(out) > limit:
         out = out[: limit - 1] + "…"
     return out
@@ -154,6 +148,11 @@ def retry_after(
     return None
 
 
+def refuses_the_request(status: int, message: str | None) -> bool:
+    """A 403 that is this line's error (a file it may not read), not the deployment's."""
+    return status == 403 and bool(message and _REQUEST_REFUSAL.search(message))
+
+
 def looks_like_context_overflow(message: str | None) -> bool:
     return bool(message and _CONTEXT_WORDING.search(message))
 
@@ -170,6 +169,8 @@ def classify_status(
     cls: type[ProviderError]
     if status == 429:
         cls = RateLimited
+    elif refuses_the_request(status, message):
+        cls = VendorRefused
     elif status in (401, 403):
         cls = AuthenticationError
     elif status == 404:

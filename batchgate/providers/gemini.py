@@ -39,6 +39,7 @@ from batchgate.errors import (
     ServerError,
     Timeout,
     UnsupportedParameter,
+    VendorRefused,
 )
 from batchgate.providers import _convert as cv
 from batchgate.providers import _errors, _gemini_schema, _responses
@@ -339,6 +340,8 @@ def _convert_error(status: int, headers: Mapping[str, str], payload: Any) -> Pro
     if name == "RESOURCE_EXHAUSTED" or status == 429:
         cls = RateLimited
         extra["retry_after"] = _retry_delay(details) or _errors.retry_after(headers, message)
+    elif _errors.refuses_the_request(status, message):
+        cls = VendorRefused
     elif (
         "API_KEY_INVALID" in reasons
         or name in ("PERMISSION_DENIED", "UNAUTHENTICATED")

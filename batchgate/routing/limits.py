@@ -179,12 +179,23 @@ class Cooldowns:
     async def resume(self, deployment_id: str) -> None:
         """End a cooldown or pause now (an operator fixed the key)."""
         await self._redis.delete(
-            names.cooldown_key(deployment_id), names.failures_key(deployment_id)
+            names.cooldown_key(deployment_id),
+            names.failures_key(deployment_id),
+            names.probe_key(deployment_id),
+            names.probing_key(deployment_id),
         )
 
     async def cooling(self, deployment_ids: Sequence[str]) -> set[str]:
-        """The deployments among `deployment_ids` out of rotation now, in one round trip."""
+        """The deployments among `deployment_ids` out of rotation now (cooling down, or paused
+        and waiting for their probe call: `probes.py`), in one round trip."""
         if not deployment_ids:
             return set()
-        values = await self._redis.mget([names.cooldown_key(d) for d in deployment_ids])
-        return {d for d, v in zip(deployment_ids, values, strict=True) if v is not None}
+        keys = [names.cooldown_key(d) for d in deployment_ids]
+        keys += [names.probe_key(d) for d in deployment_ids]
+        values = await self._redis.mget(keys)
+        n = len(deployment_ids)
+        return {
+            d
+            for d, cool, probe in zip(deployment_ids, values[:n], values[n:], strict=True)
+            if cool is not None or probe is not None
+        }

@@ -5,8 +5,8 @@ randomness comes in as an explicit `random.Random` so tests are deterministic.
 
 Per model, an item gets at most `num_retries + 1` calls (`DESIGN.md`, guarantee 3): transient
 errors (rate limit, overload, 5xx, timeout) are retried on the same model with backoff, invalid
-structured output at once (guarantee 7); errors
-another model may not have (quota, context window, content filter, unknown model) move the item
+structured output at once (guarantee 7); errors another model may not have (quota, context
+window, content filter, unknown model, a parameter or file this vendor refuses) move the item
 down its fallback chain; errors in the request or the credentials end it.
 """
 
@@ -35,6 +35,8 @@ _ACTIONS: dict[ErrorKind, Action] = {
     ErrorKind.quota_exceeded: "fallback",
     ErrorKind.context_window_exceeded: "fallback",
     ErrorKind.not_found: "fallback",
+    # A parameter or resource this vendor refuses: the next model may well accept it.
+    ErrorKind.vendor_refused: "fallback",
     # Routing ends the item instead when no content-policy fallback is configured (next_aliases).
     ErrorKind.content_filtered: "fallback",
     # Another vendor may honour what this one cannot (previous_response_id, built-in tools).

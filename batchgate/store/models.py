@@ -6,7 +6,7 @@ running → queued when a lease expires or an item is re-routed or deferred.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 TERMINAL_ITEM_STATES = ("succeeded", "failed", "cancelled", "expired")
@@ -61,6 +61,8 @@ class Batch(SQLModel, table=True):
     output_expires_seconds: int | None = None
     # Structured outputs: answers to JSON lines are checked (and re-asked) unless switched off.
     validate_output: bool = True
+    # Within its tenant's fair share of a vendor, a higher priority batch goes first.
+    priority: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     price_table_json: str = Field(default="{}", sa_column=Column(Text))
     # Filled at finalize; while running they are computed from items and attempts.
     total: int = 0

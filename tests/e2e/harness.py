@@ -107,10 +107,9 @@ class System:
         wait_healthy(self.client(), self.sup.config.vendors, timeout=90)
         return self
 
-    def client(self) -> Client:
-        """A client with the config's master key, if it has one."""
-        master = (self.config.get("general_settings") or {}).get("master_key")
-        return Client(f"http://127.0.0.1:{self.port}", master)
+    def client(self, key: str | None = None) -> Client:
+        """A client of the API, as the tenant `key` belongs to (the master key's, or no key's)."""
+        return Client(f"http://127.0.0.1:{self.port}", api_key=key)
 
     def stop(self) -> None:
         if self.sup is not None:
@@ -123,25 +122,31 @@ class System:
         return "\n".join(out)
 
     def submit(
-        self, path: Path, endpoint: str = "/v1/chat/completions", **extra: Any
+        self,
+        path: Path,
+        endpoint: str = "/v1/chat/completions",
+        key: str | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
-        with self.client() as c:
+        with self.client(key) as c:
             f = c.upload(path)
             return c.create_batch(f["id"], endpoint, **extra)
 
-    def wait(self, batch_id: str, timeout: float = 180) -> dict[str, Any]:
-        with self.client() as c:
+    def wait(self, batch_id: str, timeout: float = 180, key: str | None = None) -> dict[str, Any]:
+        with self.client(key) as c:
             return wait_for(
                 lambda: (b := c.batch(batch_id))["status"] in TERMINAL and b,
                 timeout,
                 f"batch {batch_id}",
             )
 
-    def download(self, file_id: str | None, name: str) -> list[dict[str, Any]]:
+    def download(
+        self, file_id: str | None, name: str, key: str | None = None
+    ) -> list[dict[str, Any]]:
         if not file_id:
             return []
         dest = self.root / name
-        with self.client() as c:
+        with self.client(key) as c:
             c.download(file_id, dest)
         return read_jsonl(dest)
 

@@ -71,7 +71,7 @@ def test_dashboard_shows_a_running_batch_and_serves_its_results(
     assert MASTER not in page.url
     page.wait_for_selector('#vendors tr[data-vendor="openai"] .slots:has-text("/ 4")')
 
-    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", chat_lines(80, "gpt")))
+    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", chat_lines(80, "gpt")), key=MASTER)
     row = f'tr[data-batch="{batch["id"]}"]'
     page.wait_for_selector(f"{row} .status:has-text('in_progress')", timeout=30_000)
     page.wait_for_function(
@@ -95,8 +95,8 @@ def test_dashboard_shows_a_running_batch_and_serves_its_results(
         page.click(f'{row} a[data-file="output"]')
     saved = tmp_path / "from-ui.jsonl"
     got.value.save_as(saved)
-    done = system.wait(batch["id"])
-    assert read_jsonl(saved) == system.download(done["output_file_id"], "out.jsonl")
+    done = system.wait(batch["id"], key=MASTER)
+    assert read_jsonl(saved) == system.download(done["output_file_id"], "out.jsonl", key=MASTER)
 
     # FastAPI's Swagger UI renders with no CDN.
     page.goto(f"{base}/docs")

@@ -47,8 +47,8 @@ def test_metrics_parse_and_vendor_calls_equal_the_simulator_ledger(
         + chat_lines(3, "gpt", "retried", directive="#sim:fail=500:first=1")
         + chat_lines(2, "gpt", "bad", directive="#sim:fail=400")
     )
-    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines))
-    done = system.wait(batch["id"])
+    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines), key=MASTER)
+    done = system.wait(batch["id"], key=MASTER)
     assert done["request_counts"] == {"total": 23, "completed": 21, "failed": 2}
 
     url = f"http://127.0.0.1:{system.port}/metrics"

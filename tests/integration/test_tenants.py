@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from batchgate.api.app import create_app
-from batchgate.config import parse_config
+from batchgate.api.auth import KeyRing
+from batchgate.config import Config, parse_config
+from batchgate.errors import ConfigError
 from batchgate.settings import Settings
 from tests.e2e.harness import chat_lines, wait_for
 
@@ -39,7 +45,7 @@ def api(tmp_path: Path, clean_broker: str, database_url: str, monkeypatch: pytes
             "general_settings": {"master_key": KEYS["admin"]},
             "batchgate_settings": {
                 "tenants": [
-                    {"name": "team-a", "api_key": KEYS["a"]},
+                    {"name": "team-a", "api_key": KEYS["a"], "max_cost_usd": "5"},
                     {"name": "team-b", "api_key": "os.environ/TENANT_B_KEY"},
                 ]
             },
@@ -145,3 +151,67 @@ def test_live_results_of_a_cancelled_batch_tail_each_line_once(api: TestClient) 
     )
     assert again.text == "" and again.headers["batchgate-batch-status"] == "cancelled"
     assert again.headers["batchgate-cursor"] == tail.headers["batchgate-cursor"]
+
+
+def _create(api: TestClient, who: str, **extra: object) -> httpx.Response:
+    data = "".join(json.dumps(x) + "\n" for x in chat_lines(2, "m")).encode()
+    fid = api.post(
+        "/v1/files", files={"file": ("x.jsonl", data)}, data={"purpose": "batch"}, headers=_h(who)
+    ).json()["id"]
+    body = {"input_file_id": fid, "endpoint": "/v1/chat/completions", **extra}
+    return api.post("/v1/batches", json=body, headers=_h(who))
+
+
+def test_a_tenants_max_cost_is_the_ceiling_and_default_of_its_batches(api: TestClient) -> None:
+    over = _create(api, "a", max_cost_usd=6)
+    assert over.status_code == 400
+    assert over.json()["error"]["param"] == "max_cost_usd"
+    assert _create(api, "a").json()["max_cost_usd"] == "5"
+    assert _create(api, "a", max_cost_usd=2).json()["max_cost_usd"] == "2"
+    # Another tenant's batches are not bound by team-a's limit.
+    assert _create(api, "b", max_cost_usd=6).status_code == 200
+
+
+def _keyring_config(tenants: list[dict[str, str]], master: str | None = None) -> Config:
+    data: dict[str, object] = {"batchgate_settings": {"tenants": tenants}}
+    if master:
+        data["general_settings"] = {"master_key": master}
+    return parse_config(data)
+
+
+def test_a_key_variable_that_is_unset_refuses_to_build_the_key_ring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BG_UNSET_MASTER", raising=False)
+    with pytest.raises(ConfigError, match="BG_UNSET_MASTER is not set"):
+        KeyRing(_keyring_config([], master="os.environ/BG_UNSET_MASTER"))
+    monkeypatch.setenv("BG_EMPTY_TENANT", "")
+    with pytest.raises(ConfigError, match=r"tenants\.0\.api_key: .*BG_EMPTY_TENANT"):
+        KeyRing(_keyring_config([{"name": "t", "api_key": "os.environ/BG_EMPTY_TENANT"}]))
+
+
+def test_two_tenants_resolving_to_one_key_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BG_KEY_ONE", "sk-same-key-000000")
+    tenants = [
+        {"name": "t1", "api_key": "os.environ/BG_KEY_ONE"},
+        {"name": "t2", "api_key": "sk-same-key-000000"},
+    ]
+    with pytest.raises(ConfigError, match="same key"):
+        KeyRing(_keyring_config(tenants))
+
+
+def test_serve_refuses_to_start_naming_the_unset_variable(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("general_settings:\n  master_key: os.environ/BG_NEVER_SET_KEY\n")
+    env = {k: v for k, v in os.environ.items() if k != "BG_NEVER_SET_KEY"}
+    env["BATCHGATE_DATA_DIR"] = str(tmp_path)
+    for host in ("127.0.0.1", "0.0.0.0"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "batchgate", "serve", "--config", str(config), "--host", host],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "BG_NEVER_SET_KEY is not set" in proc.stderr

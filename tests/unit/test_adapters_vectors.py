@@ -275,3 +275,20 @@ def test_azure_success_ignores_filter_annotations() -> None:
     result = _parse("azure/chat_completion_success.json")
     assert isinstance(result, Completion)
     assert result.request_id == "1d93fae1-cb8e-4789-8fb6-d26577a3cb77"  # apim-request-id
+
+
+def _gemini_403(message: str) -> dict[str, object]:
+    return {"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"}}
+
+
+def test_gemini_403_on_a_file_the_line_sent_is_the_lines_error() -> None:
+    message = "You do not have permission to access the File abc123 or it may not exist."
+    err = get_adapter("gemini").parse_error(403, {}, _gemini_403(message))
+    assert isinstance(err, errors.VendorRefused)
+    assert err.kind is errors.ErrorKind.vendor_refused
+
+
+def test_gemini_403_about_the_key_is_still_an_authentication_error() -> None:
+    message = "Your API key was reported as leaked. Please use another API key."
+    err = get_adapter("gemini").parse_error(403, {}, _gemini_403(message))
+    assert isinstance(err, errors.AuthenticationError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -217,3 +218,37 @@ def test_request_fallbacks_replace_the_configs_as_in_litellm() -> None:
         "gpt-4o-mini",
         "claude-haiku",
     ]
+
+
+def _tenants(*entries: dict[str, str]) -> dict[str, object]:
+    return {"batchgate_settings": {"tenants": list(entries)}}
+
+
+@pytest.mark.parametrize(
+    ("entries", "needle"),
+    [
+        ([{"name": "default", "api_key": "sk-a-000000"}], "'default' is reserved"),
+        ([{"name": "admin", "api_key": "sk-a-000000"}], "'admin' is reserved"),
+        ([{"name": "Team A", "api_key": "sk-a-000000"}], "tenants.0.name"),
+        ([{"name": "", "api_key": "sk-a-000000"}], "tenants.0.name"),
+        (
+            [{"name": "a", "api_key": "sk-a-000000"}, {"name": "a", "api_key": "sk-b-000000"}],
+            "tenant 'a' is listed twice",
+        ),
+        (
+            [{"name": "a", "api_key": "sk-a-000000"}, {"name": "b", "api_key": "sk-a-000000"}],
+            "tenants.1.api_key: the same key",
+        ),
+        ([{"name": "a", "api_key": "sk-a-000000", "max_cost_usd": "0"}], "max_cost_usd"),
+    ],
+)
+def test_bad_tenants_are_refused(entries: list[dict[str, str]], needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        parse_config(_tenants(*entries))
+
+
+def test_a_tenant_may_not_reuse_the_master_key() -> None:
+    data = {**_tenants({"name": "a", "api_key": "sk-master-0000"})}
+    data["general_settings"] = {"master_key": "sk-master-0000"}
+    with pytest.raises(ConfigError, match="same key"):
+        parse_config(data)

@@ -24,6 +24,7 @@ from batchgate.errors import (
     ServerError,
     Timeout,
     UnsupportedParameter,
+    VendorRefused,
 )
 from batchgate.routing.policy import (
     action_for,
@@ -81,7 +82,7 @@ def test_quota_exceeded_falls_back_even_with_retries_left() -> None:
 
 
 @pytest.mark.parametrize(
-    "cls", [ContextWindowExceeded, NotFound, ContentFiltered, UnsupportedParameter]
+    "cls", [ContextWindowExceeded, NotFound, ContentFiltered, UnsupportedParameter, VendorRefused]
 )
 def test_model_specific_errors_fall_back_without_retry(cls: type[ProviderError]) -> None:
     assert _decide(cls("no"), attempts=1, num_retries=5).action == "fallback"
@@ -106,6 +107,7 @@ def test_every_error_kind_has_an_explicit_action() -> None:
         ErrorKind.not_found: "fallback",
         ErrorKind.content_filtered: "fallback",
         ErrorKind.unsupported_parameter: "fallback",
+        ErrorKind.vendor_refused: "fallback",
         ErrorKind.invalid_request: "fail",
         ErrorKind.authentication: "fail",
     }

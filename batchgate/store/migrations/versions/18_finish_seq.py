@@ -1,7 +1,7 @@
 """Live results: the finish sequence of items and its per-batch counter (issue 18).
 
 Revision ID: 18_finish_seq
-Revises: 17_validate_output
+Revises: 14_priority
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "18_finish_seq"
-down_revision = "17_validate_output"
+down_revision = "14_priority"
 branch_labels = None
 depends_on = None
 
