@@ -3,7 +3,6 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY batchgate ./batchgate
 COPY workers ./workers
-COPY samples ./samples
 RUN pip install --no-cache-dir . && useradd --create-home batchgate && mkdir -p /data && chown batchgate /data
 USER batchgate
 ENV BATCHGATE_DATA_DIR=/data

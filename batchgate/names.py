@@ -6,6 +6,13 @@ KEY_PREFIX = "bg"
 
 TASK_RUN_CHUNK = "batchgate.run_chunk"
 
+
+def chunk_label(batch_id: str, vendor: str, size: int) -> str:
+    """The name a chunk's task shows in Flower and worker logs (Celery's `shadow` name): what a
+    person needs to find their batch, and never a prompt or a key."""
+    return f"run_chunk {vendor} {batch_id} ×{size}"
+
+
 # The control queue carries finalize work; each vendor has its own queue named after it.
 CONTROL_QUEUE = "batchgate"
 

@@ -14,7 +14,7 @@ from celery import Celery
 from kombu.exceptions import ChannelError
 
 from batchgate.coordination import celery_broker_url, sentinel_transport_options
-from batchgate.names import CONTROL_QUEUE, TASK_RUN_CHUNK, vendor_queue
+from batchgate.names import CONTROL_QUEUE, TASK_RUN_CHUNK, chunk_label, vendor_queue
 from batchgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,9 @@ def enqueue(app: Celery, batch_id: str, vendor: str, ids: Sequence[int], chunk_s
             app.send_task(
                 TASK_RUN_CHUNK,
                 args=[batch_id, vendor, chunk],
+                shadow=chunk_label(batch_id, vendor, len(chunk)),
+                # What Flower shows as the arguments: the ids, counted (a chunk has hundreds).
+                argsrepr=f"({batch_id!r}, {vendor!r}, <{len(chunk)} item ids>)",
                 queue=vendor_queue(vendor),
                 producer=producer,
             )

@@ -7,6 +7,7 @@ optionally Flower. A child that dies is restarted; SIGINT/SIGTERM stops everythi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,9 @@ from batchgate.settings import Settings
 
 RESTART_BACKOFF = 1.0
 STOP_GRACE = 10.0
+# Written by a running `up` in its data dir: how `serve`, `worker`, `reconciler` and `flower`
+# started on their own find its embedded broker and database.
+RUN_RECORD = "up.json"
 
 
 @dataclass
@@ -78,6 +82,16 @@ class Supervisor:
             self.children.append(Child("flower", [*py, "flower", "--port", str(self.flower_port)]))
         for child in self.children:
             self._spawn(child)
+        write_run_record(
+            data_dir,
+            {
+                "pid": os.getpid(),
+                "redis_url": redis_url,
+                "broker_url": self.settings.broker_url,
+                "database_url": self.env["BATCHGATE_DATABASE_URL"],
+                "api_base": f"http://{self.host}:{self.port}",
+            },
+        )
 
     def _spawn(self, child: Child) -> None:
         out: int | object = subprocess.DEVNULL
@@ -107,6 +121,8 @@ class Supervisor:
 
     def stop(self) -> None:
         self.stopping.set()
+        with contextlib.suppress(FileNotFoundError):
+            (self.settings.data_dir.resolve() / RUN_RECORD).unlink()
         procs = [c.proc for c in self.children if c.proc is not None]
         for p in procs:
             _signal_group(p, signal.SIGTERM)
@@ -129,3 +145,25 @@ class Supervisor:
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+
+
+def write_run_record(data_dir: Path, record: dict[str, object]) -> None:
+    """Owner-only: the broker URL may carry a password."""
+    path = data_dir / RUN_RECORD
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fp:
+        json.dump(record, fp)
+    tmp.replace(path)
+
+
+def read_run_record(data_dir: Path) -> dict[str, str] | None:
+    """The record of the `up` running on this data dir, or None (none, or its process is gone)."""
+    try:
+        record = json.loads((data_dir / RUN_RECORD).read_text())
+        os.kill(int(record["pid"]), 0)
+    except (FileNotFoundError, ValueError, KeyError, TypeError, ProcessLookupError):
+        return None
+    except PermissionError:
+        pass  # alive, another user's: the record is still right
+    return record

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from batchgate import __version__
 from batchgate.api import (
@@ -15,7 +16,10 @@ from batchgate.api import (
     files,
     health,
     message_batches,
+    metrics,
     models,
+    results,
+    ui,
     uploads,
 )
 from batchgate.api.auth import KeyRing
@@ -24,6 +28,7 @@ from batchgate.api.files import MULTIPART_OVERHEAD
 from batchgate.api.request_id import RequestId
 from batchgate.api.unprefixed import Unprefixed
 from batchgate.config import Config
+from batchgate.coordination import connect
 from batchgate.filestore import FileStore
 from batchgate.queueing import enqueue, make_celery
 from batchgate.settings import Settings
@@ -32,7 +37,8 @@ from batchgate.store.db import make_engine
 
 
 def create_app(settings: Settings, config: Config) -> FastAPI:
-    app = FastAPI(
+    # /docs and /redoc with their assets served from the package, not a CDN (blank offline).
+    app = FastAPIOffline(
         title="batchgate",
         version=__version__,
         description="OpenAI Batch API compatible batch runner for LLM inference.",
@@ -49,6 +55,8 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.state.engine = engine
     app.state.files = FileStore(settings.files_dir)
     app.state.celery = celery
+    # For /metrics (slots, queue lengths); connects on first use.
+    app.state.redis = connect(settings.redis_url or "")
     app.state.enqueue = send
     app.state.keys = KeyRing(config)
     app.state.ingest_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest")
@@ -60,10 +68,13 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
     app.add_middleware(Unprefixed)
     app.include_router(files.router)
     app.include_router(batches.router)
+    app.include_router(results.router)
     app.include_router(uploads.router)
     app.include_router(models.router)
     app.include_router(message_batches.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    ui.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -7,7 +7,7 @@ import logging
 import typer
 
 from batchgate import redaction
-from batchgate.cli import client_cmds, demo, servers
+from batchgate.cli import client_cmds, demo, estimate, servers, submit
 from batchgate.cli.db_cmds import db_app
 from batchgate.cli.deploy_cmds import kubernetes
 
@@ -23,7 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 servers.register(app)
+submit.register(app)
 client_cmds.register(app)
+estimate.register(app)
 demo.register(app)
 app.add_typer(db_app, name="db")
 app.command()(kubernetes)

@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 
 from batchgate.cli.progress import summary_line, summary_table, wait_with_progress
+from batchgate.cli.submit import errors_path
 from batchgate.client import Client
 from batchgate.config import load_config
 from batchgate.settings import get_settings
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # package data
 DEMO_CONFIG = "config.demo.yaml"
 DEMO_SIMULATOR = "simulator.demo.yaml"
 DEMO_BATCH = "eval.jsonl"
@@ -89,7 +90,12 @@ def register(app: typer.Typer) -> None:
         sup = Supervisor(
             settings, config, config_path, port=port, log_dir=root / "logs", quiet=True
         )
-        console.print(f"[bold]batchgate demo[/bold]: simulator at {sim.base_url}, data in {root}")
+        kept = (
+            f"data in {root}"
+            if data_dir is not None
+            else "data in a temporary directory, deleted at exit (--data-dir DIR keeps it)"
+        )
+        console.print(f"[bold]batchgate demo[/bold]: simulator at {sim.base_url}, {kept}")
         try:
             sup.start()
             with Client(f"http://127.0.0.1:{port}") as client:
@@ -109,7 +115,7 @@ def register(app: typer.Typer) -> None:
                 if batch.get("output_file_id"):
                     client.download(batch["output_file_id"], output)
                 if batch.get("error_file_id"):
-                    client.download(batch["error_file_id"], output.with_suffix(".errors.jsonl"))
+                    client.download(batch["error_file_id"], errors_path(output))
                 console.print(f"merged results: [bold]{output}[/bold]")
                 if batch["status"] != "completed":
                     raise typer.Exit(1)

@@ -25,7 +25,7 @@ def wait_with_progress(
     columns = (
         TextColumn("[bold]{task.fields[status]}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[count]}"),
         TextColumn("failed {task.fields[failed]}  in-flight {task.fields[in_flight]}"),
         TextColumn("{task.fields[rate]}/s  ${task.fields[cost]}"),
         TimeElapsedColumn(),
@@ -33,7 +33,14 @@ def wait_with_progress(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(
-            "batch", total=None, status=batch["status"], failed=0, in_flight=0, rate="0", cost="0"
+            "batch",
+            total=None,
+            status=batch["status"],
+            count="",
+            failed=0,
+            in_flight=0,
+            rate="0",
+            cost="0",
         )
         while True:
             counts = batch["request_counts"]
@@ -43,6 +50,8 @@ def wait_with_progress(
                 task,
                 total=counts["total"] or None,
                 completed=done,
+                # No total yet while the file is validated (none at all if it is refused).
+                count=f"{done}/{counts['total']}" if counts["total"] else "",
                 status=batch["status"],
                 failed=counts["failed"],
                 in_flight=(batch.get("batchgate") or {}).get("in_flight", 0),

@@ -47,6 +47,7 @@ def output_line(row: Any, cost: str, reasks: int = 0) -> dict[str, Any]:
     error = json.loads(row.error_json) if row.error_json else None
     tried = json.loads(row.tried_json)
     meta = {
+        "index": row.idx,  # the line's 0-based position in the input file
         "model": row.alias,
         "vendor": row.vendor,
         "deployment": row.served_deployment,

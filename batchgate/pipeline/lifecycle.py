@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
+from batchgate.store.finished import next_seq
 from batchgate.store.items import BATCH, ITEM
 
 CANCELLED = {
@@ -51,7 +52,12 @@ def _cancel_queued(conn: Connection, batch_id: str) -> int:
     return conn.execute(
         update(ITEM)
         .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
-        .values(state="cancelled", error_json=CANCELLED_ERROR, finished_at=time.time())
+        .values(
+            state="cancelled",
+            error_json=CANCELLED_ERROR,
+            finished_at=time.time(),
+            finish_seq=next_seq(conn, batch_id),
+        )
     ).rowcount
 
 
@@ -61,7 +67,12 @@ def expire_items(engine: Engine, batch_id: str) -> int:
         return conn.execute(
             update(ITEM)
             .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
-            .values(state="expired", error_json=EXPIRED_ERROR, finished_at=time.time())
+            .values(
+                state="expired",
+                error_json=EXPIRED_ERROR,
+                finished_at=time.time(),
+                finish_seq=next_seq(conn, batch_id),
+            )
         ).rowcount
 
 
@@ -71,5 +82,10 @@ def stop_for_budget(engine: Engine, batch_id: str, error: dict[str, str]) -> int
         return conn.execute(
             update(ITEM)
             .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
-            .values(state="failed", error_json=json.dumps(error), finished_at=time.time())
+            .values(
+                state="failed",
+                error_json=json.dumps(error),
+                finished_at=time.time(),
+                finish_seq=next_seq(conn, batch_id),
+            )
         ).rowcount

@@ -6,4 +6,5 @@
   `max_parallel_requests`), shared by all worker processes and hosts.
 - `limits` — the other Redis-backed limits, rpm/tpm windows and deployment cooldowns; also
   re-exports `Slots`, so `from batchgate.routing.limits import Slots, RateWindow, Cooldowns`.
+- `load` — read-only: slots held and messages queued per vendor now, for `/metrics` and `/ui`.
 """

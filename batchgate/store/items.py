@@ -15,7 +15,14 @@ from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from batchgate.store.db import reading
-from batchgate.store.models import PENDING_ITEM_STATES, Attempt, Batch, Item
+from batchgate.store.finished import next_seqs
+from batchgate.store.models import (
+    PENDING_ITEM_STATES,
+    TERMINAL_ITEM_STATES,
+    Attempt,
+    Batch,
+    Item,
+)
 
 ITEM = Item.__table__  # type: ignore[attr-defined]
 ATTEMPT = Attempt.__table__  # type: ignore[attr-defined]
@@ -226,7 +233,8 @@ def apply(
     if not ids:
         return result
     with engine.begin() as conn:
-        held = set(conn.execute(_HELD, {"ids": ids, "b_owner": owner}).scalars())
+        batch_of = {r.id: r.batch_id for r in conn.execute(_HELD, {"ids": ids, "b_owner": owner})}
+        held = set(batch_of)
         result.stale = set(ids) - held
         if attempts:
             rows = []
@@ -246,6 +254,8 @@ def apply(
                 s[3] += a.cache_read_tokens
                 s[4] += a.cache_write_tokens
                 s[5] |= int(a.unpriced)
+        ending = [u for u in updates if u.id in held and u.state in TERMINAL_ITEM_STATES]
+        seqs = next_seqs(conn, (batch_of[u.id] for u in ending))
         params = []
         for u in updates:
             if u.id not in held:
@@ -269,6 +279,9 @@ def apply(
                     "b_not_before": u.not_before,
                     "b_enqueued_at": u.enqueued_at,
                     "b_finished_at": u.finished_at,
+                    "b_finish_seq": (
+                        seqs[batch_of[u.id]] if u.state in TERMINAL_ITEM_STATES else None
+                    ),
                     "d_cost": s[0],
                     "d_in": s[1],
                     "d_out": s[2],
@@ -282,7 +295,7 @@ def apply(
     return result
 
 
-_HELD = select(ITEM.c.id).where(
+_HELD = select(ITEM.c.id, ITEM.c.batch_id).where(
     ITEM.c.id.in_(bindparam("ids", expanding=True)),
     ITEM.c.lease_owner == bindparam("b_owner"),
     ITEM.c.state == "running",
@@ -306,6 +319,7 @@ _APPLY_UPDATE = (
         not_before=bindparam("b_not_before"),
         enqueued_at=bindparam("b_enqueued_at"),
         finished_at=bindparam("b_finished_at"),
+        finish_seq=bindparam("b_finish_seq"),
         lease_owner=null(),
         lease_until=null(),
         cost_pusd=ITEM.c.cost_pusd + bindparam("d_cost"),

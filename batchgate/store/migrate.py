@@ -70,13 +70,15 @@ def upgrade(engine: Engine, wait_s: float = 600.0) -> SchemaState:
 
     Raises `SchemaTooNew` when the database is ahead of this code.
     """
-    before = state(engine)
-    _refuse_newer(engine, before)
-    if before.current == before.head:
-        return before
     deadline = time.monotonic() + wait_s
     while True:
         try:
+            # The first read is retried too: on SQLite, even connecting (its journal-mode
+            # pragma) can find the database locked by a process that is migrating it.
+            before = state(engine)
+            _refuse_newer(engine, before)
+            if before.current == before.head:
+                return before
             return _upgrade_locked(engine)
         except OperationalError as exc:
             # SQLite: another process holds the write lock past the busy timeout, migrating.

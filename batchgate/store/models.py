@@ -69,6 +69,8 @@ class Batch(SQLModel, table=True):
     completed_count: int = 0
     failed_count: int = 0
     summary_json: str | None = Field(default=None, sa_column=Column(Text))
+    # The last finish sequence handed to this batch's items (see `store/finished.py`).
+    finished_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
 
 class Item(SQLModel, table=True):
@@ -80,6 +82,8 @@ class Item(SQLModel, table=True):
         Index("ix_item_batch_state", "batch_id", "state"),
         # A running task refills from its batch's queued items of its vendor, in input order.
         Index("ix_item_refill", "batch_id", "vendor", "state", "idx"),
+        # Live results tail a batch by the order its lines finished in.
+        Index("ix_item_batch_finish_seq", "batch_id", "finish_seq"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -111,6 +115,8 @@ class Item(SQLModel, table=True):
     cost_pusd: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     unpriced: bool = False
     finished_at: float | None = None
+    # Set once, when the item turns terminal: the batch's finish sequence at that commit.
+    finish_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Attempt(SQLModel, table=True):

@@ -55,13 +55,16 @@ def test_submit_wait_shows_progress_and_a_cost_table(
     path = write_jsonl(tmp_path / "in.jsonl", lines)
     out = tmp_path / "results.jsonl"
     proc = _cli("submit", str(path), "--wait", "-o", str(out), "--api-base", api, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # completed, some lines failed
     text = proc.stdout
     assert "48/48" in text  # the progress line at its end
     assert "cost USD" in text and "gpt" in text and "claude" in text
     assert "failed 3" in text and "served by a fallback 5" in text, text
     results = read_jsonl(out)
     assert len(results) == 45
+    failed = tmp_path / "results.errors.jsonl"
+    assert f"3 failed lines written to {failed}" in text
+    assert [x["custom_id"] for x in read_jsonl(failed)] == [f"bad-{i:05d}" for i in range(3)]
     batch_id = next(w for w in text.split() if w.startswith("batch_"))
 
     status = _cli("status", batch_id, "--json", "--api-base", api, cwd=tmp_path)
@@ -76,7 +79,7 @@ def test_submit_wait_shows_progress_and_a_cost_table(
     dl = _cli("download", batch_id, "--errors", "-o", str(errors), "--api-base", api, cwd=tmp_path)
     assert dl.returncode == 0 and len(read_jsonl(errors)) == 3
     missing = _cli("status", "batch_nope", "--api-base", api, cwd=tmp_path)
-    assert missing.returncode == 1 and "404" in missing.stdout
+    assert missing.returncode == 1 and "404" in missing.stderr
 
 
 def test_estimate_prices_a_file_offline(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ def test_flower_lists_batch_tasks_with_auth_and_refuses_without(
 
     assert httpx.get(f"{base}/api/tasks", timeout=10).status_code == 401
     assert httpx.get(f"{base}/", timeout=10).status_code == 401
+    assert httpx.get(f"{base}/tasks/datatable", timeout=10).status_code == 401
     auth = ("ops", "s3cret-flower")
 
     def tasks() -> dict:
@@ -39,7 +40,11 @@ def test_flower_lists_batch_tasks_with_auth_and_refuses_without(
         return {k: v for k, v in data.items() if batch["id"] in (v.get("args") or "")}
 
     found = wait_for(tasks, 30, "the batch's tasks in flower")
-    assert all(t["name"] == "batchgate.run_chunk" for t in found.values())
+    # Named for people: vendor, batch and chunk size; the arguments summarised, never a prompt.
+    assert all(t["name"].startswith(f"run_chunk openai {batch['id']} ×") for t in found.values()), (
+        found
+    )
+    assert sum(int(t["name"].rsplit("×", 1)[1]) for t in found.values()) >= 40
     text = httpx.get(f"{base}/api/tasks", auth=auth, timeout=10).text
     assert prompt not in text and "sk-test-key" not in text
 

@@ -93,6 +93,8 @@ def test_up_restarts_a_dead_worker_and_stops_everything_on_sigterm(
                 return False
 
         wait_for(healthy, 90, "batchgate up to be healthy")
+        _serve_attaches_through_the_data_dir(tmp_path, config)
+        _flower_attaches_through_the_data_dir(tmp_path)
         workers = [p for p in _children(up.pid) if "worker --vendor openai" in _cmdline(p)]
         assert len(workers) == 1
         os.killpg(workers[0], signal.SIGKILL)
@@ -115,3 +117,81 @@ def test_up_restarts_a_dead_worker_and_stops_everything_on_sigterm(
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
             up.wait()
+
+
+def _serve_attaches_through_the_data_dir(tmp_path: Path, config: Path) -> None:
+    """`batchgate serve` started on its own, with no broker or database URL set, finds the
+    running `up`'s through the data dir: its health sees up's workers, its list up's batches."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHGATE_")}
+    port = free_port()
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchgate",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3).json()["workers"][
+                    "ok"
+                ]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return serve.poll() is not None  # exited: reported below
+
+        wait_for(healthy, 60, "the attached API")
+        assert serve.poll() is None, serve.stderr.read() if serve.stderr else ""
+    finally:
+        serve.terminate()
+        serve.wait(30)
+
+
+def _flower_attaches_through_the_data_dir(tmp_path: Path) -> None:
+    """`batchgate flower` on its own finds up's broker: it lists up's worker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHGATE_")}
+    env["BATCHGATE_FLOWER_BASIC_AUTH"] = "ops:flower-pass"
+    port = free_port()
+    flower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchgate",
+            "flower",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def workers() -> list[str]:
+            try:
+                url = f"http://127.0.0.1:{port}/api/workers?refresh=1"
+                found = httpx.get(url, auth=("ops", "flower-pass"), timeout=10).json()
+                return [w for w in found if w.startswith("openai@")]
+            except (httpx.HTTPError, ValueError):
+                assert flower.poll() is None, "flower exited"
+                return []
+
+        wait_for(workers, 60, "flower to list up's openai worker")
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(30)

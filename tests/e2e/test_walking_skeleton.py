@@ -82,6 +82,9 @@ def test_task_messages_carry_ids_only(clean_broker: str, database_url: str, tmp_
     args, kwargs, _ = json.loads(body)
     assert args[0] == batch["id"] and args[1] == "openai" and len(args[2]) == 3
     assert all(isinstance(i, int) for i in args[2]) and kwargs == {}
+    headers = envelope["headers"]
+    assert headers["shadow"] == f"run_chunk openai {batch['id']} ×3"
+    assert headers["argsrepr"] == f"({batch['id']!r}, 'openai', <3 item ids>)"
     everything = raw[0].decode() + body
     assert prompt not in everything and "p number" not in everything
     assert secret not in everything

@@ -26,7 +26,7 @@ def test_run_prints_its_address_serves_the_config_and_exits_cleanly(stop_signal)
         assert match, line
         body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
         url = match.group(1) + "/v1/chat/completions"
-        good = httpx.post(url, json=body, headers={"Authorization": "Bearer sk-sim-openai"})
+        good = httpx.post(url, json=body, headers={"Authorization": "Bearer sk-simulated"})
         wrong = httpx.post(url, json=body, headers={"Authorization": "Bearer other"})
         assert good.json()["choices"][0]["message"]["content"] == "echo: hi"
         assert wrong.status_code == 401  # the sample config requires its key

@@ -88,6 +88,7 @@ def test_missing_or_wrong_key_is_401_everywhere_but_healthz(api: TestClient) -> 
         ("get", "/v1/files/file-x"),
         ("get", "/v1/batches/batch_x"),
         ("post", "/v1/batches/batch_x/cancel"),
+        ("get", "/v1/batches/batch_x/results"),
         ("delete", "/v1/files/file-x"),
         ("get", "/v1/files/file-x/content"),
     ]:
@@ -106,6 +107,7 @@ def test_another_tenants_ids_are_404_on_every_route(api: TestClient) -> None:
         api.delete(f"/v1/files/{fid}", headers=_h("b")),
         api.get(f"/v1/batches/{bid}", headers=_h("b")),
         api.post(f"/v1/batches/{bid}/cancel", headers=_h("b")),
+        api.get(f"/v1/batches/{bid}/results", headers=_h("b")),
         api.get("/v1/batches", params={"after": bid}, headers=_h("b")),
         api.post(
             "/v1/batches",
@@ -126,6 +128,29 @@ def test_another_tenants_ids_are_404_on_every_route(api: TestClient) -> None:
     # Nothing B did touched A's objects.
     assert api.get(f"/v1/batches/{bid}", headers=_h("a")).json()["status"] == "in_progress"
     assert api.get(f"/v1/files/{fid}/content", headers=_h("a")).status_code == 200
+
+
+def test_live_results_of_a_cancelled_batch_tail_each_line_once(api: TestClient) -> None:
+    _, bid = _upload_and_create(api, "a")
+    first = api.get(f"/v1/batches/{bid}/results", headers=_h("a"))
+    assert first.status_code == 200 and first.text == ""  # nothing finished: no vendor answers
+    cursor = first.headers["batchgate-cursor"]
+    assert first.headers["batchgate-batch-status"] == "in_progress"
+    api.post(f"/v1/batches/{bid}/cancel", headers=_h("a"))
+    tail = api.get(f"/v1/batches/{bid}/results", params={"since": cursor}, headers=_h("a"))
+    lines = [json.loads(x) for x in tail.text.splitlines()]
+    assert [(x["custom_id"], x["batchgate"]["index"]) for x in lines] == [
+        ("item-00000", 0),
+        ("item-00001", 1),
+    ]
+    assert all(x["error"]["code"] == "batch_cancelled" for x in lines)
+    again = api.get(
+        f"/v1/batches/{bid}/results",
+        params={"since": tail.headers["batchgate-cursor"]},
+        headers=_h("a"),
+    )
+    assert again.text == "" and again.headers["batchgate-batch-status"] == "cancelled"
+    assert again.headers["batchgate-cursor"] == tail.headers["batchgate-cursor"]
 
 
 def _create(api: TestClient, who: str, **extra: object) -> httpx.Response:

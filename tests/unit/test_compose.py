@@ -102,6 +102,64 @@ def test_production_settings_redis_and_flower() -> None:
     assert "COPY batchgate" in dockerfile and "COPY workers" in dockerfile
 
 
+# The families /metrics serves (batchgate/api/metrics.py), as Prometheus names them.
+METRICS = {
+    "batchgate_vendor_calls_total",
+    "batchgate_cost_usd_total",
+    "batchgate_lines_finished_total",
+    "batchgate_batches",
+    "batchgate_call_latency_seconds_bucket",
+    "batchgate_call_latency_seconds_count",
+    "batchgate_call_latency_seconds_sum",
+    "batchgate_vendor_limit",
+    "batchgate_vendor_inflight",
+    "batchgate_queue_depth",
+}
+
+
+def test_prometheus_scrapes_the_api_with_the_master_key() -> None:
+    services = _compose()["services"]
+    prom = services["prometheus"]
+    mounted = {
+        v.split(":")[1]: REPO / v.split(":")[0] for v in prom["volumes"] if v.startswith("./")
+    }
+    scrape = yaml.safe_load(mounted["/etc/prometheus/prometheus.yml"].read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["api:8000"]
+    # The key file the entrypoint writes from the environment is the one the scrape sends.
+    key_file = job["authorization"]["credentials_file"]
+    assert f"> {key_file}" in prom["entrypoint"][-1]
+    assert "BATCHGATE_MASTER_KEY" in prom["environment"]
+    assert "BATCHGATE_MASTER_KEY=" in (REPO / ".env.example").read_text()
+
+
+def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
+    import re
+
+    services = _compose()["services"]
+    mounts = {
+        v.split(":")[1]: REPO / v.split(":")[0]
+        for v in services["grafana"]["volumes"]
+        if v.startswith("./")
+    }
+    dashboards = sorted(mounts["/var/lib/grafana/dashboards"].glob("*.json"))
+    assert dashboards
+    exprs = [
+        t["expr"]
+        for path in dashboards
+        for panel in json.loads(path.read_text())["panels"]
+        for t in panel["targets"]
+    ]
+    used = {name for e in exprs for name in re.findall(r"batchgate_[a-z_]+", e)}
+    assert used and used <= METRICS, used - METRICS
+    # Every family but the histogram's sum/count is on the dashboard.
+    assert METRICS - used <= {
+        "batchgate_call_latency_seconds_count",
+        "batchgate_call_latency_seconds_sum",
+    }
+
+
 def test_workers_and_reconciler_scale_with_nothing_host_specific() -> None:
     """`docker compose up --scale worker-openai=4` (or reconciler=2) must just work: no fixed
     container name, host port or hostname on a scalable service, and each replica names itself

@@ -33,6 +33,20 @@ def test_sample_configs_load() -> None:
         assert load_config(REPO / "samples" / name).aliases
 
 
+def test_the_simulator_sample_accepts_the_keys_the_simulator_config_sends() -> None:
+    from batchgate.simulator import load_behaviour
+
+    behaviour = load_behaviour(REPO / "samples" / "simulator.yaml")
+    config = load_config(REPO / "samples" / "config.simulator.yaml")
+    checked = 0
+    for alias in config.aliases:
+        for dep in config.deployments_for(alias):
+            required = behaviour.required_keys(dep.vendor)
+            assert required is None or dep.api_key() in required, (alias, dep.vendor)
+            checked += required is not None
+    assert checked  # the sample does require a key somewhere, and it is the one sent
+
+
 def test_keys_resolve_from_the_environment_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = parse_config(
         {

@@ -68,9 +68,9 @@ def test_sample_config_loads_with_its_per_model_overrides():
     assert behaviour.for_model("flaky-1").fail_first_n == {"server_error": 2}
     assert behaviour.for_model("other").latency_ms == 50
     assert not behaviour.is_known("embed-nonexistent")
-    assert behaviour.required_keys("openai") == frozenset({"sk-sim-openai"})
+    assert behaviour.required_keys("openai") == frozenset({"sk-simulated"})
     assert behaviour.required_keys("gemini") is None
-    assert "sk-sim-openai" not in json.dumps(behaviour.public_dict())
+    assert "sk-simulated" not in json.dumps(behaviour.public_dict())
 
 
 def test_no_config_means_no_latency_and_no_faults():
