@@ -8,23 +8,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError
 
 from batchgate.errors import ErrorKind, ProviderError, ServerError
+from batchgate.execution import faults
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.money import usd_str, usd_to_pusd
 from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
 from batchgate.pricing import cost_of, estimate_request, estimate_tokens
+from batchgate.pricing._table import PriceEntry
 from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
@@ -48,6 +47,9 @@ NOT_RUN = ServerError("not run", code="not_run")
 
 AUTH_PAUSE_SECONDS = 300.0
 COOLDOWN_WINDOW = 60.0
+# A budget reservation for a call that sends no output cap, to a model whose config names no
+# `model_info.max_output_tokens`: the most output tokens it is assumed to produce.
+UNKNOWN_MODEL_OUTPUT_LIMIT = 16384
 
 
 @dataclass
@@ -59,17 +61,6 @@ class ChunkReport:
     deferred: int = 0
     cancelled: int = 0
     batches: set[str] = field(default_factory=set)
-
-
-def _crash_hook(rt: Runtime, custom_id: str) -> None:
-    """Durability tests only (BATCHGATE_TEST_FAULTS=crash_after_response=<custom_id>,...): die
-    once per listed line between a paid response and its commit."""
-    faults, prefix = rt.settings.test_faults, "crash_after_response="
-    if faults and faults.startswith(prefix) and custom_id in faults[len(prefix) :].split(","):
-        marker = rt.settings.data_dir / f"crashed-{custom_id}"
-        if not marker.exists():
-            marker.touch()
-            os._exit(137)
 
 
 class ChunkRun:
@@ -89,6 +80,7 @@ class ChunkRun:
         self._tasks: set[asyncio.Task[None]] = set()
         self._backing_off = 0  # items sleeping out a retry delay: they hold no slot
         self._changed = asyncio.Event()  # an item finished or started backing off
+        self._ended: set[int] = set()  # items whose outcome this run has handed to the recorder
 
     async def run(self, batch_id: str, ids: list[int]) -> ChunkReport:
         rt = self.rt
@@ -133,6 +125,7 @@ class ChunkRun:
             if exhausted or active >= low or time.monotonic() > deadline:
                 continue
             try:
+                faults.fire("runner.claim")
                 more = await rt.db(
                     claim_next,
                     rt.engine,
@@ -143,8 +136,8 @@ class ChunkRun:
                     time.time(),
                     rt.settings.lease_seconds,
                 )
-            except OperationalError as exc:  # busy or disconnected: the queue keeps them
-                log.warning("claiming more items failed: %s", exc.orig)
+            except Exception as exc:  # any failure: the queue keeps them, the chunk runs on
+                log.warning("claiming more items failed: %s: %s", type(exc).__name__, exc)
                 continue
             exhausted = not more
             self.report.claimed += len(more)
@@ -153,6 +146,7 @@ class ChunkRun:
     def _start(self, items: list[ClaimedItem]) -> None:
         loop = asyncio.get_running_loop()
         for item in self._track(items):
+            self._ended.discard(item.id)
             task = loop.create_task(self._run_item(item))
             self._tasks.add(task)
             task.add_done_callback(self._on_done)
@@ -171,9 +165,10 @@ class ChunkRun:
             await asyncio.sleep(lease / 3)
             ids = list(self.in_flight)
             try:
+                faults.fire("runner.renew")
                 await self.rt.db(renew, self.rt.engine, self.owner, ids, time.time() + lease)
-            except OperationalError as exc:  # busy or disconnected: the next beat tries again
-                log.warning("lease renewal failed, will retry: %s", exc.orig)
+            except Exception as exc:  # any failure: the next beat tries again
+                log.warning("lease renewal failed, will retry: %s: %s", type(exc).__name__, exc)
 
     def _finish(self, item: ClaimedItem, state: str, **kw: Any) -> None:
         now = time.time()
@@ -191,6 +186,7 @@ class ChunkRun:
             **kw,
         )
         reroute = state == "queued" and kw.get("enqueued_at") is not None
+        self._ended.add(item.id)
         self.recorder.finish(update, item.batch_id, reroute=reroute)
         key = {
             "succeeded": "succeeded",
@@ -216,14 +212,19 @@ class ChunkRun:
     async def _run_item(self, item: ClaimedItem) -> None:
         try:
             await self._run_item_inner(item)
-        except (RedisError, OSError) as exc:
-            # Broker trouble (e.g. a restart) is ours, not the item's: hand it back to the
-            # reconciler, which re-enqueues it once the broker answers again.
-            log.warning("item %s released after a broker error: %s", item.id, type(exc).__name__)
-            self._finish(item, "queued")
-        except Exception:  # never let one item take the chunk down; it ends with an error line
-            log.exception("item %s failed unexpectedly", item.id)
-            self._fail(item, None, "internal_error", "batchgate failed to process this line")
+        except Exception as exc:  # never let one item take the chunk down
+            if item.id in self._ended:
+                # Its outcome (e.g. a paid completion) is with the recorder already: a failure
+                # after that, such as a slot release Redis refused, must not overwrite it.
+                log.warning("item %s: %s after its outcome", item.id, type(exc).__name__)
+            elif isinstance(exc, RedisError | OSError):
+                # Broker trouble (e.g. a restart) is ours, not the item's: hand it back to the
+                # reconciler, which re-enqueues it once the broker answers again.
+                log.warning("item %s released after a broker error: %s", item.id, exc)
+                self._finish(item, "queued")
+            else:
+                log.exception("item %s failed unexpectedly", item.id)
+                self._fail(item, None, "internal_error", "batchgate failed to process this line")
 
     async def _run_item_inner(self, item: ClaimedItem) -> None:
         rt = self.rt
@@ -268,58 +269,100 @@ class ChunkRun:
             return
 
     async def _attempt(self, item: ClaimedItem, info: BatchInfo, dep: Any) -> ProviderError | None:
+        """One call on `dep`: None when the item ended (succeeded), else the error to act on.
+        The call is on the books (attempt row, outcome) before any Redis bookkeeping after it,
+        and that bookkeeping is best-effort: a broker failure there never loses a paid call."""
         rt = self.rt
-        limits = rt.config.limits(self.vendor)
-        target = rt.target(dep)
-        scopes = [(self.vendor, limits.max_concurrency)]
-        if dep.max_parallel_requests:
-            scopes.append((dep.id, dep.max_parallel_requests))
         if dep.rpm or dep.tpm:
             tokens = estimate_tokens(item.body, info.endpoint)
             await rt.rates.wait_turn(
                 dep.id, dep.rpm, dep.tpm, tokens.input_tokens + tokens.max_output_tokens
             )
-        body = dict(item.body)
         adapter = get_adapter(dep.adapter)
         entry = info.prices.entry(dep.id)
         reserved = 0
         if info.cap_pusd is not None:
-            reserved = usd_to_pusd(estimate_request(body, info.endpoint, entry)[1])
+            cap = adapter.output_cap(item.body) or dep.max_output_tokens
+            cap = cap or UNKNOWN_MODEL_OUTPUT_LIMIT
+            reserved = usd_to_pusd(estimate_request(item.body, info.endpoint, entry, cap)[1])
 
             async def spent() -> int:
                 return await rt.db(rt.spent_pusd, item.batch_id)
 
             if not await rt.budgets.reserve(item.batch_id, info.cap_pusd, reserved, spent):
                 return BUDGET_EXCEEDED
-        started = time.time()
-        completion: Completion | None = None
-        error: ProviderError | None = None
+        cost = [0]  # what the call cost, once known: the reservation is swapped for it
+        try:
+            result = await self._call(item, dep, adapter, entry, cost)
+        finally:
+            if reserved:
+                await rt.budgets.settle(item.batch_id, reserved, cost[0])
+        if result is None:
+            if dep.id in rt.failing:
+                # Only a deployment that failed here has a failure count worth clearing.
+                rt.failing.discard(dep.id)
+                with contextlib.suppress(RedisError, OSError):
+                    await rt.cooldowns.record_success(dep.id)
+            return None
+        if result is NOT_RUN:
+            return result
+        await self._note_failure(item, dep, result)
+        return result
+
+    async def _call(
+        self, item: ClaimedItem, dep: Any, adapter: Any, entry: PriceEntry, cost: list[int]
+    ) -> ProviderError | None:
+        """Hold the slots, send, and put the call on the books at once (before the slots'
+        release, which can fail). Sets cost[0] once the call's cost is known."""
+        rt = self.rt
+        target = rt.target(dep)
+        scopes = [(self.vendor, rt.config.limits(self.vendor).max_concurrency)]
+        if dep.max_parallel_requests:
+            scopes.append((dep.id, dep.max_parallel_requests))
         async with rt.slots.hold_all(scopes, ttl=target.deadline + rt.settings.slot_ttl_margin):
             # The wait for a slot can be long: look again before paying for a call.
             fresh = await rt.batch(item.batch_id)
             if fresh is None or fresh.status != "in_progress" or time.time() >= fresh.expires_at:
-                if reserved:
-                    await rt.budgets.settle(item.batch_id, reserved, 0)
                 return NOT_RUN
+            faults.fire("runner.before_call", item.custom_id)
             started = time.time()
+            completion: Completion | None = None
+            error: ProviderError | None = None
             try:
                 completion = await send(
                     adapter,
                     rt.client(self.vendor),
-                    info.endpoint,
-                    body,
+                    fresh.endpoint,
+                    dict(item.body),
                     target,
                     max_bytes=rt.settings.max_response_bytes,
                 )
             except ProviderError as exc:
                 error = exc
-        finished = time.time()
+            cost[0] = self._account(item, dep, entry, started, completion, error)
+            faults.fire("runner.after_call", item.custom_id)
+        return error
+
+    def _account(
+        self,
+        item: ClaimedItem,
+        dep: Any,
+        entry: PriceEntry,
+        started: float,
+        completion: Completion | None,
+        error: ProviderError | None,
+    ) -> int:
+        """Hand the attempt, and a completion's outcome, to the recorder; returns the cost in
+        pUSD. Plain bookkeeping with no I/O: nothing here can drop a paid completion."""
         item.attempts += 1
         item.model_attempts += 1
         usage = completion.usage if completion is not None else (error.usage if error else None)
-        cost = cost_of(usage, entry) if usage is not None else Decimal(0)
-        if info.cap_pusd is not None:
-            await rt.budgets.settle(item.batch_id, reserved, usd_to_pusd(cost))
+        unpriced = entry.unpriced
+        try:
+            cost_pusd = usd_to_pusd(cost_of(usage, entry)) if usage is not None else 0
+        except Exception:  # a pricing bug must not cost the line its paid answer
+            log.exception("pricing an attempt of item %s failed; recorded unpriced", item.id)
+            cost_pusd, unpriced = 0, True
         self.recorder.attempt(
             AttemptRow(
                 item_id=item.id,
@@ -328,7 +371,7 @@ class ChunkRun:
                 deployment_id=dep.id,
                 vendor=self.vendor,
                 started_at=started,
-                finished_at=finished,
+                finished_at=time.time(),
                 status="ok" if completion is not None else "error",
                 provider_model=completion.provider_model if completion else dep.model,
                 error_kind=error.kind.value if error else None,
@@ -341,16 +384,12 @@ class ChunkRun:
                 output_tokens=usage.output_tokens if usage else 0,
                 cache_read_tokens=usage.cache_read_tokens if usage else 0,
                 cache_write_tokens=usage.cache_write_tokens if usage else 0,
-                cost_pusd=usd_to_pusd(cost),
-                unpriced=entry.unpriced,
+                cost_pusd=cost_pusd,
+                unpriced=unpriced,
             )
         )
         if completion is not None:
-            _crash_hook(rt, item.custom_id)
-            if dep.id in rt.failing:
-                # Only a deployment that failed here has a failure count worth clearing.
-                rt.failing.discard(dep.id)
-                await rt.cooldowns.record_success(dep.id)
+            faults.fire(faults.CRASH_POINT, item.custom_id)
             self._finish(
                 item,
                 "succeeded",
@@ -363,8 +402,11 @@ class ChunkRun:
                     "usage": _usage_dict(completion.usage),
                 },
             )
-            return None
-        assert error is not None
+        return cost_pusd
+
+    async def _note_failure(self, item: ClaimedItem, dep: Any, error: ProviderError) -> None:
+        """Cooldown bookkeeping for a failed call (already on the books)."""
+        rt = self.rt
         if error.kind == ErrorKind.authentication:
             await rt.cooldowns.pause(dep.id, AUTH_PAUSE_SECONDS)
             rt.forget_cooling()
@@ -376,7 +418,6 @@ class ChunkRun:
                     dep.id, allowed, COOLDOWN_WINDOW, rt.config.cooldown_time
                 ):
                     rt.forget_cooling()
-        return error
 
     async def _after_error(self, item: ClaimedItem, err: ProviderError) -> bool:
         """Decide what an error means for the item. True: try again now (same or next model)."""

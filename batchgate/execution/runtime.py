@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment, load_config
+from batchgate.execution import faults
 from batchgate.money import usd_to_pusd
 from batchgate.pricing import PriceTable
 from batchgate.providers._http import make_client
@@ -183,4 +184,5 @@ def get_runtime() -> Runtime:
         engine = make_engine(settings.resolved_database_url())
         init_db(engine)  # a worker may be the first process to meet a fresh database
         _runtime = Runtime(settings, config, engine)
+        faults.install_from_spec(settings.test_faults, settings.data_dir)
     return _runtime

@@ -307,6 +307,9 @@ class AnthropicAdapter(Adapter):
     vendor = "anthropic"
     endpoints = frozenset({ENDPOINT_CHAT})
 
+    def output_cap(self, body: Mapping[str, Any]) -> int | None:
+        return super().output_cap(body) or DEFAULT_MAX_TOKENS  # what build_request sends
+
     def build_request(self, endpoint: str, body: Mapping[str, Any], target: Target) -> HttpRequest:
         if endpoint != ENDPOINT_CHAT:
             raise UnsupportedParameter(f"anthropic does not serve {endpoint}")

@@ -1,16 +1,21 @@
 """Per-batch budget caps, enforced across every worker process: spent + reserved ≤ cap.
 
-Before a call, a worker reserves the request's high cost estimate; after it, the reservation is
-swapped for the real cost. A call that would take spent + reservations over the cap is refused,
-so the batch stops within one in-flight window of its cap and never above it. The hash is seeded
-from the database's attempt ledger when missing (a broker restart loses it).
+Before a call, a worker reserves the request's cost with the output tokens the call can really
+produce (the line's cap, the adapter's default, or the model's own limit); after it, the
+reservation is swapped for the real cost, always (the runner settles in a `finally`). A call that
+would take spent + reservations over the cap is refused, so spend stays at or under the cap as
+long as each reservation bounds its call. The hash is seeded from the database's attempt ledger
+when missing (a broker restart loses it). A settle Redis refuses is kept and sent with the next
+one, so a broker blip does not leave a reservation holding the batch back for the key's life.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from batchgate.names import budget_key
 
@@ -36,6 +41,8 @@ redis.call('HINCRBY', KEYS[1], 'spent', ARGV[2])
 return 1
 """
 
+log = logging.getLogger(__name__)
+
 KEY_TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -44,6 +51,7 @@ class Budgets:
         self._redis = redis
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
+        self._owed: list[tuple[str, int, int]] = []  # settles Redis refused, sent again later
 
     async def reserve(
         self,
@@ -61,4 +69,18 @@ class Budgets:
         return bool(ok)
 
     async def settle(self, batch_id: str, estimate_pusd: int, actual_pusd: int) -> None:
-        await self._settle(keys=[budget_key(batch_id)], args=[estimate_pusd, actual_pusd])
+        """Swap a reservation for the real cost. Never raises: what Redis refuses is owed."""
+        self._owed.append((batch_id, estimate_pusd, actual_pusd))
+        while self._owed:
+            owed = self._owed.pop(0)  # taken before the await: concurrent settles never send twice
+            try:
+                await self._settle(keys=[budget_key(owed[0])], args=[owed[1], owed[2]])
+            except RedisError as exc:
+                self._owed.insert(0, owed)
+                log.warning("%d budget settles failed, kept: %s", len(self._owed), exc)
+                return
+
+    @property
+    def owed(self) -> int:
+        """Settles not yet accepted by Redis."""
+        return len(self._owed)
