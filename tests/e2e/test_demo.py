@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+# The whole system (broker, workers, API) in a subprocess: an end-to-end test.
+pytestmark = pytest.mark.e2e
 
 
 def test_batchgate_demo_runs_a_batch_with_fallbacks_and_writes_results(tmp_path: Path) -> None:

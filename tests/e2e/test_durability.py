@@ -119,7 +119,7 @@ def test_batch_past_its_window_expires_with_one_line_per_unfinished_item(
     assert counts == {"total": 40, "completed": len(out), "failed": len(err)}
 
 
-def test_crash_between_paid_response_and_commit_is_counted_not_repeated(
+def test_crash_between_paid_response_and_commit_pays_once_more_and_counts_it(
     make_simulator, make_system, tmp_path: Path
 ) -> None:
     sim = make_simulator({"default": {"latency_ms": 30}})
