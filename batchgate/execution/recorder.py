@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from batchgate.execution import faults
 from batchgate.execution.runtime import Runtime
+from batchgate.pipeline.finalize import refresh_summary
 from batchgate.store.items import AttemptRow, ItemUpdate, apply
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,13 @@ class Recorder:
             self._attempts[:0] = attempts
             return False
         self.stale |= applied.stale
+        late = {a.batch_id for a in attempts if a.item_id in applied.stale}
+        for batch_id in late:
+            # Duplicates: if their batch is summarised already, its totals must count them.
+            try:
+                await self.rt.db(refresh_summary, self.rt.engine, batch_id)
+            except Exception as exc:  # the rows are committed; the next late row retries
+                log.warning("refreshing the totals of %s failed: %s", batch_id, exc)
         self._leased.difference_update(u.id for u in updates)
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for u in updates:

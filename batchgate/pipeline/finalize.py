@@ -2,6 +2,11 @@
 
 Exactly one finalizer wins the `→ finalizing` transition; a finalizer that dies is redone by the
 reconciler. Files are written to a temp file, fsynced and renamed (never a partial file).
+
+The batch's cost totals are a summary of its attempt rows, and rows can land after it: a worker
+paused past the batch's end writes its (duplicate) attempts late. Whoever lands such rows calls
+`refresh_summary` after committing them, and the finalizer checks after writing its summary
+that no row landed meanwhile; so the totals always end up equal to the sum over attempt rows.
 """
 
 from __future__ import annotations
@@ -157,6 +162,23 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
         files.delete(err_rel)
         with engine.begin() as conn:
             conn.execute(FILE.delete().where(FILE.c.id == err_id))
+    refresh_summary(engine, batch_id, seen=summary["attempt_rows"])
+
+
+def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> bool:
+    """Recompute a finished batch's totals from its attempt rows (rows landed after it was
+    summarised). With `seen`, only if the ledger no longer has that many rows. True if written."""
+    summary = summarize(engine, batch_id)
+    if seen is not None and summary["attempt_rows"] == seen:
+        return False
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(BATCH)
+                .where(BATCH.c.id == batch_id, BATCH.c.summary_json.is_not(None))
+                .values(summary_json=json.dumps(summary))
+            ).rowcount
+        )
 
 
 def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
@@ -190,6 +212,7 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
         lost = conn.execute(
             select(func.count()).where(ATTEMPT.c.batch_id == batch_id, ATTEMPT.c.status == "lost")
         ).scalar_one()
+        rows = conn.execute(select(func.count()).where(ATTEMPT.c.batch_id == batch_id)).scalar_one()
         budget = conn.execute(
             select(func.count()).where(
                 ITEM.c.batch_id == batch_id, ITEM.c.error_json.like('%"budget_exceeded"%')
@@ -225,6 +248,7 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
         "duplicate_spend_usd": usd_str(int(dup[0])),
         "duplicate_calls": int(dup[1]),
         "lost_calls": int(lost),
+        "attempt_rows": int(rows),
         "fallback_lines": int(fallbacks),
         "budget_exceeded_lines": int(budget),
         "unpriced": unpriced,

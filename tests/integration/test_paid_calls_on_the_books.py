@@ -5,8 +5,10 @@ seam the execution core exposes; the rest is real (simulator over HTTP, Valkey, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +20,17 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 import batchgate.execution.recorder as recorder
 import batchgate.execution.runner as runner
 from batchgate.execution import faults
+from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import Runtime
+from batchgate.filestore import FileStore
+from batchgate.money import usd_str
 from batchgate.names import budget_key
+from batchgate.pipeline.finalize import try_finalize
 from batchgate.simulator.server import RunningSimulator
 from batchgate.store.db import make_engine
-from batchgate.store.items import ATTEMPT, ITEM
-from tests.integration.chunk_harness import LIMIT, new_batch, run_chunk
+from batchgate.store.items import ATTEMPT, BATCH, ITEM, AttemptRow
+from tests.integration.chunk_harness import LIMIT, make_runtime, new_batch, run_chunk
+from tests.integration.valkey_fixture import valkey_url  # noqa: F401  (a pytest fixture)
 
 pytestmark = pytest.mark.storage
 
@@ -169,3 +176,48 @@ def test_a_bug_after_a_paid_completion_keeps_the_completion(
     states, attempts, _ = _books(database_url, batch_id)
     assert report.succeeded == 6 and states == {"succeeded": 6}  # not `internal_error`
     assert attempts == sim.stats()["total"]["calls"] == 6
+
+
+def test_a_duplicate_attempt_landing_after_the_batch_ended_reaches_its_totals(
+    tmp_path: Path,
+    rt: Runtime,
+    sim: RunningSimulator,
+    database_url: str,
+    valkey_url: str,  # noqa: F811
+) -> None:
+    batch_id, ids = new_batch(rt, [f"hello {i}" for i in range(4)])
+    run_chunk(rt, batch_id, ids)
+    engine = make_engine(database_url)
+    assert try_finalize(engine, FileStore(tmp_path / "files"), batch_id)
+    before = _summary(engine, batch_id)
+    assert before["duplicate_calls"] == 0
+    # A worker paused past the batch's end (its lease long gone) writes its call now.
+    late = make_runtime(tmp_path, database_url, valkey_url, sim)
+    rec = Recorder(late, "paused-worker", lambda *a: None, set())
+    rec.attempt(
+        AttemptRow(
+            item_id=ids[0],
+            batch_id=batch_id,
+            alias="m",
+            deployment_id="m#0",
+            vendor="openai",
+            started_at=0.0,
+            finished_at=1.0,
+            status="ok",
+            cost_pusd=1_000_000,
+        )
+    )
+    assert late.run(rec.flush())
+    late.loop.close()
+    late.engine.dispose()
+    after = _summary(engine, batch_id)
+    _, attempts, total = _books(database_url, batch_id)
+    engine.dispose()
+    assert after["duplicate_calls"] == 1 and after["duplicate_spend_usd"] == usd_str(1_000_000)
+    assert after["cost_pusd"] == total and after["attempt_rows"] == attempts == 5
+
+
+def _summary(engine: Any, batch_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        raw = conn.execute(select(BATCH.c.summary_json).where(BATCH.c.id == batch_id)).scalar_one()
+    return json.loads(raw)
