@@ -2,11 +2,14 @@
 
 Periodically: release expired leases (recording the possibly-made call as `lost`), enqueue items
 that are due but have no message (deferred retries, lost messages, a Redis restart without
-persistence), expire batches past their window, and finalize batches whose items are all done.
+persistence), take over ingests whose owner's lease lapsed (at most MAX_INGEST_ATTEMPTS in all,
+then the batch fails), expire batches past their window (validating ones too), and finalize
+batches whose items are all done.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -18,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
-from batchgate.pipeline.ingest import mark_enqueued
+from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, mark_enqueued
 from batchgate.pipeline.lifecycle import expire_items
 from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 FINALIZE_STALE_SECONDS = 120
 ENQUEUE_LIMIT = 100_000
+MAX_INGEST_ATTEMPTS = 3
 
 
 @dataclass
@@ -110,7 +114,6 @@ def reconcile_once(
     stale_enqueue_seconds: float,
     reingest: Callable[[str], object] | None = None,
     vendors: Iterable[str] = (),
-    stale_ingest_seconds: float = 600.0,
     now: float | None = None,
 ) -> ReconcileReport:
     now = time.time() if now is None else now
@@ -136,21 +139,11 @@ def reconcile_once(
         mark_enqueued(engine, ids)
         report.enqueued += len(ids)
 
+    report.expired += expire_validating(engine, now)
     if reingest is not None:
         # An API that died while ingesting leaves a batch `validating` with no items (ingest is
-        # one transaction): run it again so the batch still ends.
-        with reading(engine) as conn:
-            stuck = (
-                conn.execute(
-                    select(BATCH.c.id).where(
-                        BATCH.c.status == "validating",
-                        BATCH.c.created_at < now - stale_ingest_seconds,
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        for batch_id in stuck:
+        # one transaction): once its lease lapses, run it again so the batch still ends.
+        for batch_id in take_over_ingests(engine, now):
             try:
                 reingest(batch_id)
                 report.reingested += 1
@@ -172,3 +165,56 @@ def reconcile_once(
         elif try_finalize(engine, files, batch_id):
             report.finalized += 1
     return report
+
+
+def expire_validating(engine: Engine, now: float) -> int:
+    """Batches still validating past their window end `expired` (they have no items)."""
+    with engine.begin() as conn:
+        return conn.execute(
+            update(BATCH)
+            .where(BATCH.c.status == "validating", BATCH.c.expires_at <= now)
+            .values(status="expired", expired_at=int(now))
+        ).rowcount
+
+
+def take_over_ingests(engine: Engine, now: float) -> list[str]:
+    """Claim the validating batches whose ingest lease lapsed (one claimer wins each), and fail
+    those whose ingest was started MAX_INGEST_ATTEMPTS times already."""
+    lapsed = and_(
+        BATCH.c.status == "validating",
+        or_(BATCH.c.ingest_lease_until.is_(None), BATCH.c.ingest_lease_until < now),
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            update(BATCH)
+            .where(lapsed, BATCH.c.ingest_attempts >= MAX_INGEST_ATTEMPTS)
+            .values(
+                status="failed",
+                failed_at=int(now),
+                errors_json=json.dumps(
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "code": "ingest_failed",
+                                "message": f"reading the input file failed "
+                                f"{MAX_INGEST_ATTEMPTS} times",
+                                "line": None,
+                                "param": None,
+                            }
+                        ],
+                    }
+                ),
+            )
+        )
+        return list(
+            conn.execute(
+                update(BATCH)
+                .where(lapsed)
+                .values(
+                    ingest_attempts=BATCH.c.ingest_attempts + 1,
+                    ingest_lease_until=now + INGEST_LEASE_SECONDS,
+                )
+                .returning(BATCH.c.id)
+            ).scalars()
+        )

@@ -60,6 +60,10 @@ class Batch(SQLModel, table=True):
     completed_count: int = 0
     failed_count: int = 0
     summary_json: str | None = Field(default=None, sa_column=Column(Text))
+    # Ingest ownership: an ingest holds the batch until `ingest_lease_until`; past it the
+    # reconciler takes the ingest over, at most MAX_INGEST_ATTEMPTS times.
+    ingest_attempts: int = 0
+    ingest_lease_until: float | None = None
 
 
 class Item(SQLModel, table=True):

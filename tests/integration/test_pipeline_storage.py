@@ -13,8 +13,8 @@ from sqlalchemy import select
 from batchgate.config import parse_config
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
-from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
-from batchgate.pipeline.reconcile import reconcile_once
+from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, BatchRequest, create_batch, ingest
+from batchgate.pipeline.reconcile import MAX_INGEST_ATTEMPTS, reconcile_once
 from batchgate.settings import Settings
 from batchgate.store.db import init_db, make_engine
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, AttemptRow, ItemUpdate, apply, claim
@@ -214,10 +214,9 @@ def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:
         lambda v: 0,
         stale_enqueue_seconds=30,
         reingest=reingest,
-        stale_ingest_seconds=600,
         now=time.time(),
     )
-    assert young.reingested == 0  # an ingest may still be running
+    assert young.reingested == 0  # the creating API's ingest holds its lease
     old = reconcile_once(
         engine,
         files,
@@ -225,8 +224,7 @@ def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:
         lambda v: 0,
         stale_enqueue_seconds=30,
         reingest=reingest,
-        stale_ingest_seconds=600,
-        now=time.time() + 601,
+        now=time.time() + INGEST_LEASE_SECONDS + 1,  # promptly: not the 600 s it once waited
     )
     assert old.reingested == 1 and len(sent[0]) == 4
     with engine.connect() as conn:
@@ -234,6 +232,46 @@ def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:
             conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch.id)).scalar_one()
             == "in_progress"
         )
+
+
+def test_a_batch_still_validating_past_its_window_expires(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    batch = _new_batch(engine, files, 2)
+    report = reconcile_once(
+        engine,
+        files,
+        lambda *a: 1,
+        lambda v: 0,
+        stale_enqueue_seconds=30,
+        reingest=lambda batch_id: None,
+        now=batch.expires_at + 1,
+    )
+    assert report.expired == 1
+    with engine.connect() as conn:
+        row = conn.execute(select(BATCH).where(BATCH.c.id == batch.id)).one()
+    assert row.status == "expired" and row.expired_at is not None
+
+
+def test_an_ingest_that_keeps_dying_is_retried_a_few_times_then_fails_the_batch(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    batch = _new_batch(engine, files, 2)
+    tries: list[str] = []
+    now = time.time()
+    for _ in range(MAX_INGEST_ATTEMPTS + 2):
+        now += INGEST_LEASE_SECONDS + 1  # each ingest dies without a word: its lease lapses
+        reconcile_once(
+            engine,
+            files,
+            lambda *a: 1,
+            lambda v: 0,
+            stale_enqueue_seconds=30,
+            reingest=tries.append,
+            now=now,
+        )
+    assert tries == [batch.id] * (MAX_INGEST_ATTEMPTS - 1)  # the first attempt was the API's
+    with engine.connect() as conn:
+        row = conn.execute(select(BATCH).where(BATCH.c.id == batch.id)).one()
+    assert row.status == "failed" and "ingest_failed" in row.errors_json
 
 
 def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env) -> None:  # type: ignore[no-untyped-def]
@@ -341,9 +379,11 @@ def test_enqueue_pages_through_a_batch_in_input_order(env, monkeypatch) -> None:
     sent: list[list[int]] = []
     ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
     with engine.connect() as conn:
-        order = conn.execute(
-            select(ITEM.c.id).where(ITEM.c.batch_id == batch.id).order_by(ITEM.c.idx)
-        ).scalars().all()
+        order = (
+            conn.execute(select(ITEM.c.id).where(ITEM.c.batch_id == batch.id).order_by(ITEM.c.idx))
+            .scalars()
+            .all()
+        )
         unsent = conn.execute(
             select(ITEM.c.id).where(ITEM.c.batch_id == batch.id, ITEM.c.enqueued_at.is_(None))
         ).all()
