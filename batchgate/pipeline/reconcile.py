@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 FINALIZE_STALE_SECONDS = 120
 ENQUEUE_LIMIT = 100_000
 MAX_INGEST_ATTEMPTS = 3
+SWEEP_INTERVAL_SECONDS = 300.0  # partial uploads are swept this often, not every round
 
 
 @dataclass
@@ -40,6 +41,7 @@ class ReconcileReport:
     expired: int = 0
     finalized: int = 0
     reingested: int = 0
+    swept: int = 0
 
 
 def release_expired_leases(engine: Engine, now: float) -> int:
@@ -140,6 +142,8 @@ def reconcile_once(
         report.enqueued += len(ids)
 
     report.expired += expire_validating(engine, now)
+    if now - files.swept_at >= SWEEP_INTERVAL_SECONDS:
+        report.swept = files.sweep_partial(now)
     if reingest is not None:
         # An API that died while ingesting leaves a batch `validating` with no items (ingest is
         # one transaction): once its lease lapses, run it again so the batch still ends.

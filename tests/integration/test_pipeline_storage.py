@@ -4,6 +4,7 @@ apply, finalize in input order, reconcile of expired leases."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from batchgate.config import parse_config
-from batchgate.filestore import FileStore
+from batchgate.filestore import PARTIAL_STALE_SECONDS, FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, BatchRequest, create_batch, ingest
 from batchgate.pipeline.reconcile import MAX_INGEST_ATTEMPTS, reconcile_once
@@ -395,3 +396,15 @@ def test_enqueue_pages_through_a_batch_in_input_order(env, monkeypatch) -> None:
     again = ingest_mod.enqueue_batch(engine, CONFIG, batch.id, lambda b, v, i: sent.append(i) or 1)
     assert again == 0
     assert sent == []
+
+
+def test_the_reconciler_sweeps_partial_uploads_a_dead_writer_left(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    dead, live = files.root / "file-dead.part", files.root / "file-live.part"
+    dead.write_bytes(b'{"custom_id": "half a li')
+    live.write_bytes(b"still arriving")
+    old = time.time() - PARTIAL_STALE_SECONDS - 5
+    os.utime(dead, (old, old))
+    report = reconcile_once(engine, files, lambda *a: 1, lambda v: 0, stale_enqueue_seconds=30)
+    assert report.swept == 1
+    assert not dead.exists() and live.exists()
