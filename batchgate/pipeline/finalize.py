@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, func, select, update
@@ -28,22 +29,58 @@ from batchgate.store.models import File
 FILE = File.__table__  # type: ignore[attr-defined]
 
 
-def try_finalize(engine: Engine, files: FileStore, batch_id: str, *, force: bool = False) -> bool:
-    """Finalize the batch if all its items are terminal. Returns True if this call did it."""
+# The finalizer's lease: `finalizing_at`, renewed while it writes, fencing its last write.
+FINALIZE_RENEW_SECONDS = 20.0
+
+
+class FinalizeLost(Exception):
+    """Another finalizer took the batch over (this one was presumed dead): nothing committed."""
+
+
+def try_finalize(
+    engine: Engine, files: FileStore, batch_id: str, *, stale_before: int | None = None
+) -> bool:
+    """Finalize the batch if all its items are terminal. Returns True if this call did it.
+    With `stale_before`, also take over a finalizer whose lease was last renewed before it."""
     if has_pending(engine, batch_id):
         return False
     now = int(time.time())
+    claimable = BATCH.c.status.in_(["in_progress", "cancelling"])
+    if stale_before is not None:
+        claimable = claimable | (
+            (BATCH.c.status == "finalizing") & (BATCH.c.finalizing_at < stale_before)
+        )
     with engine.begin() as conn:
-        states = ["in_progress", "cancelling"] + (["finalizing"] if force else [])
         won = conn.execute(
             update(BATCH)
-            .where(BATCH.c.id == batch_id, BATCH.c.status.in_(states))
+            .where(BATCH.c.id == batch_id, claimable)
             .values(status="finalizing", finalizing_at=now)
         ).rowcount
     if not won:
         return False
-    write_results(engine, files, batch_id)
+    try:
+        write_results(engine, files, batch_id, lease=now)
+    except FinalizeLost:
+        return False
     return True
+
+
+def _renew(engine: Engine, batch_id: str, lease: int) -> int:
+    """Move the finalize lease on; FinalizeLost if it is no longer ours."""
+    new = max(lease, int(time.time()))
+    with engine.begin() as conn:
+        held = conn.execute(
+            update(BATCH)
+            .where(
+                BATCH.c.id == batch_id,
+                BATCH.c.status == "finalizing",
+                BATCH.c.finalizing_at == lease,
+            )
+            .values(finalizing_at=new)
+        ).rowcount
+    if not held:
+        raise FinalizeLost(batch_id)
+    return new
 
 
 def output_line(row: Any, cost: str) -> dict[str, Any]:
@@ -95,19 +132,33 @@ def output_line(row: Any, cost: str) -> dict[str, Any]:
     return line
 
 
-def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
+@dataclass
+class _Written:
+    """The two result files as written, before the batch's end is committed."""
+
+    ids: dict[str, str]
+    rels: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=lambda: {"out": 0, "err": 0})
+    sizes: dict[str, int] = field(default_factory=lambda: {"out": 0, "err": 0})
+    shas: dict[str, Any] = field(
+        default_factory=lambda: {"out": hashlib.sha256(), "err": hashlib.sha256()}
+    )
+    expired: bool = False
+
+
+def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -> None:
+    """Write the output and error files and commit the batch's end, while holding `lease`
+    (FinalizeLost, and nothing committed, if another finalizer took it)."""
     with reading(engine) as conn:
         batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).one()
-    out_id, err_id = new_id("file-"), new_id("file-")
-    counts = {"completed": 0, "failed": 0}
-    shas = {"out": hashlib.sha256(), "err": hashlib.sha256()}
-    sizes = {"out": 0, "err": 0}
-    expired = False
+    w = _Written(ids={"out": new_id("file-"), "err": new_id("file-")})
+    renewed = time.monotonic()
     with (
-        files.atomic_writer(out_id) as (out_rel, out_fp),
-        files.atomic_writer(err_id) as (err_rel, err_fp),
+        files.atomic_writer(w.ids["out"]) as (out_rel, out_fp),
+        files.atomic_writer(w.ids["err"]) as (err_rel, err_fp),
         reading(engine) as conn,
     ):
+        w.rels = {"out": out_rel, "err": err_rel}
         rows = conn.execution_options(yield_per=2000).execute(
             select(ITEM).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
         )
@@ -116,53 +167,69 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
             data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
             key = "out" if row.state == "succeeded" else "err"
             (out_fp if key == "out" else err_fp).write(data)
-            shas[key].update(data)
-            sizes[key] += len(data)
-            counts["completed" if key == "out" else "failed"] += 1
-            expired = expired or row.state == "expired"
-    now = int(time.time())
+            w.shas[key].update(data)
+            w.sizes[key] += len(data)
+            w.lines[key] += 1
+            w.expired = w.expired or row.state == "expired"
+            if time.monotonic() - renewed > FINALIZE_RENEW_SECONDS:
+                lease, renewed = _renew(engine, batch_id, lease), time.monotonic()
     summary = summarize(engine, batch_id)
-    status = "cancelled" if batch.cancelling_at else "expired" if expired else "completed"
+    try:
+        _commit_end(engine, batch, lease, w, summary)
+    except FinalizeLost:
+        files.delete(out_rel)
+        files.delete(err_rel)
+        raise
+    if not w.lines["err"]:
+        files.delete(err_rel)
+        with engine.begin() as conn:
+            conn.execute(FILE.delete().where(FILE.c.id == w.ids["err"]))
+    refresh_summary(engine, batch_id, seen=summary["attempt_rows"])
+
+
+def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: dict) -> None:
+    """Register the files and end the batch in one transaction, fenced by the lease."""
+    now = int(time.time())
+    status = "cancelled" if batch.cancelling_at else "expired" if w.expired else "completed"
+    stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "completed": "completed_at"}
     with engine.begin() as conn:
-        file_rows = []
-        for key, fid, rel, n in (
-            ("out", out_id, out_rel, counts["completed"]),
-            ("err", err_id, err_rel, counts["failed"]),
-        ):
-            file_rows.append(
-                {
-                    "id": fid,
-                    "tenant": batch.tenant,
-                    "purpose": "batch_output",
-                    "filename": f"{batch_id}_{'output' if key == 'out' else 'error'}.jsonl",
-                    "bytes": sizes[key],
-                    "line_count": n,
-                    "sha256": shas[key].hexdigest(),
-                    "created_at": now,
-                    "path": rel,
-                    "status": "processed",
-                }
-            )
-        conn.execute(FILE.insert(), file_rows)
-        stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "completed": "completed_at"}
-        conn.execute(
+        held = conn.execute(
             update(BATCH)
-            .where(BATCH.c.id == batch_id)
+            .where(
+                BATCH.c.id == batch.id,
+                BATCH.c.status == "finalizing",
+                BATCH.c.finalizing_at == lease,
+            )
             .values(
                 status=status,
-                output_file_id=out_id,
-                error_file_id=err_id if counts["failed"] else None,
-                completed_count=counts["completed"],
-                failed_count=counts["failed"],
+                output_file_id=w.ids["out"],
+                error_file_id=w.ids["err"] if w.lines["err"] else None,
+                completed_count=w.lines["out"],
+                failed_count=w.lines["err"],
                 summary_json=json.dumps(summary),
                 **{stamp[status]: now},
             )
+        ).rowcount
+        if not held:
+            raise FinalizeLost(batch.id)  # rolls the transaction back
+        conn.execute(
+            FILE.insert(),
+            [
+                {
+                    "id": w.ids[key],
+                    "tenant": batch.tenant,
+                    "purpose": "batch_output",
+                    "filename": f"{batch.id}_{'output' if key == 'out' else 'error'}.jsonl",
+                    "bytes": w.sizes[key],
+                    "line_count": w.lines[key],
+                    "sha256": w.shas[key].hexdigest(),
+                    "created_at": now,
+                    "path": w.rels[key],
+                    "status": "processed",
+                }
+                for key in ("out", "err")
+            ],
         )
-    if not counts["failed"]:
-        files.delete(err_rel)
-        with engine.begin() as conn:
-            conn.execute(FILE.delete().where(FILE.c.id == err_id))
-    refresh_summary(engine, batch_id, seen=summary["attempt_rows"])
 
 
 def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> bool:

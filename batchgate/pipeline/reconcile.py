@@ -164,8 +164,10 @@ def reconcile_once(
         if status == "in_progress" and expires_at <= now:
             report.expired += expire_items(engine, batch_id)
         if status == "finalizing":
-            if finalizing_at and finalizing_at < now - FINALIZE_STALE_SECONDS:
-                report.finalized += try_finalize(engine, files, batch_id, force=True)
+            # Its finalizer renews `finalizing_at` while it writes: stale means it died.
+            stale = int(now - FINALIZE_STALE_SECONDS)
+            if finalizing_at and finalizing_at < stale:
+                report.finalized += try_finalize(engine, files, batch_id, stale_before=stale)
         elif try_finalize(engine, files, batch_id):
             report.finalized += 1
     return report

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from batchgate.config import parse_config
 from batchgate.filestore import PARTIAL_STALE_SECONDS, FileStore
+from batchgate.pipeline import finalize
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, BatchRequest, create_batch, ingest
 from batchgate.pipeline.reconcile import MAX_INGEST_ATTEMPTS, reconcile_once
@@ -408,3 +409,85 @@ def test_the_reconciler_sweeps_partial_uploads_a_dead_writer_left(env) -> None: 
     report = reconcile_once(engine, files, lambda *a: 1, lambda v: 0, stale_enqueue_seconds=30)
     assert report.swept == 1
     assert not dead.exists() and live.exists()
+
+
+def _all_done(env, n: int) -> str:  # type: ignore[no-untyped-def]
+    """A batch of `n` lines, all succeeded, not yet finalized."""
+    settings, engine, files = env
+    batch = _new_batch(engine, files, n)
+    sent: list[list[int]] = []
+    ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
+    claimed = claim(engine, [i for chunk in sent for i in chunk], "w1", time.time(), 60)
+    done = [
+        ItemUpdate(
+            id=c.id,
+            state="succeeded",
+            attempts=1,
+            model_attempts=1,
+            alias="m1",
+            vendor="openai",
+            chain_pos=0,
+            tried=[],
+            chain=c.chain,
+            finished_at=time.time(),
+            result={"status_code": 200, "request_id": "r", "body": {"n": c.idx}},
+        )
+        for c in claimed
+    ]
+    apply(engine, "w1", done, [])
+    return batch.id
+
+
+def _finalizing_since(engine, batch_id: str, stamp: int) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch_id)
+            .values(status="finalizing", finalizing_at=stamp)
+        )
+
+
+def test_a_slow_finalizer_renews_its_lease_and_is_not_finalized_twice(  # type: ignore[no-untyped-def]
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, engine, files = env
+    batch_id = _all_done(env, 5)
+    started = int(time.time()) - 200  # a finalizer writing for 200 s already (a huge batch)
+    _finalizing_since(engine, batch_id, started)
+    monkeypatch.setattr(finalize, "FINALIZE_RENEW_SECONDS", -1.0)  # renew after every line
+    real_line, takeovers = finalize.output_line, []
+
+    def line_then_reconciler_looks(row, cost):  # type: ignore[no-untyped-def]
+        if row.idx == 2:  # mid-write, the reconciler looks for dead finalizers
+            stale = int(time.time()) - 120
+            takeovers.append(finalize.try_finalize(engine, files, batch_id, stale_before=stale))
+        return real_line(row, cost)
+
+    monkeypatch.setattr(finalize, "output_line", line_then_reconciler_looks)
+    finalize.write_results(engine, files, batch_id, lease=started)
+    assert takeovers == [False]  # the renewed lease said: alive
+    with engine.connect() as conn:
+        status = conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch_id)).scalar_one()
+        outputs = conn.execute(
+            select(func.count()).where(File.__table__.c.filename.like(f"{batch_id}_%"))
+        ).scalar_one()
+    assert status == "completed" and outputs == 1
+
+
+def test_a_finalizer_taken_over_commits_nothing(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    batch_id = _all_done(env, 3)
+    dead = int(time.time()) - 500
+    _finalizing_since(engine, batch_id, dead)
+    assert finalize.try_finalize(engine, files, batch_id, stale_before=dead + 1)
+    with engine.connect() as conn:
+        first = conn.execute(select(BATCH.c.output_file_id).where(BATCH.c.id == batch_id)).one()
+    with pytest.raises(finalize.FinalizeLost):  # the presumed-dead one wakes up and finishes
+        finalize.write_results(engine, files, batch_id, lease=dead)
+    with engine.connect() as conn:
+        after = conn.execute(select(BATCH.c.output_file_id).where(BATCH.c.id == batch_id)).one()
+        outputs = conn.execute(
+            select(func.count()).where(File.__table__.c.filename.like(f"{batch_id}_%"))
+        ).scalar_one()
+    assert after == first and outputs == 1
+    assert len(list(files.root.iterdir())) == 2  # the input and the one output: no strays
