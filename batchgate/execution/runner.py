@@ -34,7 +34,6 @@ from batchgate.store.items import (
     ItemUpdate,
     claim,
     claim_next,
-    renew,
 )
 from batchgate.store.models import TERMINAL_ITEM_STATES
 
@@ -166,7 +165,7 @@ class ChunkRun:
             ids = list(self.in_flight)
             try:
                 faults.fire("runner.renew")
-                await self.rt.db(renew, self.rt.engine, self.owner, ids, time.time() + lease)
+                await self.rt.renew(self.owner, ids, time.time() + lease)
             except Exception as exc:  # any failure: the next beat tries again
                 log.warning("lease renewal failed, will retry: %s: %s", type(exc).__name__, exc)
 

@@ -33,6 +33,7 @@ from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from batchgate.settings import Settings, get_settings
 from batchgate.store.db import init_db, make_engine, reading
+from batchgate.store.items import renew
 from batchgate.store.models import Attempt, Batch
 
 T = TypeVar("T")
@@ -62,6 +63,10 @@ class Runtime:
         self.rng = random.Random()
         self.loop = asyncio.new_event_loop()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-db")
+        # Lease renewals have their own thread (and so their own pooled connection): queued
+        # behind claims and flushes that wait out SQLite's busy timeout, a lease could lapse
+        # while its call is in flight.
+        self._renewals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-renew")
         self._clients: dict[str, aiohttp.ClientSession] = {}
         self._batches: dict[str, BatchInfo] = {}
         self._batch_loads: dict[str, asyncio.Future[BatchInfo | None]] = {}
@@ -84,6 +89,12 @@ class Runtime:
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking database call off the event loop, one at a time per process."""
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def renew(self, owner: str, ids: list[int], lease_until: float) -> None:
+        """Extend `owner`'s leases on `ids`, never queued behind this process's other writes."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._renewals, renew, self.engine, owner, ids, lease_until
+        )
 
     async def cooling(self, deployment_ids: list[str]) -> set[str]:
         """Deployments out of rotation, as Redis said at most COOLING_CACHE_SECONDS ago: one
