@@ -277,25 +277,7 @@ class ChunkRun:
             await rt.rates.wait_turn(
                 dep.id, dep.rpm, dep.tpm, tokens.input_tokens + tokens.max_output_tokens
             )
-        adapter = get_adapter(dep.adapter)
-        entry = info.prices.entry(dep.id)
-        reserved = 0
-        if info.cap_pusd is not None:
-            cap = adapter.output_cap(item.body) or dep.max_output_tokens
-            cap = cap or UNKNOWN_MODEL_OUTPUT_LIMIT
-            reserved = usd_to_pusd(estimate_request(item.body, info.endpoint, entry, cap)[1])
-
-            async def spent() -> int:
-                return await rt.db(rt.spent_pusd, item.batch_id)
-
-            if not await rt.budgets.reserve(item.batch_id, info.cap_pusd, reserved, spent):
-                return BUDGET_EXCEEDED
-        cost = [0]  # what the call cost, once known: the reservation is swapped for it
-        try:
-            result = await self._call(item, dep, adapter, entry, cost)
-        finally:
-            if reserved:
-                await rt.budgets.settle(item.batch_id, reserved, cost[0])
+        result = await self._call(item, info, dep)
         if result is None:
             if dep.id in rt.failing:
                 # Only a deployment that failed here has a failure count worth clearing.
@@ -303,44 +285,76 @@ class ChunkRun:
                 with contextlib.suppress(RedisError, OSError):
                     await rt.cooldowns.record_success(dep.id)
             return None
-        if result is NOT_RUN:
+        if result is NOT_RUN or result is BUDGET_EXCEEDED:
             return result
         await self._note_failure(item, dep, result)
         return result
 
-    async def _call(
-        self, item: ClaimedItem, dep: Any, adapter: Any, entry: PriceEntry, cost: list[int]
-    ) -> ProviderError | None:
-        """Hold the slots, send, and put the call on the books at once (before the slots'
-        release, which can fail). Sets cost[0] once the call's cost is known."""
+    async def _call(self, item: ClaimedItem, info: BatchInfo, dep: Any) -> ProviderError | None:
+        """Hold the slots, reserve the budget, send, and put the call on the books at once
+        (before the slots' release, which can fail); the reservation is settled whatever
+        happens."""
         rt = self.rt
         target = rt.target(dep)
+        adapter = get_adapter(dep.adapter)
+        entry = info.prices.entry(dep.id)
         scopes = [(self.vendor, rt.config.limits(self.vendor).max_concurrency)]
         if dep.max_parallel_requests:
             scopes.append((dep.id, dep.max_parallel_requests))
-        async with rt.slots.hold_all(scopes, ttl=target.deadline + rt.settings.slot_ttl_margin):
+        lapse = target.deadline + rt.settings.slot_ttl_margin
+        async with rt.slots.hold_all(scopes, ttl=lapse):
             # The wait for a slot can be long: look again before paying for a call.
             fresh = await rt.batch(item.batch_id)
             if fresh is None or fresh.status != "in_progress" or time.time() >= fresh.expires_at:
                 return NOT_RUN
-            faults.fire("runner.before_call", item.custom_id)
-            started = time.time()
-            completion: Completion | None = None
-            error: ProviderError | None = None
+            reservation = None
+            if fresh.cap_pusd is not None:
+                reservation = await self._reserve(item, fresh, dep, adapter, entry, lapse)
+                if reservation is None:
+                    return BUDGET_EXCEEDED
+            cost = 0
             try:
-                completion = await send(
-                    adapter,
-                    rt.client(self.vendor),
-                    fresh.endpoint,
-                    dict(item.body),
-                    target,
-                    max_bytes=rt.settings.max_response_bytes,
-                )
-            except ProviderError as exc:
-                error = exc
-            cost[0] = self._account(item, dep, entry, started, completion, error)
-            faults.fire("runner.after_call", item.custom_id)
+                faults.fire("runner.before_call", item.custom_id)
+                started = time.time()
+                completion: Completion | None = None
+                error: ProviderError | None = None
+                try:
+                    completion = await send(
+                        adapter,
+                        rt.client(self.vendor),
+                        fresh.endpoint,
+                        dict(item.body),
+                        target,
+                        max_bytes=rt.settings.max_response_bytes,
+                    )
+                except ProviderError as exc:
+                    error = exc
+                cost = self._account(item, dep, entry, started, completion, error)
+                faults.fire("runner.after_call", item.custom_id)
+            finally:
+                if reservation is not None:
+                    await rt.budgets.settle(item.batch_id, reservation, cost)
         return error
+
+    async def _reserve(
+        self,
+        item: ClaimedItem,
+        info: BatchInfo,
+        dep: Any,
+        adapter: Any,
+        entry: PriceEntry,
+        lapse: float,
+    ) -> str | None:
+        """Reserve the call's worst case: every output token it can produce."""
+        rt = self.rt
+        cap = adapter.output_cap(item.body) or dep.max_output_tokens or UNKNOWN_MODEL_OUTPUT_LIMIT
+        worst = usd_to_pusd(estimate_request(item.body, info.endpoint, entry, cap)[1])
+
+        async def spent() -> int:
+            return await rt.db(rt.spent_pusd, item.batch_id)
+
+        assert info.cap_pusd is not None
+        return await rt.budgets.reserve(item.batch_id, info.cap_pusd, worst, spent, lapse)
 
     def _account(
         self,

@@ -221,3 +221,48 @@ def _summary(engine: Any, batch_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
         raw = conn.execute(select(BATCH.c.summary_json).where(BATCH.c.id == batch_id)).scalar_one()
     return json.loads(raw)
+
+
+def test_a_reservation_its_worker_never_settles_lapses_after_the_calls_deadline(
+    valkey_url: str,  # noqa: F811
+) -> None:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from batchgate.routing.budget import Budgets
+
+    async def scenario() -> tuple[bool, dict[str, int], dict[str, int]]:
+        client = aioredis.Redis.from_url(valkey_url)
+        budgets = Budgets(client)
+
+        async def nothing_spent() -> int:
+            return 0
+
+        # A worker reserves most of the cap, then is killed mid-call: it never settles.
+        assert await budgets.reserve("b-lapse", 100, 80, nothing_spent, lapse_seconds=0.3)
+        refused = await budgets.reserve("b-lapse", 100, 30, nothing_spent, lapse_seconds=5)
+        await client.hdel(budget_key("b-lapse"), "stopped")  # as if the cap had not been hit
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # past the dead call's deadline the cap has room again
+            rid = await budgets.reserve("b-lapse", 100, 30, nothing_spent, lapse_seconds=5)
+            if rid or asyncio.get_running_loop().time() > deadline:
+                break
+            await client.hdel(budget_key("b-lapse"), "stopped")
+            await asyncio.sleep(0.05)
+        during = {k.decode(): v for k, v in (await client.hgetall(budget_key("b-lapse"))).items()}
+        assert rid is not None
+        await budgets.settle("b-lapse", rid, 25)
+        after = await client.hgetall(budget_key("b-lapse"))
+        await client.delete(budget_key("b-lapse"), budget_key("b-lapse") + ":reservations")
+        await client.aclose()
+        return (
+            refused is None,
+            {k: int(v) for k, v in during.items() if k in ("reserved",)},
+            {k.decode(): int(v) for k, v in after.items()},
+        )
+
+    refused, during, after = asyncio.run(scenario())
+    assert refused  # while the dead call's reservation stood, the cap had no room
+    assert during == {"reserved": 30}  # the lapsed 80 is gone, only the live 30 is held
+    assert after == {"spent": 25, "reserved": 0}
