@@ -9,8 +9,9 @@ tests reach real Celery workers:
 
 - `crash_after_response=<custom_id>,...`: die once per listed line between a paid response and
   its commit (a marker file under the data dir makes it once across restarts);
-- `chaos:seed=<n>:rate=<p>`: at every point, raise a fault of that point's kind with
-  probability p, from a seeded random stream.
+- `chaos:seed=<n>:db=<p>:redis=<p>:crash=<p>`: at every point, a fault of that point's kind
+  with that probability, from a seeded random stream; each one is logged to
+  `<data dir>/chaos-faults.log` (one line per fault) so a chaos run can count them.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def install_from_spec(spec: str | None, data_dir: Path) -> None:
         install(_crash_once(set(spec.split("=", 1)[1].split(",")), data_dir))
     elif spec.startswith("chaos:"):
         fields = dict(part.split("=", 1) for part in spec.split(":")[1:])
-        seed = int(fields["seed"]) * 1_000_003 + os.getpid()  # each process its own stream
-        install(Chaos(random.Random(seed), float(fields.get("rate", "0.02"))))
+        seed = int(fields.pop("seed")) * 1_000_003 + os.getpid()  # each process its own stream
+        rates = {k: float(v) for k, v in fields.items()}
+        install(Chaos(random.Random(seed), rates, data_dir / "chaos-faults.log"))
     else:
         raise ValueError(f"unknown BATCHGATE_TEST_FAULTS {spec!r}")
 
@@ -76,25 +78,23 @@ _DB_ERRORS = (OperationalError, InterfaceError, DataError, IntegrityError)
 
 
 class Chaos:
-    """A seeded injector: each call at a point fails with probability `rate`, with an error of
-    the kind that point meets in production. `fired` counts what it injected, per point."""
+    """A seeded injector: each call at a point fails with the probability its kind has in
+    `rates` (`db`, `redis`, `crash`), with the error that point meets in production."""
 
-    def __init__(self, rng: random.Random, rate: float, crash: bool = True) -> None:
+    def __init__(self, rng: random.Random, rates: dict[str, float], log: Path) -> None:
         self.rng = rng
-        self.rate = rate
-        self.crash = crash
-        self.fired: dict[str, int] = {}
+        self.rates = rates
+        self.log = log
 
     def __call__(self, point: str, key: str) -> None:
-        if self.rng.random() >= self.rate:
+        kind = "crash" if point == CRASH_POINT else "redis" if point in REDIS_POINTS else "db"
+        if self.rng.random() >= self.rates.get(kind, 0.0):
             return
-        if point == CRASH_POINT:
-            if not self.crash:
-                return
-            self.fired[point] = self.fired.get(point, 0) + 1
+        with open(self.log, "a") as fp:  # one short append per fault: whole lines, any process
+            fp.write(f"{os.getpid()} {point} {key}\n")
+        if kind == "crash":
             os._exit(137)
-        self.fired[point] = self.fired.get(point, 0) + 1
-        if point in REDIS_POINTS:
+        if kind == "redis":
             raise RedisConnectionError(f"injected at {point}")
-        kind = self.rng.choice(_DB_ERRORS)
-        raise kind(f"injected at {point}", {}, Exception("injected"))
+        error = self.rng.choice(_DB_ERRORS)
+        raise error(f"injected at {point}", {}, Exception("injected"))
