@@ -49,6 +49,7 @@ FAST = {
 RATES = {"db": 0.02, "redis": 0.02, "crash": 0.003}
 # The budget cap, per line: about 3/4 of what a line costs here, so the cap bites near the end.
 CAP_USD_PER_LINE = Decimal("0.0000075")
+LAPSE_SECONDS = 5 + 1  # attempt_timeout + slot_ttl_margin below: a reservation's longest life
 
 
 @dataclass
@@ -351,10 +352,12 @@ def _check(
         )
     if totals["duplicate_spend_usd"] != usd_str(dup_cost):
         bad.append(f"duplicate spend {totals['duplicate_spend_usd']} != {usd_str(dup_cost)}")
-    # 5. no reservation left outstanding; the cap crossed by no more than the in-flight calls
-    live, _ = broker.budget(done["id"])
-    if live:
-        bad.append(f"{live} budget reservations still live")
+    # 5. no reservation left outstanding (a crashed call's lapses at that call's deadline); the
+    #    cap crossed by no more than the in-flight calls
+    try:
+        wait_for(lambda: broker.budget(done["id"])[0] == 0, LAPSE_SECONDS + 5, "reservations")
+    except TimeoutError:
+        bad.append(f"{broker.budget(done['id'])[0]} budget reservations outlived their calls")
     in_flight = sum(
         v["max_concurrency"] for v in _config("")["batchgate_settings"]["vendors"].values()
     )
