@@ -137,3 +137,25 @@ def test_crash_between_paid_response_and_commit_pays_once_more_and_counts_it(
     assert calls[crashed] == 2  # paid twice: once before the crash, once after
     duplicates = sum(n - 1 for n in calls.values())
     assert 1 <= duplicates <= done["batchgate"]["lost_calls"]
+
+
+def test_sigkill_of_the_embedded_broker_under_up_mid_batch_loses_nothing(
+    make_simulator, tmp_path: Path, database_url: str
+) -> None:
+    sim = make_simulator({"default": {"latency_ms": 50}})
+    # No Redis URL: the supervisor starts (and must keep alive) its own Valkey, with its AOF.
+    system = System(tmp_path / "sys", _config(sim.base_url, 8), "", database_url, env=FAST)
+    try:
+        system.start()
+        assert system.sup is not None and system.sup.broker_proc is not None
+        lines = chat_lines(300, "m")
+        batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines))
+        wait_for(lambda: _progress(system, batch["id"]) >= 60, 120, "some progress")
+        system.sup.broker_proc.send_signal(signal.SIGKILL)
+        wait_for(lambda: system.sup.broker_restarts >= 1, 30, "the broker to be restarted")
+        done = system.wait(batch["id"], timeout=240)
+        assert done["status"] == "completed", system.logs()
+        out = system.download(done["output_file_id"], "out.jsonl")
+        assert [x["custom_id"] for x in out] == [x["custom_id"] for x in lines]
+    finally:
+        system.stop()
