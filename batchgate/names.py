@@ -35,3 +35,8 @@ def failures_key(deployment_id: str) -> str:
 def budget_key(batch_id: str) -> str:
     """Hash of a batch's spend and in-flight reservations, in picodollars."""
     return f"{KEY_PREFIX}:budget:{batch_id}"
+
+
+def alive_key(worker_id: str) -> str:
+    """Set (with a short TTL) by a worker process while it holds leases: gone means dead."""
+    return f"{KEY_PREFIX}:alive:{worker_id}"

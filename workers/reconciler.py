@@ -10,8 +10,9 @@ import redis
 
 from batchgate.config import Config
 from batchgate.filestore import FileStore
+from batchgate.names import alive_key
 from batchgate.pipeline.ingest import ingest
-from batchgate.pipeline.reconcile import reconcile_once
+from batchgate.pipeline.reconcile import DeathWatch, reconcile_once
 from batchgate.queueing import enqueue
 from batchgate.settings import Settings
 from batchgate.store.db import init_db, make_engine
@@ -38,6 +39,15 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
         except redis.RedisError:
             return -1  # unknown: don't treat the queue as idle
 
+    def alive(workers: list[str]) -> set[str] | None:
+        try:
+            found = broker.mget([alive_key(w) for w in workers])
+        except redis.RedisError:
+            return None  # unknown: nobody is declared dead on a broker that does not answer
+        return {w for w, v in zip(workers, found, strict=True) if v is not None}
+
+    deaths = DeathWatch(alive)
+
     def reingest(batch_id: str) -> None:
         ingest(engine, settings, config, files, batch_id, send)
 
@@ -51,6 +61,7 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                 queue_length,
                 stale_enqueue_seconds=settings.stale_enqueue_seconds,
                 reingest=reingest,
+                deaths=deaths,
                 vendors=config.vendors,
             )
             if any(vars(report).values()):

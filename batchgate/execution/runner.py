@@ -21,6 +21,7 @@ from batchgate.execution import faults
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.money import usd_str, usd_to_pusd
+from batchgate.names import alive_key
 from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
 from batchgate.pricing import cost_of, estimate_request, estimate_tokens
 from batchgate.pricing._table import PriceEntry
@@ -44,6 +45,10 @@ BUDGET_EXCEEDED = ServerError("budget exceeded", code="budget_exceeded")
 # Returned by _attempt when the batch was cancelled or expired while the item waited for a slot.
 NOT_RUN = ServerError("not run", code="not_run")
 
+# While a chunk runs, its process says it is alive this often, with this TTL: the reconciler
+# releases the leases of a process whose key is gone (batchgate.pipeline.reconcile.DeathWatch).
+ALIVE_INTERVAL = 1.0
+ALIVE_TTL = 5
 AUTH_PAUSE_SECONDS = 300.0
 COOLDOWN_WINDOW = 60.0
 # A budget reservation for a call that sends no output cap, to a model whose config names no
@@ -91,7 +96,8 @@ class ChunkRun:
             return self.report
         self.report.batches = {i.batch_id for i in items}
         self.recorder.start()
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+        loop = asyncio.get_running_loop()
+        beats = [loop.create_task(self._heartbeat()), loop.create_task(self._alive())]
         try:
             await self._run_all(batch_id, items)
         finally:
@@ -99,9 +105,10 @@ class ChunkRun:
                 await self.recorder.close()
             finally:
                 # Only now: leases are renewed for as long as outcomes wait to be written.
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                for beat in beats:
+                    beat.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await beat
         return self.report
 
     async def _run_all(self, batch_id: str, items: list[ClaimedItem]) -> None:
@@ -168,6 +175,15 @@ class ChunkRun:
                 await self.rt.renew(self.owner, ids, time.time() + lease)
             except Exception as exc:  # any failure: the next beat tries again
                 log.warning("lease renewal failed, will retry: %s: %s", type(exc).__name__, exc)
+
+    async def _alive(self) -> None:
+        key = alive_key(self.rt.worker_id)
+        while True:
+            try:
+                await self.rt.redis.set(key, self.owner, ex=ALIVE_TTL)
+            except Exception as exc:  # Redis away: the reconciler cannot judge us either
+                log.warning("liveness beat failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(ALIVE_INTERVAL)
 
     def _finish(self, item: ClaimedItem, state: str, **kw: Any) -> None:
         now = time.time()

@@ -1,6 +1,8 @@
 """The reconciler: the database is the truth, the broker only a doorbell.
 
-Periodically: release expired leases (recording the possibly-made call as `lost`), enqueue items
+Periodically: release expired leases, and at once the leases of a worker process known dead (its
+liveness key gone from Redis for a few seconds), recording the possibly-made call as `lost`;
+a late write from that process is fenced off by the lease owner check. Enqueue items
 that are due but have no message (deferred retries, lost messages, a Redis restart without
 persistence), take over ingests whose owner's lease lapsed (at most MAX_INGEST_ATTEMPTS in all,
 then the batch fails), expire batches past their window (validating ones too), and finalize
@@ -44,11 +46,59 @@ class ReconcileReport:
     swept: int = 0
 
 
-def release_expired_leases(engine: Engine, now: float) -> int:
+# A worker whose liveness key has been missing this long (across rounds) is dead.
+DEAD_AFTER_SECONDS = 2.0
+
+
+class DeathWatch:
+    """Which lease owners' processes are dead: their liveness key missing for DEAD_AFTER_SECONDS
+    on consecutive looks (a broker restart loses every key; live workers set theirs again
+    within a second, so they are not mistaken for dead)."""
+
+    def __init__(self, alive: Callable[[list[str]], set[str] | None]) -> None:
+        self._alive = alive  # worker ids → those whose key exists; None if Redis did not answer
+        self._missing: dict[str, float] = {}
+
+    def dead(self, owners: set[str], now: float) -> set[str]:
+        workers = {worker_of(o) for o in owners}
+        alive = self._alive(sorted(workers)) if workers else set()
+        if alive is None:
+            return set()
+        for w in list(self._missing):
+            if w not in workers or w in alive:
+                del self._missing[w]
+        for w in workers - alive:
+            self._missing.setdefault(w, now)
+        gone = {w for w, since in self._missing.items() if now - since >= DEAD_AFTER_SECONDS}
+        return {o for o in owners if worker_of(o) in gone}
+
+
+def worker_of(owner: str) -> str:
+    """The worker process id (host:pid) of a lease owner (host:pid:chunk)."""
+    return owner.rsplit(":", 1)[0]
+
+
+def release_dead_owners(engine: Engine, now: float, watch: DeathWatch) -> int:
+    """Release, now, the leases held by worker processes known dead."""
+    with reading(engine) as conn:
+        owners = set(
+            conn.execute(
+                select(ITEM.c.lease_owner).where(ITEM.c.state == "running").distinct()
+            ).scalars()
+        )
+    dead = watch.dead({o for o in owners if o}, now)
+    if not dead:
+        return 0
+    return release_expired_leases(engine, now, owners=dead)
+
+
+def release_expired_leases(engine: Engine, now: float, owners: set[str] | None = None) -> int:
+    """Release leases past their end (or, with `owners`, every lease those owners hold)."""
+    which = ITEM.c.lease_until < now if owners is None else ITEM.c.lease_owner.in_(sorted(owners))
     with engine.begin() as conn:
         rows = conn.execute(
             update(ITEM)
-            .where(ITEM.c.state == "running", ITEM.c.lease_until < now)
+            .where(ITEM.c.state == "running", which)
             .values(state="queued", lease_owner=None, lease_until=None, enqueued_at=None)
             .returning(ITEM.c.id, ITEM.c.batch_id, ITEM.c.alias, ITEM.c.vendor)
         ).all()
@@ -115,12 +165,15 @@ def reconcile_once(
     *,
     stale_enqueue_seconds: float,
     reingest: Callable[[str], object] | None = None,
+    deaths: DeathWatch | None = None,
     vendors: Iterable[str] = (),
     now: float | None = None,
 ) -> ReconcileReport:
     now = time.time() if now is None else now
     report = ReconcileReport()
     report.released = release_expired_leases(engine, now)
+    if deaths is not None:
+        report.released += release_dead_owners(engine, now, deaths)
 
     if not vendors:
         with reading(engine) as conn:

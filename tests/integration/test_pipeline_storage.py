@@ -16,7 +16,12 @@ from batchgate.filestore import PARTIAL_STALE_SECONDS, FileStore
 from batchgate.pipeline import finalize
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, BatchRequest, create_batch, ingest
-from batchgate.pipeline.reconcile import MAX_INGEST_ATTEMPTS, reconcile_once
+from batchgate.pipeline.reconcile import (
+    DEAD_AFTER_SECONDS,
+    MAX_INGEST_ATTEMPTS,
+    DeathWatch,
+    reconcile_once,
+)
 from batchgate.settings import Settings
 from batchgate.store.db import init_db, make_engine
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, AttemptRow, ItemUpdate, apply, claim
@@ -491,3 +496,40 @@ def test_a_finalizer_taken_over_commits_nothing(env) -> None:  # type: ignore[no
         ).scalar_one()
     assert after == first and outputs == 1
     assert len(list(files.root.iterdir())) == 2  # the input and the one output: no strays
+
+
+def test_a_dead_workers_leases_are_released_within_seconds_not_at_lease_end(env) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    batch = _new_batch(engine, files, 4)
+    sent: list[list[int]] = []
+    ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
+    ids = sent[0]
+    now = time.time()
+    assert len(claim(engine, ids[:2], "host:111:chunk1", now, 600)) == 2  # this one dies
+    assert len(claim(engine, ids[2:], "host:222:chunk2", now, 600)) == 2  # this one lives
+    deaths = DeathWatch(lambda workers: {w for w in workers if w == "host:222"})
+
+    def round_at(t: float) -> int:
+        return reconcile_once(
+            engine, files, lambda *a: 1, lambda v: 0, stale_enqueue_seconds=30, deaths=deaths, now=t
+        ).released
+
+    assert round_at(now + 1) == 0  # missing once: maybe a broker restart, not yet dead
+    assert round_at(now + 1 + DEAD_AFTER_SECONDS) == 2  # long before the 600 s lease ends
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(ITEM.c.id, ITEM.c.state).where(ITEM.c.id.in_(ids))).all())
+        lost = (
+            conn.execute(select(ATTEMPT.c.item_id).where(ATTEMPT.c.status == "lost"))
+            .scalars()
+            .all()
+        )
+    assert [states[i] for i in ids] == ["queued", "queued", "running", "running"]
+    assert sorted(lost) == sorted(ids[:2])  # the calls it may have made are counted
+    # A late write from the dead process is fenced off: its outcome is not applied.
+    stale = apply(
+        engine,
+        "host:111:chunk1",
+        [ItemUpdate(ids[0], "succeeded", 1, 1, "m1", "openai", 0, [], finished_at=time.time())],
+        [],
+    )
+    assert stale.stale == {ids[0]}
