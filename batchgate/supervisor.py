@@ -26,7 +26,7 @@ from batchgate.config import Config
 from batchgate.settings import Settings
 
 RESTART_BACKOFF = 1.0
-STOP_GRACE = 10.0
+STOP_GRACE = 30.0  # a planned stop lets calls in flight finish (warm shutdown)
 LOCK_FILE = "up.lock"
 _PR_SET_PDEATHSIG = 1
 

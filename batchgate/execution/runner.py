@@ -130,6 +130,8 @@ class ChunkRun:
             active = len(self._tasks) - self._backing_off
             if exhausted or active >= low or time.monotonic() > deadline:
                 continue
+            if rt.draining.is_set():
+                continue
             try:
                 faults.fire("runner.claim")
                 more = await rt.db(
@@ -245,6 +247,10 @@ class ChunkRun:
         rt = self.rt
         config = rt.config
         while True:
+            if rt.draining.is_set():
+                # A planned stop: no new call; the item goes back to the queue as it is.
+                self._finish(item, "queued")
+                return
             info = await rt.batch(item.batch_id)
             if info is None or info.status != "in_progress":
                 self._finish(item, "cancelled", error=CANCELLED)
@@ -323,6 +329,8 @@ class ChunkRun:
             fresh = await rt.batch(item.batch_id)
             if fresh is None or fresh.status != "in_progress" or time.time() >= fresh.expires_at:
                 return NOT_RUN
+            if rt.draining.is_set():
+                return NOT_RUN  # the top of the item's loop hands it back
             reservation = None
             if fresh.cap_pusd is not None:
                 reservation = await self._reserve(item, fresh, dep, adapter, entry, lapse)
@@ -464,7 +472,8 @@ class ChunkRun:
                 self._backing_off += 1
                 self._changed.set()
                 try:
-                    await asyncio.sleep(decision.delay)
+                    with contextlib.suppress(TimeoutError):  # a planned stop cuts the wait short
+                        await asyncio.wait_for(rt.draining.wait(), decision.delay)
                 finally:
                     self._backing_off -= 1
                 return True

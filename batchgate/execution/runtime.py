@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -82,6 +83,13 @@ class Runtime:
         self.cooldowns = Cooldowns(self.redis)
         self.rates = RateWindow(self.redis)
         self.budgets = Budgets(self.redis)
+        # Set on a planned stop (SIGTERM): chunks stop claiming and starting calls, finish the
+        # calls in flight and hand the rest back to the queue, so a restart pays nothing twice.
+        self.draining = asyncio.Event()
+
+    def drain(self) -> None:
+        """Ask the running chunk to wind down; safe from a signal handler."""
+        self.loop.call_soon_threadsafe(self.draining.set)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -197,3 +205,14 @@ def get_runtime() -> Runtime:
         _runtime = Runtime(settings, config, engine)
         faults.install_from_spec(settings.test_faults, settings.data_dir)
     return _runtime
+
+
+def drain_on_sigterm() -> None:
+    """In a worker's pool process: SIGTERM winds the running chunk down instead of killing it
+    (Celery's warm shutdown then waits for the task to return)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            _runtime.drain()
+
+    signal.signal(signal.SIGTERM, handler)

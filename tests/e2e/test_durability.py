@@ -159,3 +159,31 @@ def test_sigkill_of_the_embedded_broker_under_up_mid_batch_loses_nothing(
         assert [x["custom_id"] for x in out] == [x["custom_id"] for x in lines]
     finally:
         system.stop()
+
+
+def test_a_planned_stop_mid_batch_finishes_calls_in_flight_and_pays_none_twice(
+    make_simulator, tmp_path: Path, clean_broker: str, database_url: str
+) -> None:
+    sim = make_simulator({"default": {"latency_ms": 300}})
+    config = _config(sim.base_url, 8)
+    lines = chat_lines(120, "m")
+    first = System(tmp_path / "one", config, clean_broker, database_url, env=FAST)
+    try:
+        first.start()
+        batch = first.submit(write_jsonl(tmp_path / "in.jsonl", lines))
+        wait_for(lambda: _progress(first, batch["id"]) >= 20, 120, "some progress")
+    finally:
+        first.stop()  # SIGTERM, as `batchgate up` gets on a planned restart
+    assert not any("WorkerLostError" in p.read_text() for p in (first.root / "logs").glob("*"))
+    second = System(tmp_path / "two", config, clean_broker, database_url, env=FAST)
+    try:
+        second.start()
+        done = second.wait(batch["id"], timeout=240)
+        assert done["status"] == "completed", second.logs()
+        out = second.download(done["output_file_id"], "out.jsonl")
+    finally:
+        second.stop()
+    assert [x["custom_id"] for x in out] == [x["custom_id"] for x in lines]
+    calls = Counter(e["prompt_sha256"] for e in sim_ledger(sim.base_url))
+    assert len(calls) == 120 and max(calls.values()) == 1  # no line paid twice
+    assert done["batchgate"]["lost_calls"] == 0  # nothing was left leased to time out
