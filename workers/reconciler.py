@@ -14,6 +14,7 @@ from batchgate.names import alive_key
 from batchgate.pipeline.ingest import ingest
 from batchgate.pipeline.reconcile import DeathWatch, reconcile_once
 from batchgate.queueing import enqueue
+from batchgate.routing.reclaim import free_slots_of
 from batchgate.settings import Settings
 from batchgate.store.db import init_db, make_engine
 from workers.celery import app
@@ -46,7 +47,15 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
             return None  # unknown: nobody is declared dead on a broker that does not answer
         return {w for w, v in zip(workers, found, strict=True) if v is not None}
 
-    deaths = DeathWatch(alive)
+    def on_dead(workers: set[str]) -> None:
+        try:
+            freed = free_slots_of(broker, workers)
+        except redis.RedisError as exc:  # their slots still lapse at their TTL
+            log.warning("reconciler: freeing the slots of dead workers failed: %s", exc)
+            return
+        log.info("reconciler: workers %s are dead; freed %d call slots", sorted(workers), freed)
+
+    deaths = DeathWatch(alive, on_dead)
 
     def reingest(batch_id: str) -> None:
         ingest(engine, settings, config, files, batch_id, send)

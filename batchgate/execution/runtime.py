@@ -79,7 +79,7 @@ class Runtime:
         )
         self.failing: set[str] = set()
         self._cooling: dict[tuple[str, ...], tuple[float, set[str]]] = {}
-        self.slots = Slots(self.redis)
+        self.slots = Slots(self.redis, owner=self.worker_id)
         self.cooldowns = Cooldowns(self.redis)
         self.rates = RateWindow(self.redis)
         self.budgets = Budgets(self.redis)

@@ -55,8 +55,13 @@ class DeathWatch:
     on consecutive looks (a broker restart loses every key; live workers set theirs again
     within a second, so they are not mistaken for dead)."""
 
-    def __init__(self, alive: Callable[[list[str]], set[str] | None]) -> None:
+    def __init__(
+        self,
+        alive: Callable[[list[str]], set[str] | None],
+        on_dead: Callable[[set[str]], object] = lambda workers: None,
+    ) -> None:
         self._alive = alive  # worker ids → those whose key exists; None if Redis did not answer
+        self._on_dead = on_dead  # e.g. take back the call slots they held
         self._missing: dict[str, float] = {}
 
     def dead(self, owners: set[str], now: float) -> set[str]:
@@ -70,6 +75,8 @@ class DeathWatch:
         for w in workers - alive:
             self._missing.setdefault(w, now)
         gone = {w for w, since in self._missing.items() if now - since >= DEAD_AFTER_SECONDS}
+        if gone:
+            self._on_dead(gone)
         return {o for o in owners if worker_of(o) in gone}
 
 
