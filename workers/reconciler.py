@@ -16,7 +16,8 @@ from batchgate.pipeline.reconcile import DeathWatch, reconcile_once
 from batchgate.queueing import enqueue
 from batchgate.routing.reclaim import free_slots_of
 from batchgate.settings import Settings
-from batchgate.store.db import init_db, make_engine
+from batchgate.store import migrate
+from batchgate.store.db import make_engine
 from workers.celery import app
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     engine = make_engine(settings.resolved_database_url())
-    init_db(engine)
+    migrate.upgrade(engine)
     files = FileStore(settings.files_dir)
     broker = redis.Redis.from_url(settings.redis_url or "")
 

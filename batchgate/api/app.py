@@ -17,7 +17,8 @@ from batchgate.config import Config
 from batchgate.filestore import FileStore
 from batchgate.queueing import enqueue, make_celery
 from batchgate.settings import Settings
-from batchgate.store.db import init_db, make_engine
+from batchgate.store import migrate
+from batchgate.store.db import make_engine
 
 
 def create_app(settings: Settings, config: Config) -> FastAPI:
@@ -27,7 +28,7 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
         description="OpenAI Batch API compatible batch runner for LLM inference.",
     )
     engine = make_engine(settings.resolved_database_url())
-    init_db(engine)
+    migrate.upgrade(engine)
     celery = make_celery(settings, name="batchgate-api")
 
     def send(batch_id: str, vendor: str, ids: list[int]) -> int:

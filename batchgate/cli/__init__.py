@@ -8,6 +8,7 @@ import typer
 
 from batchgate import redaction
 from batchgate.cli import client_cmds, demo, servers
+from batchgate.cli.db_cmds import db_app
 
 app = typer.Typer(
     name="batchgate",
@@ -23,6 +24,7 @@ app = typer.Typer(
 servers.register(app)
 client_cmds.register(app)
 demo.register(app)
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from batchgate import redaction
+from batchgate.cli.db_cmds import migrate_or_exit
 from batchgate.config import load_config
 from batchgate.errors import ConfigError
 from batchgate.settings import Settings, get_settings
@@ -86,6 +87,7 @@ def register(app: typer.Typer) -> None:
         if not _is_loopback(host) and KeyRing(cfg).open:
             typer.secho(NO_KEYS, fg="red", err=True)
             raise typer.Exit(2)
+        migrate_or_exit(settings)  # once, before any child opens the database
         sup = Supervisor(settings, cfg, config, host=host, port=port, flower_port=flower_port)
         signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
@@ -120,6 +122,7 @@ def register(app: typer.Typer) -> None:
         if not _is_loopback(host) and KeyRing(cfg).open:
             typer.secho(NO_KEYS, fg="red", err=True)
             raise typer.Exit(2)
+        migrate_or_exit(settings)
         uvicorn.run(create_app(settings, cfg), host=host, port=port, log_level="warning")
 
     @app.command()
@@ -145,6 +148,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
             raise typer.Exit(2)
+        migrate_or_exit(settings)
         n = concurrency or cfg.limits(vendor).worker_concurrency
         from workers import app as celery_app
 
@@ -174,7 +178,9 @@ def register(app: typer.Typer) -> None:
         from workers.reconciler import run_forever
 
         settings = _settings(config, None)
-        run_forever(settings, _load(settings))
+        cfg = _load(settings)
+        migrate_or_exit(settings)
+        run_forever(settings, cfg)
 
     @app.command()
     def flower(

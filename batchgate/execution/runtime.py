@@ -33,7 +33,8 @@ from batchgate.providers.base import Target
 from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from batchgate.settings import Settings, get_settings
-from batchgate.store.db import init_db, make_engine, reading
+from batchgate.store import migrate
+from batchgate.store.db import make_engine, reading
 from batchgate.store.items import renew
 from batchgate.store.models import Attempt, Batch
 
@@ -201,7 +202,7 @@ def get_runtime() -> Runtime:
             raise RuntimeError("BATCHGATE_CONFIG is not set: workers need the config file")
         config = load_config(settings.config)
         engine = make_engine(settings.resolved_database_url())
-        init_db(engine)  # a worker may be the first process to meet a fresh database
+        migrate.upgrade(engine)  # a worker may be the first process to meet the database
         _runtime = Runtime(settings, config, engine)
         faults.install_from_spec(settings.test_faults, settings.data_dir)
     return _runtime

@@ -6,7 +6,7 @@ import json
 import time
 
 from sqlalchemy import update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
@@ -35,13 +35,24 @@ def cancel(engine: Engine, files: FileStore, batch_id: str) -> bool:
         ).rowcount
         if not moved:
             return False
-        conn.execute(
-            update(ITEM)
-            .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
-            .values(state="cancelled", error_json=CANCELLED_ERROR, finished_at=time.time())
-        )
+        _cancel_queued(conn, batch_id)
     try_finalize(engine, files, batch_id)
     return True
+
+
+def cancel_queued_items(engine: Engine, batch_id: str) -> int:
+    """End the queued items of a `cancelling` batch: items that went back to the queue after the
+    cancel (a dead worker's released lease, a re-route) would otherwise wait forever."""
+    with engine.begin() as conn:
+        return _cancel_queued(conn, batch_id)
+
+
+def _cancel_queued(conn: Connection, batch_id: str) -> int:
+    return conn.execute(
+        update(ITEM)
+        .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
+        .values(state="cancelled", error_json=CANCELLED_ERROR, finished_at=time.time())
+    ).rowcount
 
 
 def expire_items(engine: Engine, batch_id: str) -> int:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, mark_enqueued
-from batchgate.pipeline.lifecycle import expire_items
+from batchgate.pipeline.lifecycle import cancel_queued_items, expire_items
 from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
 
@@ -223,6 +223,8 @@ def reconcile_once(
     for batch_id, status, expires_at, finalizing_at in active:
         if status == "in_progress" and expires_at <= now:
             report.expired += expire_items(engine, batch_id)
+        if status == "cancelling":
+            cancel_queued_items(engine, batch_id)
         if status == "finalizing":
             # Its finalizer renews `finalizing_at` while it writes: stale means it died.
             stale = int(now - FINALIZE_STALE_SECONDS)

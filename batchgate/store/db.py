@@ -1,4 +1,4 @@
-"""Engine creation (SQLite in WAL mode, or PostgreSQL by URL) and schema creation."""
+"""Engine creation: SQLite in WAL mode, or PostgreSQL by URL. The schema is `store.migrate`'s."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
 from batchgate.store import models  # noqa: F401  (registers the tables)
 
@@ -65,11 +65,6 @@ def reading(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn.execution_options(**{READ_ONLY: True})
         yield conn
-
-
-def init_db(engine: Engine) -> None:
-    """Create missing tables. Migrations can take over later; create_all never drops."""
-    SQLModel.metadata.create_all(engine)
 
 
 def is_sqlite(engine: Engine) -> bool:

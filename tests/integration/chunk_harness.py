@@ -17,7 +17,8 @@ from batchgate.filestore import FileStore
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
 from batchgate.settings import Settings
 from batchgate.simulator.server import RunningSimulator, start_in_thread
-from batchgate.store.db import init_db, make_engine
+from batchgate.store import migrate
+from batchgate.store.db import make_engine
 from tests.integration.stored_files import upload
 from tests.integration.valkey_fixture import valkey_url  # noqa: F401  (a pytest fixture)
 
@@ -59,7 +60,7 @@ def make_runtime(
         data_dir=tmp_path, database_url=database_url, redis_url=redis_url, **settings
     )
     engine = make_engine(database_url)
-    init_db(engine)
+    migrate.upgrade(engine)
     return Runtime(settings, config, engine)
 
 

@@ -16,6 +16,7 @@ from batchgate.filestore import PARTIAL_STALE_SECONDS, FileStore
 from batchgate.pipeline import finalize
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, BatchRequest, create_batch, ingest
+from batchgate.pipeline.lifecycle import cancel
 from batchgate.pipeline.reconcile import (
     DEAD_AFTER_SECONDS,
     MAX_INGEST_ATTEMPTS,
@@ -23,7 +24,8 @@ from batchgate.pipeline.reconcile import (
     reconcile_once,
 )
 from batchgate.settings import Settings
-from batchgate.store.db import init_db, make_engine
+from batchgate.store import migrate
+from batchgate.store.db import make_engine
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, AttemptRow, ItemUpdate, apply, claim
 from batchgate.store.models import File
 from tests.integration.stored_files import upload
@@ -48,7 +50,7 @@ CONFIG = parse_config(
 def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
     settings = Settings(data_dir=tmp_path, database_url=database_url)
     engine = make_engine(database_url)
-    init_db(engine)
+    migrate.upgrade(engine)
     files = FileStore(settings.files_dir)
     yield settings, engine, files
     engine.dispose()
@@ -204,6 +206,28 @@ def test_reconciler_releases_dead_leases_and_reenqueues(env) -> None:  # type: i
         now=time.time() + 2,
     )
     assert sent == []
+
+
+def test_a_cancel_whose_workers_died_holding_leases_still_ends_cancelled(env) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    batch = _new_batch(engine, files, 4)
+    sent: list[list[int]] = []
+    ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
+    claim(engine, sent[0][:2], "dead-worker", time.time(), lease=0.01)
+    assert cancel(engine, files, batch.id)  # the two queued lines end now, two are in flight
+    for later in (1, 2):  # round 1 releases the dead leases; the items must not wait forever
+        reconcile_once(
+            engine,
+            files,
+            lambda *a: 1,
+            lambda v: 0,
+            stale_enqueue_seconds=30,
+            now=time.time() + later,
+        )
+    with engine.connect() as conn:
+        status = conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch.id)).scalar_one()
+        states = conn.execute(select(ITEM.c.state).where(ITEM.c.batch_id == batch.id)).scalars()
+        assert status == "cancelled" and sorted(states) == ["cancelled"] * 4
 
 
 def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,86 @@
+"""`batchgate db`: where the database schema stands, and upgrading it by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from batchgate.settings import Settings, get_settings
+from batchgate.store import migrate
+from batchgate.store.db import make_engine
+
+db_app = typer.Typer(
+    help=(
+        "The database schema. Every server process upgrades it at start (one at a time, under a "
+        "lock); these commands are for operators who migrate by hand.\n\n"
+        "Examples:  batchgate db current --data-dir .batchgate\n\n"
+        "           BATCHGATE_DATABASE_URL=postgresql://... batchgate db upgrade"
+    ),
+    no_args_is_help=True,
+)
+
+DATA_DIR_HELP = "Data directory whose SQLite database to use (when no --database-url is given)."
+URL_HELP = "Database URL (default: BATCHGATE_DATABASE_URL, else SQLite under the data dir)."
+
+
+def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    overrides: dict[str, object] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    return get_settings().model_copy(update=overrides)
+
+
+def migrate_or_exit(settings: Settings) -> None:
+    """Bring the database to this code's schema before a server starts; refuse one that a
+    newer batchgate has migrated, with a message instead of a traceback."""
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        migrate.upgrade(engine)
+    except migrate.SchemaTooNew as exc:
+        typer.secho(f"refusing to start: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+
+
+@db_app.command()
+def current(
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+    database_url: str | None = typer.Option(None, help=URL_HELP),
+) -> None:
+    """Say which schema revision the database is at, and whether it needs an upgrade."""
+    engine = make_engine(_settings(data_dir, database_url).resolved_database_url())
+    try:
+        st = migrate.state(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
+    typer.echo(f"revision: {st.current or '(none)'}")
+    typer.echo(f"code head: {st.head}")
+    typer.echo(f"status: {st.summary}")
+    if not st.known:
+        raise typer.Exit(3)
+
+
+@db_app.command()
+def upgrade(
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+    database_url: str | None = typer.Option(None, help=URL_HELP),
+) -> None:
+    """Migrate the database to this batchgate's schema (safe while other processes run)."""
+    engine = make_engine(_settings(data_dir, database_url).resolved_database_url())
+    try:
+        before = migrate.state(engine)
+        after = migrate.upgrade(engine)
+    except migrate.SchemaTooNew as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    if before.current == after.current:
+        typer.echo(f"already at {after.current}")
+    else:
+        typer.echo(f"upgraded {before.current or '(' + before.summary + ')'} -> {after.current}")
