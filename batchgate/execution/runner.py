@@ -23,8 +23,7 @@ from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.money import usd_str, usd_to_pusd
 from batchgate.names import alive_key
 from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
-from batchgate.pricing import cost_of, estimate_request, estimate_tokens
-from batchgate.pricing._table import PriceEntry
+from batchgate.pricing import PriceEntry, cost_of, estimate_request, estimate_tokens
 from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter

@@ -7,8 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from batchgate.config import parse_config
-from batchgate.pricing import estimate_request
-from batchgate.pricing._table import PriceEntry
+from batchgate.pricing import PriceEntry, estimate_request
 from batchgate.providers.registry import get_adapter
 
 ENTRY = PriceEntry(
