@@ -6,12 +6,18 @@ Messages carry a batch id, a vendor name and item ids — never prompts or keys.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Sequence
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
+from batchgate.coordination import celery_broker_url, sentinel_transport_options
 from batchgate.names import CONTROL_QUEUE, TASK_RUN_CHUNK, vendor_queue
 from batchgate.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Longer than any task may run: a message is redelivered only if its worker really died
 # (the DB reconciler recovers faster than this anyway).
@@ -28,12 +34,11 @@ BROKER_POOL_LIMIT = 2 * 32 + 2
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
-    if not settings.redis_url:
-        raise RuntimeError("BATCHGATE_REDIS_URL is not set (batchgate up sets it for its children)")
+    broker = settings.resolved_broker_url()
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": celery_broker_url(broker),
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        **broker_options(broker),
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
@@ -52,6 +57,52 @@ def celery_config(settings: Settings) -> dict[str, object]:
         # once: see BROKER_POOL_LIMIT. Connections open lazily, so a high bound costs nothing.
         "broker_pool_limit": BROKER_POOL_LIMIT,
     }
+
+
+def is_amqp(url: str) -> bool:
+    return url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+def broker_options(url: str) -> dict[str, object]:
+    """What differs between the brokers. RabbitMQ: quorum queues (replicated, and they redeliver
+    a message whose consumer died), publisher confirms (a send returns once the broker has the
+    message); acks_late is the same on both. Redis: a visibility timeout stands in for acks."""
+    if is_amqp(url):
+        return {
+            "broker_transport_options": {"confirm_publish": True},
+            "task_default_queue_type": "quorum",
+            "task_create_missing_queue_type": "quorum",
+            # Quorum queues refuse global QoS; Celery then applies prefetch per consumer.
+            "worker_detect_quorum_queues": True,
+        }
+    options: dict[str, object] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    if url.startswith("sentinel://"):
+        options.update(sentinel_transport_options(url))
+    return {"broker_transport_options": options}
+
+
+def queue_depths(app: Celery, vendors: Sequence[str]) -> dict[str, int]:
+    """Messages waiting on each vendor's queue, on either broker; -1 where the broker did not
+    answer (unknown: the reconciler must not take the queue for idle)."""
+    depths = dict.fromkeys(vendors, -1)
+    try:
+        with app.connection_for_read() as conn:
+            for vendor in vendors:
+                channel = conn.channel()
+                try:
+                    ok = channel.queue_declare(queue=vendor_queue(vendor), passive=True)
+                    depths[vendor] = int(ok.message_count)
+                except ChannelError as exc:
+                    # A queue nobody declared yet holds nothing (Redis: an empty list is no key).
+                    if getattr(exc, "code", None) != 404 and "NOT_FOUND" not in str(exc):
+                        raise
+                    depths[vendor] = 0
+                finally:
+                    with contextlib.suppress(Exception):
+                        channel.close()
+    except Exception as exc:  # broker down: unknown
+        log.warning("queue depths unknown: %s", type(exc).__name__)
+    return depths
 
 
 def make_celery(settings: Settings, name: str = "batchgate") -> Celery:

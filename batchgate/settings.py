@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,8 +16,15 @@ class Settings(BaseSettings):
     # Where things live. With no URLs set, `batchgate up` starts embedded Valkey and uses SQLite
     # under data_dir, then passes the resulting URLs to every process it starts.
     data_dir: Path = Field(default=Path(".batchgate"))
+    # Coordination state (slots, rate windows, cooldowns, budgets, the reconciler's leader lock):
+    # redis://, rediss:// or sentinel://. Also the Celery broker unless broker_url is set.
     redis_url: str | None = None
+    # The Celery broker when it is not that Redis: amqp:// (RabbitMQ), or another Redis.
+    broker_url: str | None = None
     database_url: str | None = None
+    # What this process calls its host in worker names, lease owners and /healthz (default: the
+    # hostname; set it where hosts share one, as containers or network namespaces may).
+    host_id: str = Field(default_factory=socket.gethostname)
     config: Path | None = None
 
     # Client side (CLI talking to a running API).
@@ -45,6 +53,14 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    def resolved_broker_url(self) -> str:
+        url = self.broker_url or self.redis_url
+        if not url:
+            raise RuntimeError(
+                "BATCHGATE_REDIS_URL is not set (batchgate up sets it for its children)"
+            )
+        return url
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -97,11 +97,14 @@ class Supervisor:
         self.env = {
             **os.environ,
             "BATCHGATE_REDIS_URL": redis_url,
+            "BATCHGATE_HOST_ID": self.settings.host_id,
             "BATCHGATE_DATABASE_URL": self.settings.resolved_database_url(),
             "BATCHGATE_DATA_DIR": str(data_dir),
             "BATCHGATE_CONFIG": str(self.config_path.resolve()),
             **self.extra_env,
         }
+        if self.settings.broker_url:
+            self.env["BATCHGATE_BROKER_URL"] = self.settings.broker_url
         py = [sys.executable, "-m", "batchgate"]
         self.children.append(
             Child("api", [*py, "serve", "--host", self.host, "--port", str(self.port)])

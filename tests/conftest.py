@@ -3,11 +3,14 @@ database (SQLite in a temp dir, or a fresh database on BATCHGATE_TEST_DATABASE_U
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -33,6 +36,47 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def amqp_broker() -> Iterator[str | None]:
+    """With BATCHGATE_TEST_BROKER_URL=amqp://..., end-to-end systems use that RabbitMQ as their
+    Celery broker (Redis still coordinates), in a virtual host of their own when rabbitmqctl is
+    at hand, deleted at the end."""
+    url = os.environ.get("BATCHGATE_TEST_BROKER_URL")
+    if not url:
+        yield None
+        return
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        yield url
+        return
+    vhost = f"bg_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(url)
+    user = parts.username or "guest"
+    subprocess.run([ctl, "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(
+        [ctl, "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"{parts.scheme}://{parts.netloc}/{vhost}"
+    finally:
+        subprocess.run([ctl, "-q", "delete_vhost", vhost], capture_output=True)
+
+
+def purge_amqp_queues(url: str, queues: list[str]) -> None:
+    """Empty the named queues (vendor queues and the control queue) before a test."""
+    from kombu import Connection
+
+    with Connection(url) as conn:
+        for name in queues:
+            channel = conn.channel()
+            with contextlib.suppress(Exception):  # not declared yet: nothing to purge
+                channel.queue_purge(name)
+            with contextlib.suppress(Exception):
+                channel.close()
 
 
 @pytest.fixture

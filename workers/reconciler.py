@@ -1,19 +1,24 @@
-"""The reconciler process: runs `batchgate.pipeline.reconcile` every few seconds."""
+"""The reconciler process: runs `batchgate.pipeline.reconcile` every few seconds. Run as many
+replicas as you like (one per zone): they take turns through a leader lock in Redis, and a
+replica takes over within a few seconds of the leader's death."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import threading
 
 import redis
 
 from batchgate.config import Config
+from batchgate.coordination import LeaderLock, connect
 from batchgate.filestore import FileStore
 from batchgate.names import alive_key
 from batchgate.pipeline.ingest import ingest
 from batchgate.pipeline.reconcile import DeathWatch, reconcile_once
-from batchgate.queueing import enqueue
+from batchgate.queueing import enqueue, queue_depths
 from batchgate.routing.reclaim import free_slots_of
 from batchgate.settings import Settings
 from batchgate.store import migrate
@@ -21,6 +26,9 @@ from batchgate.store.db import make_engine
 from workers.celery import app
 
 log = logging.getLogger(__name__)
+
+# A leader that stops renewing is replaced after this long at least (3 rounds when slower).
+LEADER_TTL_MIN_S = 5.0
 
 
 def run_forever(settings: Settings, config: Config, stop: threading.Event | None = None) -> None:
@@ -30,27 +38,28 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     engine = make_engine(settings.resolved_database_url())
     migrate.upgrade(engine)
     files = FileStore(settings.files_dir)
-    broker = redis.Redis.from_url(settings.redis_url or "")
+    lock = LeaderLock(
+        connect(settings.redis_url or ""),
+        "reconciler",
+        ttl_s=max(LEADER_TTL_MIN_S, 3 * settings.reconcile_interval),
+        holder=f"{settings.host_id}:{os.getpid()}",
+    )
 
     def send(batch_id: str, vendor: str, ids: list[int]) -> int:
         return enqueue(app, batch_id, vendor, ids, config.limits(vendor).effective_chunk_size())
 
-    def queue_length(vendor: str) -> int:
-        try:
-            return int(broker.llen(vendor))
-        except redis.RedisError:
-            return -1  # unknown: don't treat the queue as idle
+    coordination = connect(settings.redis_url or "")
 
     def alive(workers: list[str]) -> set[str] | None:
         try:
-            found = broker.mget([alive_key(w) for w in workers])
+            found = coordination.mget([alive_key(w) for w in workers])
         except redis.RedisError:
-            return None  # unknown: nobody is declared dead on a broker that does not answer
+            return None  # unknown: nobody is declared dead on a Redis that does not answer
         return {w for w, v in zip(workers, found, strict=True) if v is not None}
 
     def on_dead(workers: set[str]) -> None:
         try:
-            freed = free_slots_of(broker, workers)
+            freed = free_slots_of(coordination, workers)
         except redis.RedisError as exc:  # their slots still lapse at their TTL
             log.warning("reconciler: freeing the slots of dead workers failed: %s", exc)
             return
@@ -61,21 +70,30 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     def reingest(batch_id: str) -> None:
         ingest(engine, settings, config, files, batch_id, send)
 
-    log.info("reconciler running every %.1fs", settings.reconcile_interval)
+    log.info("reconciler %s running every %.1fs", lock.holder, settings.reconcile_interval)
+    leading = False
     while not stop.is_set():
         try:
-            report = reconcile_once(
-                engine,
-                files,
-                send,
-                queue_length,
-                stale_enqueue_seconds=settings.stale_enqueue_seconds,
-                reingest=reingest,
-                deaths=deaths,
-                vendors=config.vendors,
-            )
-            if any(vars(report).values()):
-                log.info("reconciler: %s", report)
+            if lock.hold() != leading:
+                leading = not leading
+                log.info("reconciler %s %s", lock.holder, "leads" if leading else "stands by")
+            if leading:
+                depths = queue_depths(app, config.vendors)
+                report = reconcile_once(
+                    engine,
+                    files,
+                    send,
+                    lambda vendor, d=depths: d.get(vendor, -1),
+                    stale_enqueue_seconds=settings.stale_enqueue_seconds,
+                    reingest=reingest,
+                    deaths=deaths,
+                    vendors=config.vendors,
+                )
+                if any(vars(report).values()):
+                    log.info("reconciler: %s", report)
         except Exception:
             log.exception("reconciler round failed; retrying")
         stop.wait(settings.reconcile_interval)
+    if leading:
+        with contextlib.suppress(Exception):
+            lock.release()  # hand over at once instead of after the lock's TTL

@@ -25,7 +25,7 @@ router = APIRouter(tags=["health"])
 def healthz(request: Request) -> JSONResponse:
     """No key needed: for load balancers and `batchgate up`."""
     st = request.app.state
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"host": st.settings.host_id}
     try:
         with reading(st.engine) as conn:
             conn.execute(text("SELECT 1"))
@@ -49,10 +49,15 @@ def healthz(request: Request) -> JSONResponse:
         except Exception:
             workers = []
     vendors = st.config.vendors
+    hosts: dict[str, list[str]] = {}
+    for name in workers:
+        vendor, _, host = name.partition("@")
+        hosts.setdefault(host, []).append(vendor)
     report["workers"] = {
         "ok": all(any(w.startswith(f"{v}@") for w in workers) for v in vendors),
         "online": workers,
         "vendors": vendors,
+        "hosts": hosts,
     }
     ok = report["database"]["ok"] and report["broker"]["ok"]
     report["ok"] = ok

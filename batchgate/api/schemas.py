@@ -207,10 +207,13 @@ class WorkerCheck(BaseModel):
     ok: bool
     online: list[str]
     vendors: list[str]
+    # host id -> the vendors its workers serve (worker names are `vendor@host`)
+    hosts: dict[str, list[str]] = {}
 
 
 class Health(BaseModel):
     ok: bool
+    host: str  # the host of the API process that answered
     database: Check
     broker: Check
     workers: WorkerCheck

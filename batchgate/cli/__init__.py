@@ -9,6 +9,7 @@ import typer
 from batchgate import redaction
 from batchgate.cli import client_cmds, demo, servers
 from batchgate.cli.db_cmds import db_app
+from batchgate.cli.deploy_cmds import kubernetes
 
 app = typer.Typer(
     name="batchgate",
@@ -25,6 +26,7 @@ servers.register(app)
 client_cmds.register(app)
 demo.register(app)
 app.add_typer(db_app, name="db")
+app.command()(kubernetes)
 
 
 def main() -> None:

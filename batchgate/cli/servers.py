@@ -158,7 +158,7 @@ def register(app: typer.Typer) -> None:
                 "-Q",
                 vendor,
                 "-n",
-                f"{vendor}@%h",
+                f"{vendor}@{settings.host_id}",
                 "-c",
                 str(n),
                 "-P",

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +19,11 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
-import redis.asyncio as aioredis
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment, load_config
+from batchgate.coordination import connect_async
 from batchgate.execution import faults
 from batchgate.money import usd_to_pusd
 from batchgate.pricing import PriceTable
@@ -61,7 +60,7 @@ class Runtime:
         self.config = config
         self.engine = engine
         self.pid = os.getpid()
-        self.worker_id = f"{socket.gethostname()}:{self.pid}"
+        self.worker_id = f"{settings.host_id}:{self.pid}"
         self.rng = random.Random()
         self.loop = asyncio.new_event_loop()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-db")
@@ -72,12 +71,7 @@ class Runtime:
         self._clients: dict[str, aiohttp.ClientSession] = {}
         self._batches: dict[str, BatchInfo] = {}
         self._batch_loads: dict[str, asyncio.Future[BatchInfo | None]] = {}
-        # Blocking pool: waiters queue for a connection instead of failing past the cap.
-        self.redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis_url or "", max_connections=32, timeout=None
-            )
-        )
+        self.redis = connect_async(settings.redis_url or "", max_connections=32)
         self.failing: set[str] = set()
         self._cooling: dict[tuple[str, ...], tuple[float, set[str]]] = {}
         self.slots = Slots(self.redis, owner=self.worker_id)

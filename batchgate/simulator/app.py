@@ -194,7 +194,15 @@ class Simulator:
             status, fault = outcome
             self.stats.leave(model_stats, status, fault)
             self.ledger.record(
-                call.model, call.vendor, route.path, status, fault, t_start, time.time(), digest
+                call.model,
+                call.vendor,
+                route.path,
+                status,
+                fault,
+                t_start,
+                time.time(),
+                digest,
+                client=request.remote or "",
             )
 
     async def _respond(

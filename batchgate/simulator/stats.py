@@ -101,7 +101,8 @@ class _Interned:
 
 
 class Ledger:
-    """One entry per finished request: model, vendor, route, status, fault, times, prompt hash."""
+    """One entry per finished request: model, vendor, route, status, fault, times, prompt hash,
+    and the client's address (which host made the call, when tests run several)."""
 
     def __init__(self, capacity: int = 1_000_000) -> None:
         self.capacity = max(1, capacity)
@@ -120,6 +121,8 @@ class Ledger:
         self._routes = _Interned()
         self._faults = _Interned()
         self._faults.index(None)
+        self._client = array("H")
+        self._clients = _Interned()
 
     def record(
         self,
@@ -131,6 +134,7 @@ class Ledger:
         t_start: float,
         t_end: float,
         digest: bytes,
+        client: str = "",
     ) -> None:
         row = (
             t_start,
@@ -139,8 +143,17 @@ class Ledger:
             self._models.index(model),
             self._routes.index((vendor, route)),
             self._faults.index(fault),
+            self._clients.index(client),
         )
-        columns = (self._t_start, self._t_end, self._status, self._model, self._route, self._fault)
+        columns = (
+            self._t_start,
+            self._t_end,
+            self._status,
+            self._model,
+            self._route,
+            self._fault,
+            self._client,
+        )
         if self.total < self.capacity:
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
@@ -187,6 +200,7 @@ class Ledger:
                     "t_start": self._t_start[pos],
                     "t_end": self._t_end[pos],
                     "prompt_sha256": digest.hex(),
+                    "client": self._clients.values[self._client[pos]],
                 }
             )
             if limit is not None and len(out) >= limit:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from batchgate.names import CONTROL_QUEUE, vendor_queue
+from tests.conftest import purge_amqp_queues
 from tests.e2e.harness import System
 
 
@@ -42,11 +44,14 @@ def make_simulator() -> Iterator[Callable[[dict[str, Any]], Any]]:
 
 @pytest.fixture
 def make_system(
-    tmp_path: Path, clean_broker: str, database_url: str
+    tmp_path: Path, clean_broker: str, database_url: str, amqp_broker: str | None
 ) -> Iterator[Callable[..., System]]:
     started: list[System] = []
 
     def factory(config: dict[str, Any], flower_port: int | None = None, **env: Any) -> System:
+        if amqp_broker:
+            vendors = {m["litellm_params"]["model"].split("/")[0] for m in config["model_list"]}
+            purge_amqp_queues(amqp_broker, [CONTROL_QUEUE, *map(vendor_queue, vendors)])
         system = System(
             tmp_path / f"sys{len(started)}",
             config,
@@ -54,6 +59,7 @@ def make_system(
             database_url,
             env=env,
             flower_port=flower_port,
+            broker_url=amqp_broker,
         )
         started.append(system)
         return system.start()

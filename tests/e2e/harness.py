@@ -76,6 +76,7 @@ class System:
     sup: Supervisor | None = None
     port: int = 0
     flower_port: int | None = None
+    broker_url: str | None = None  # the Celery broker when it is not the Redis (RabbitMQ)
 
     def start(self) -> System:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -84,6 +85,7 @@ class System:
         settings = Settings(
             data_dir=self.root / "data",
             redis_url=self.redis_url,
+            broker_url=self.broker_url,
             database_url=self.database_url,
             config=config_path,
         )

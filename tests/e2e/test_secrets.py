@@ -56,7 +56,8 @@ def test_sentinel_provider_key_is_nowhere(
                     break
 
     system = make_system(config, flower_port=flower_port, flower_basic_auth="ops:pw-123456")
-    threading.Thread(target=capture, args=(system.redis_url,), daemon=True).start()
+    broker = system.broker_url or system.redis_url  # events travel on the Celery broker
+    threading.Thread(target=capture, args=(broker,), daemon=True).start()
     lines = (
         chat_lines(20, "m", "ok")
         + chat_lines(5, "m", "auth", directive="#sim:fail=401")

@@ -50,5 +50,5 @@ def test_unreachable_servers_only_skip_the_run_outside_ci() -> None:
 
 def test_ci_run_stops_on_the_check_s_failure() -> None:
     script = (REPO / ".ci" / "run").read_text()
-    assert '.ci/servers-reachable "$PG_URL" "$REDIS_URL" || status=$?' in script
+    assert '.ci/servers-reachable "$PG_URL" "$REDIS_URL" "$AMQP_URL" || status=$?' in script
     assert 'exit "$status"' in script

@@ -100,3 +100,15 @@ def test_production_settings_redis_and_flower() -> None:
     assert all(p.startswith("127.0.0.1:") for s in services.values() for p in s.get("ports", []))
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "COPY batchgate" in dockerfile and "COPY workers" in dockerfile
+
+
+def test_workers_and_reconciler_scale_with_nothing_host_specific() -> None:
+    """`docker compose up --scale worker-openai=4` (or reconciler=2) must just work: no fixed
+    container name, host port or hostname on a scalable service, and each replica names itself
+    (its container hostname becomes its host id)."""
+    services = _compose()["services"]
+    scalable = [name for name in services if name.startswith("worker-")] + ["reconciler"]
+    for name in scalable:
+        svc = services[name]
+        assert not {"container_name", "hostname", "ports"} & set(svc), name
+        assert "BATCHGATE_HOST_ID" not in (svc.get("environment") or {}), name

@@ -1,0 +1,1 @@
+"""Deployment manifests derived from a config (Kubernetes)."""

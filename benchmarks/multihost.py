@@ -1,0 +1,114 @@
+"""Workers on one host vs two, across network-namespace hosts (issue 20's scaling benchmark).
+
+    sudo python benchmarks/multihost.py [--lines N] [--zero-lines N]
+
+Host A runs the simulator, the API and the reconciler; one or two worker hosts each run an
+OpenAI worker group; PostgreSQL (BATCHGATE_TEST_DATABASE_URL or the local server) and an
+embedded Valkey are reached over the virtual network. Two scenarios, each with 1 and 2 worker
+hosts in the same run:
+  latency   200 ms, vendor limit 256: vendor-side lines/s vs C/L (target >= 0.95 for both: the
+            vendor limit is the ceiling, wherever the workers run)
+  zero      zero latency, limit 64: end-to-end lines/s (target: two hosts no slower than one)
+Both hosts share this machine's 2 cores, so the zero-latency figure shows what coordination
+across hosts costs, not what a second machine's CPU would add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from batchgate.broker import start_valkey  # noqa: E402
+from tests.conftest import _pg_database, _pg_drop  # noqa: E402
+from tests.e2e.harness import TERMINAL, wait_for  # noqa: E402
+from tests.multihost.cluster import Cluster  # noqa: E402
+from tests.multihost.netns import Network, unavailable  # noqa: E402
+
+DEFAULT_PG = "postgresql://root@127.0.0.1:5432/test"
+
+
+def run(
+    pg_base: str, worker_hosts: int, limit: int, latency_ms: float, lines: int
+) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="bg-multihost-"))
+    url, name = _pg_database(pg_base)
+    redis_url, valkey = start_valkey(root / "redis")
+    net = Network()
+    try:
+        port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        cluster = Cluster(
+            net, root, url, port, limit=limit, latency_ms=latency_ms, worker_hosts=worker_hosts
+        )
+        cluster.start()
+        t0 = time.monotonic()
+        batch_id, _ = cluster.submit(lines, "bench")
+        done = wait_for(
+            lambda: (b := cluster.batch(batch_id))["status"] in TERMINAL and b,
+            1800,
+            "the batch",
+            interval=0.5,
+        )
+        wall = time.monotonic() - t0
+        ledger = [e for e in cluster.ledger() if e["status"] == 200]
+        span = max(e["t_end"] for e in ledger) - min(e["t_start"] for e in ledger)
+        hosts = {h.address: h.name for h in cluster.workers}
+        per_host: dict[str, int] = {}
+        for e in ledger:
+            per_host[hosts.get(e["client"], e["client"])] = (
+                per_host.get(hosts.get(e["client"], e["client"]), 0) + 1
+            )
+        out = {
+            "worker_hosts": worker_hosts,
+            "limit": limit,
+            "latency_ms": latency_ms,
+            "lines": lines,
+            "status": done["status"],
+            "wall_s": round(wall, 2),
+            "lines_per_s": round(lines / wall, 1),
+            "vendor_side_lines_per_s": round(len(ledger) / span, 1),
+            "peak_in_flight": cluster.peak(),
+            "per_host": per_host,
+        }
+        if latency_ms:
+            ideal = limit / (latency_ms / 1000)
+            out["efficiency_vendor_side"] = round(len(ledger) / span / ideal, 3)
+            out["efficiency_end_to_end"] = round(lines / wall / ideal, 3)
+        return out
+    finally:
+        net.close()
+        valkey.kill()
+        valkey.wait()
+        _pg_drop(pg_base, name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=20_000, help="lines of the 200 ms scenario")
+    ap.add_argument("--zero-lines", type=int, default=10_000, help="lines at zero latency")
+    ap.add_argument("--database-url", default=DEFAULT_PG)
+    args = ap.parse_args()
+    why = unavailable()
+    if why:
+        sys.exit(f"cannot run: {why}")
+    results = []
+    for hosts in (1, 2):
+        results.append(run(args.database_url, hosts, 256, 200, args.lines))
+        print(json.dumps(results[-1]), flush=True)
+    for hosts in (1, 2):
+        results.append(run(args.database_url, hosts, 64, 0, args.zero_lines))
+        print(json.dumps(results[-1]), flush=True)
+    one, two = results[2]["lines_per_s"], results[3]["lines_per_s"]
+    print(f"zero latency: two hosts / one host = {two / one:.2f}")
+
+
+if __name__ == "__main__":
+    main()

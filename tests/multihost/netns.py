@@ -1,0 +1,181 @@
+"""Hosts on one machine for tests of what crosses a network: network namespaces joined by veth
+pairs to a bridge, each with its own address, processes started inside them, and a way to cut a
+host's link. The root namespace reaches the hosts over the bridge; a TCP forwarder there makes
+the machine's PostgreSQL and Redis (listening on loopback) reachable from every host.
+
+Needs root and iproute2 (`ip netns`). Everything is named with a per-run prefix and removed by
+`Network.close`, which also kills whatever the hosts still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def unavailable() -> str | None:
+    """Why network namespaces cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "iproute2 (`ip`) is not installed"
+    probe = f"bgprobe{uuid.uuid4().hex[:6]}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"`ip netns add` is not permitted here: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+def _ip(*args: str, ns: str | None = None) -> None:
+    argv = ["ip", "netns", "exec", ns, "ip", *args] if ns else ["ip", *args]
+    subprocess.run(argv, check=True, capture_output=True, text=True)
+
+
+@dataclass
+class Host:
+    name: str
+    ns: str
+    address: str
+    link: str  # the root-namespace end of its veth pair
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        """Run a process inside this host (its own session, so it is killed as a group)."""
+        out = open(log, "ab")  # noqa: SIM115 (the child owns it; closed when the Popen is reaped)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the host, as a power cut would."""
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self.procs:
+            proc.wait()
+        self.procs.clear()
+
+    def cut(self) -> None:
+        _ip("link", "set", self.link, "down")
+
+    def restore(self) -> None:
+        _ip("link", "set", self.link, "up")
+
+
+class Network:
+    """A bridge in the root namespace and hosts attached to it."""
+
+    def __init__(self, subnet: str = "10.231.7") -> None:
+        self.tag = uuid.uuid4().hex[:5]
+        self.bridge = f"bgbr{self.tag}"
+        self.subnet = subnet
+        self.gateway = f"{subnet}.1"  # the root namespace's address on the bridge
+        self.hosts: list[Host] = []
+        self.forwarders: list[TcpForwarder] = []
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+
+    def add_host(self, name: str) -> Host:
+        n = len(self.hosts) + 11
+        ns, outer, inner = f"bg{self.tag}{name}", f"bgv{self.tag}{name}", f"bgi{self.tag}{name}"
+        subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        _ip("link", "set", inner, "netns", ns)
+        _ip("link", "set", outer, "master", self.bridge)
+        _ip("link", "set", outer, "up")
+        _ip("link", "set", "lo", "up", ns=ns)
+        _ip("addr", "add", f"{self.subnet}.{n}/24", "dev", inner, ns=ns)
+        _ip("link", "set", inner, "up", ns=ns)
+        _ip("route", "add", "default", "via", self.gateway, ns=ns)
+        host = Host(name, ns, f"{self.subnet}.{n}", outer)
+        self.hosts.append(host)
+        return host
+
+    def forward(self, port: int, target_port: int) -> str:
+        """Serve `gateway:port` to every host, forwarding to 127.0.0.1:target_port."""
+        fwd = TcpForwarder(self.gateway, port, "127.0.0.1", target_port)
+        fwd.start()
+        self.forwarders.append(fwd)
+        return f"{self.gateway}:{port}"
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.kill_all()
+            subprocess.run(["ip", "netns", "del", host.ns], capture_output=True)
+            subprocess.run(["ip", "link", "del", host.link], capture_output=True)
+        for fwd in self.forwarders:
+            fwd.stop()
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+class TcpForwarder:
+    """A plain TCP relay on its own event loop thread (PostgreSQL and Redis listen on loopback
+    only; the hosts reach them through this, over the bridge)."""
+
+    def __init__(self, host: str, port: int, target_host: str, target_port: int) -> None:
+        self.addr = (host, port)
+        self.target = (target_host, target_port)
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"fwd-{port}", daemon=True)
+        self.server: asyncio.AbstractServer | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError(f"forwarder on {self.addr} did not start")
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(self._serve, *self.addr, reuse_address=True)
+        )
+        self.ready.set()
+        self.loop.run_forever()
+        self.server.close()
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
