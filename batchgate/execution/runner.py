@@ -47,7 +47,7 @@ NOT_RUN = ServerError("not run", code="not_run")
 # While a chunk runs, its process says it is alive this often, with this TTL: the reconciler
 # releases the leases of a process whose key is gone (batchgate.pipeline.reconcile.DeathWatch).
 ALIVE_INTERVAL = 1.0
-ALIVE_TTL = 5
+ALIVE_TTL = 10  # generous: a CPU-starved live worker must not pass for dead
 AUTH_PAUSE_SECONDS = 300.0
 COOLDOWN_WINDOW = 60.0
 # A budget reservation for a call that sends no output cap, to a model whose config names no

@@ -47,7 +47,7 @@ class ReconcileReport:
 
 
 # A worker whose liveness key has been missing this long (across rounds) is dead.
-DEAD_AFTER_SECONDS = 2.0
+DEAD_AFTER_SECONDS = 5.0
 
 
 class DeathWatch:
