@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -23,7 +24,11 @@ def valkey_binary() -> str:
 
 
 def start_valkey(
-    data_dir: Path, port: int | None = None, persist: bool = True, bind: str = "127.0.0.1"
+    data_dir: Path,
+    port: int | None = None,
+    persist: bool = True,
+    preexec_fn: Callable[[], None] | None = None,
+    bind: str = "127.0.0.1",
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """Start valkey-server (on loopback unless told); returns (url, process). The caller stops
     it by pid."""
@@ -54,7 +59,11 @@ def start_valkey(
         str((vdir / "valkey.log").resolve()),
     ]
     proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
     )
     url = f"redis://{bind}:{port}/0"
     client = redis.Redis.from_url(url)

@@ -139,6 +139,9 @@ class Deployment:
     timeout: float | None = None
     input_cost_per_token: Decimal | None = None
     output_cost_per_token: Decimal | None = None
+    # The model's own output limit (LiteLLM's `model_info.max_output_tokens`): what a call that
+    # sends no cap can produce at most, so what a budget reservation must assume.
+    max_output_tokens: int | None = None
 
     def api_key(self) -> str | None:
         """Resolve the key now, in the calling process; never store the result."""
@@ -341,6 +344,7 @@ def parse_config(data: dict[str, Any] | None, source: str | None = None) -> Conf
                 timeout=p.timeout,
                 input_cost_per_token=p.input_cost_per_token,
                 output_cost_per_token=p.output_cost_per_token,
+                max_output_tokens=_output_limit(entry.model_info),
             )
         )
 
@@ -411,3 +415,12 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_config(data, source=str(path))
+
+
+def _output_limit(model_info: dict[str, Any] | None) -> int | None:
+    value = (model_info or {}).get("max_output_tokens")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"model_info.max_output_tokens must be a positive integer, got {value!r}")
+    return value

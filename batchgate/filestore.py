@@ -1,7 +1,9 @@
 """Files on disk under the data dir, addressed by generated ids only (never client names).
 
 Uploads stream to a temporary file with a running byte cap and are renamed into place; outputs
-are written to a temporary file, fsynced and renamed, so no partial file is ever visible.
+are written to a temporary file, fsynced and renamed, so no partial file is ever visible. A
+process killed mid-write leaves its `.part` behind: `sweep_partial` removes those nobody has
+written to for a while.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,10 +28,27 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex}"
 
 
+# A `.part` untouched this long belongs to a dead writer (a live upload writes every block).
+PARTIAL_STALE_SECONDS = 600.0
+
+
 class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        self.swept_at = 0.0
+
+    def sweep_partial(self, now: float | None = None) -> int:
+        """Delete `.part` files not written to for PARTIAL_STALE_SECONDS; returns how many."""
+        now = time.time() if now is None else now
+        self.swept_at = now
+        removed = 0
+        for tmp in self.root.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime < now - PARTIAL_STALE_SECONDS:
+                    tmp.unlink()
+                    removed += 1
+        return removed
 
     def path(self, rel: str) -> Path:
         p = (self.root / rel).resolve()

@@ -54,6 +54,11 @@ def probing_key(deployment_id: str) -> str:
     return f"{KEY_PREFIX}:probing:{deployment_id}"
 
 
+def alive_key(worker_id: str) -> str:
+    """Set (with a short TTL) by a worker process while it holds leases: gone means dead."""
+    return f"{KEY_PREFIX}:alive:{worker_id}"
+
+
 def leader_key(role: str) -> str:
     """Who leads a role that runs in several replicas (the reconciler); expires unless renewed."""
     return f"{KEY_PREFIX}:leader:{role}"

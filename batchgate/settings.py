@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     max_line_bytes: int = 10 * 1024 * 1024
 
     flower_basic_auth: str | None = None
-    # Fault hooks for durability tests; never set in production.
+    # Faults for the durability and chaos tests (batchgate.execution.faults); never in production.
     test_faults: str | None = None
 
     @property

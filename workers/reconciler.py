@@ -10,13 +10,17 @@ import os
 import signal
 import threading
 
+import redis
+
 from batchgate.config import Config
 from batchgate.coordination import LeaderLock, connect
 from batchgate.filestore import FileStore
+from batchgate.names import alive_key
 from batchgate.pipeline.ingest import ingest
-from batchgate.pipeline.reconcile import reconcile_once
+from batchgate.pipeline.reconcile import DeathWatch, reconcile_once
 from batchgate.pipeline.retention import sweep_expired_files, sweep_expired_uploads
 from batchgate.queueing import enqueue, queue_depths
+from batchgate.routing.reclaim import free_slots_of
 from batchgate.settings import Settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine
@@ -35,8 +39,9 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     engine = make_engine(settings.resolved_database_url())
     migrate.upgrade(engine)
     files = FileStore(settings.files_dir)
+    coordination = connect(settings.redis_url or "")
     lock = LeaderLock(
-        connect(settings.redis_url or ""),
+        coordination,
         "reconciler",
         ttl_s=max(LEADER_TTL_MIN_S, 3 * settings.reconcile_interval),
         holder=f"{settings.host_id}:{os.getpid()}",
@@ -44,6 +49,23 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
 
     def send(batch_id: str, vendor: str, ids: list[int]) -> int:
         return enqueue(app, batch_id, vendor, ids, config.limits(vendor).effective_chunk_size())
+
+    def alive(workers: list[str]) -> set[str] | None:
+        try:
+            found = coordination.mget([alive_key(w) for w in workers])
+        except redis.RedisError:
+            return None  # unknown: nobody is declared dead on a Redis that does not answer
+        return {w for w, v in zip(workers, found, strict=True) if v is not None}
+
+    def on_dead(workers: set[str]) -> None:
+        try:
+            freed = free_slots_of(coordination, workers)
+        except redis.RedisError as exc:  # their slots still lapse at their TTL
+            log.warning("reconciler: freeing the slots of dead workers failed: %s", exc)
+            return
+        log.info("reconciler: workers %s are dead; freed %d call slots", sorted(workers), freed)
+
+    deaths = DeathWatch(alive, on_dead)
 
     def reingest(batch_id: str) -> None:
         ingest(engine, settings, config, files, batch_id, send)
@@ -64,6 +86,7 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                     lambda vendor, d=depths: d.get(vendor, -1),
                     stale_enqueue_seconds=settings.stale_enqueue_seconds,
                     reingest=reingest,
+                    deaths=deaths,
                     vendors=config.vendors,
                 )
                 if any(vars(report).values()):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from batchgate.execution.runner import ChunkRun
-from batchgate.execution.runtime import get_runtime
+from batchgate.execution.runtime import drain_on_sigterm, get_runtime
 from batchgate.filestore import FileStore
 from batchgate.names import TASK_RUN_CHUNK
 from batchgate.pipeline.finalize import try_finalize
@@ -28,6 +28,10 @@ def _enqueue(batch_id: str, vendor: str, ids: list[int]) -> None:
 
 @app.task(name=TASK_RUN_CHUNK, ignore_result=True, acks_late=True)
 def run_chunk(batch_id: str, vendor: str, item_ids: list[int]) -> dict[str, int]:
+    # Here, not at process start: billiard sets its own SIGTERM handler after the pool's init
+    # hooks. A planned stop signals the whole process group; this chunk then finishes its calls
+    # in flight and hands the rest back instead of dying mid-call (paid again after a restart).
+    drain_on_sigterm()
     rt = get_runtime()
     report = rt.run(ChunkRun(rt, vendor, _enqueue).run(batch_id, list(item_ids)))
     files = FileStore(rt.settings.files_dir)

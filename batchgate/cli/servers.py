@@ -150,12 +150,14 @@ def up(
 
     With no BATCHGATE_REDIS_URL an embedded Valkey is started under the data dir; with no
     BATCHGATE_DATABASE_URL the database is SQLite under the data dir. A worker that dies is
-    restarted; Ctrl-C (SIGINT) or SIGTERM stops everything. Other batchgate commands started
-    with the same --data-dir find this broker and database.
+    restarted, the embedded broker too; Ctrl-C (SIGINT) or SIGTERM stops everything, and if `up`
+    itself is killed its children stop with it. One `up` per data dir: a second one refuses to
+    start. Other batchgate commands started with the same --data-dir find this broker and
+    database.
 
     Example:  batchgate up --config samples/config.simulator.yaml --port 8000
     """
-    from batchgate.supervisor import Supervisor
+    from batchgate.supervisor import DataDirInUse, Supervisor
 
     settings = _settings(config, data_dir)
     cfg = _load(settings)
@@ -169,7 +171,11 @@ def up(
     sup = Supervisor(settings, cfg, config, host=host, port=port, flower_port=flower_port)
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
-    sup.start()
+    try:
+        sup.start()
+    except DataDirInUse as exc:
+        sup.stop()
+        raise fail(exc, EXIT_CONFIG) from None
     typer.echo(f"batchgate up: API on http://{host}:{port}  vendors: {', '.join(cfg.vendors)}")
     try:
         sup.watch()

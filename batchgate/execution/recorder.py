@@ -4,9 +4,11 @@ Items finish at different times; the recorder collects what finished in the last
 milliseconds and applies it in one `store.items.apply` call, fenced by the chunk's lease owner.
 Re-routed items are enqueued on their new vendor's queue only after their row is committed.
 
-A write the database refuses for now (SQLite busy past its timeout while another process holds
-the write lock, a dropped PostgreSQL connection) is kept and tried again: dropping it would
-leave paid calls unrecorded, their items leased until the reconciler re-runs them.
+A write that fails, for any reason (SQLite busy past its timeout while another process holds
+the write lock, a dropped PostgreSQL connection, any other DBAPI error), is kept and tried
+again: dropping it would leave paid calls unrecorded and their items leased until the
+reconciler re-runs them, paying twice with the first spend never on the books. The loop itself
+never ends on an error, so a later flush is never lost with it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from sqlalchemy.exc import OperationalError
-
+from batchgate.execution import faults
 from batchgate.execution.runtime import Runtime
+from batchgate.pipeline.finalize import refresh_summary
 from batchgate.store.items import AttemptRow, ItemUpdate, apply
 
 log = logging.getLogger(__name__)
@@ -74,20 +76,33 @@ class Recorder:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def flush(self) -> bool:
-        """Apply what has finished; False if the database refused it for now (kept for the
-        next flush)."""
+        """Apply what has finished; False if the write failed (kept for the next flush)."""
         if not self._updates and not self._attempts:
             return True
         updates, attempts = self._updates, self._attempts
         self._updates, self._attempts = [], []
         try:
+            faults.fire("recorder.flush")
             applied = await self.rt.db(apply, self.rt.engine, self.owner, updates, attempts)
-        except OperationalError as exc:
-            log.warning("recording %d outcomes failed, will retry: %s", len(updates), exc.orig)
+        except Exception as exc:  # any failure: the rows are kept (see above)
+            log.warning(
+                "recording %d outcomes and %d attempts failed, will retry: %s: %s",
+                len(updates),
+                len(attempts),
+                type(exc).__name__,
+                exc,
+            )
             self._updates[:0] = updates
             self._attempts[:0] = attempts
             return False
         self.stale |= applied.stale
+        late = {a.batch_id for a in attempts if a.item_id in applied.stale}
+        for batch_id in late:
+            # Duplicates: if their batch is summarised already, its totals must count them.
+            try:
+                await self.rt.db(refresh_summary, self.rt.engine, batch_id)
+            except Exception as exc:  # the rows are committed; the next late row retries
+                log.warning("refreshing the totals of %s failed: %s", batch_id, exc)
         self._leased.difference_update(u.id for u in updates)
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for u in updates:
@@ -96,7 +111,10 @@ class Recorder:
                 groups[(batch_id, u.vendor)].append(u.id)
         for (batch_id, vendor), ids in groups.items():
             # A failed send is not lost: the reconciler re-enqueues queued items nobody took.
-            await self.rt.db(self._enqueue, batch_id, vendor, ids)
+            try:
+                await self.rt.db(self._enqueue, batch_id, vendor, ids)
+            except Exception as exc:  # the rows are committed already
+                log.warning("enqueueing %d re-routed items failed: %s", len(ids), exc)
         return True
 
     async def close(self) -> None:

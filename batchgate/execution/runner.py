@@ -9,27 +9,26 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError
 
 from batchgate import structured
 from batchgate.config import Deployment
 from batchgate.errors import ErrorKind, InvalidOutput, ProviderError, ServerError
+from batchgate.execution import faults
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.filestore import FileStore
 from batchgate.money import usd_str, usd_to_pusd
+from batchgate.names import alive_key
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
-from batchgate.pricing import cost_of, estimate_request, estimate_tokens
+from batchgate.pricing import PriceEntry, cost_of, estimate_request, estimate_tokens
 from batchgate.providers._http import send
 from batchgate.providers.base import Completion, Usage
 from batchgate.providers.registry import get_adapter
@@ -41,7 +40,6 @@ from batchgate.store.items import (
     ClaimedItem,
     ItemUpdate,
     claim,
-    renew,
 )
 from batchgate.store.models import TERMINAL_ITEM_STATES
 
@@ -52,9 +50,16 @@ BUDGET_EXCEEDED = ServerError("budget exceeded", code="budget_exceeded")
 # Returned by _attempt when the batch was cancelled or expired while the item waited for a slot.
 NOT_RUN = ServerError("not run", code="not_run")
 
+# While a chunk runs, its process says it is alive this often, with this TTL: the reconciler
+# releases the leases of a process whose key is gone (batchgate.pipeline.reconcile.DeathWatch).
+ALIVE_INTERVAL = 1.0
+ALIVE_TTL = 10  # generous: a CPU-starved live worker must not pass for dead
 COOLDOWN_WINDOW = 60.0
 # Why an item moved on without a call: every deployment of its model was out of rotation.
 COOLING = ServerError("every deployment of this model is cooling down", code="cooldown")
+# A budget reservation for a call that sends no output cap, to a model whose config names no
+# `model_info.max_output_tokens`: the most output tokens it is assumed to produce.
+UNKNOWN_MODEL_OUTPUT_LIMIT = 16384
 
 
 @dataclass
@@ -66,17 +71,6 @@ class ChunkReport:
     deferred: int = 0
     cancelled: int = 0
     batches: set[str] = field(default_factory=set)
-
-
-def _crash_hook(rt: Runtime, custom_id: str) -> None:
-    """Durability tests only (BATCHGATE_TEST_FAULTS=crash_after_response=<custom_id>,...): die
-    once per listed line between a paid response and its commit."""
-    faults, prefix = rt.settings.test_faults, "crash_after_response="
-    if faults and faults.startswith(prefix) and custom_id in faults[len(prefix) :].split(","):
-        marker = rt.settings.data_dir / f"crashed-{custom_id}"
-        if not marker.exists():
-            marker.touch()
-            os._exit(137)
 
 
 class ChunkRun:
@@ -95,9 +89,10 @@ class ChunkRun:
         self.report = ChunkReport()
         self._tasks: set[asyncio.Task[None]] = set()
         self._backing_off = 0  # items sleeping out a retry delay: they hold no slot
+        self._changed = asyncio.Event()  # an item finished or started backing off
+        self._ended: set[int] = set()  # items whose outcome this run has handed to the recorder
         self._held: dict[str, int] = {}  # items of each batch this chunk runs now
         self._finalizing: set[asyncio.Task[None]] = set()
-        self._changed = asyncio.Event()  # an item finished or started backing off
 
     async def run(self, batch_id: str, ids: list[int]) -> ChunkReport:
         rt = self.rt
@@ -109,7 +104,8 @@ class ChunkRun:
             return self.report
         self.report.batches = {i.batch_id for i in items}
         self.recorder.start()
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+        loop = asyncio.get_running_loop()
+        beats = [loop.create_task(self._heartbeat()), loop.create_task(self._alive())]
         try:
             await self._run_all(items)
         finally:
@@ -117,19 +113,18 @@ class ChunkRun:
                 await self.recorder.close()
             finally:
                 # Only now: leases are renewed for as long as outcomes wait to be written.
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                for beat in beats:
+                    beat.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await beat
         return self.report
 
     async def _run_all(self, items: list[ClaimedItem]) -> None:
-        """Run the chunk, and while any batch has queued items of this vendor, claim more as
-        items finish, from the batch first in fair-share order (`store/fairshare.py`): a
-        chunk's slow tail must not leave the vendor's slots idle, and a new batch must not
-        wait behind every message an earlier one sent. Items waiting out a backoff hold no
-        slot, so they do not count against the `size` kept in play. Refilling stops after
-        `refill_seconds`, so the task ends and its message is acknowledged; the items' own
-        messages then find them done (no-ops)."""
+        """Run the chunk, and while the batch has queued items of this vendor, claim more as
+        items finish: a chunk's slow tail must not leave the vendor's slots idle. Items waiting
+        out a backoff hold no slot, so they do not count against the `size` kept in play.
+        Refilling stops after `refill_seconds`, so the task ends and its message is
+        acknowledged; the items' own messages then find them done (no-ops)."""
         rt = self.rt
         size = max(len(items), rt.config.limits(self.vendor).effective_chunk_size())
         # Refill in groups (a quarter of `size`), not one claim per finished item.
@@ -143,7 +138,10 @@ class ChunkRun:
             active = len(self._tasks) - self._backing_off
             if exhausted or active >= low or time.monotonic() > deadline:
                 continue
+            if rt.draining.is_set():
+                continue
             try:
+                faults.fire("runner.claim")
                 more = await rt.db(
                     claim_fair,
                     rt.engine,
@@ -153,8 +151,8 @@ class ChunkRun:
                     time.time(),
                     rt.settings.lease_seconds,
                 )
-            except OperationalError as exc:  # busy or disconnected: the queue keeps them
-                log.warning("claiming more items failed: %s", exc.orig)
+            except Exception as exc:  # any failure: the queue keeps them, the chunk runs on
+                log.warning("claiming more items failed: %s: %s", type(exc).__name__, exc)
                 continue
             exhausted = not more
             self.report.claimed += len(more)
@@ -165,6 +163,7 @@ class ChunkRun:
     def _start(self, items: list[ClaimedItem]) -> None:
         loop = asyncio.get_running_loop()
         for item in self._track(items):
+            self._ended.discard(item.id)
             task = loop.create_task(self._run_item(item))
             self._tasks.add(task)
             self._held[item.batch_id] = self._held.get(item.batch_id, 0) + 1
@@ -199,9 +198,19 @@ class ChunkRun:
             await asyncio.sleep(lease / 3)
             ids = list(self.in_flight)
             try:
-                await self.rt.db(renew, self.rt.engine, self.owner, ids, time.time() + lease)
-            except OperationalError as exc:  # busy or disconnected: the next beat tries again
-                log.warning("lease renewal failed, will retry: %s", exc.orig)
+                faults.fire("runner.renew")
+                await self.rt.renew(self.owner, ids, time.time() + lease)
+            except Exception as exc:  # any failure: the next beat tries again
+                log.warning("lease renewal failed, will retry: %s: %s", type(exc).__name__, exc)
+
+    async def _alive(self) -> None:
+        key = alive_key(self.rt.worker_id)
+        while True:
+            try:
+                await self.rt.redis.set(key, self.owner, ex=ALIVE_TTL)
+            except Exception as exc:  # Redis away: the reconciler cannot judge us either
+                log.warning("liveness beat failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(ALIVE_INTERVAL)
 
     def _finish(self, item: ClaimedItem, state: str, **kw: Any) -> None:
         now = time.time()
@@ -219,6 +228,7 @@ class ChunkRun:
             **kw,
         )
         reroute = state == "queued" and kw.get("enqueued_at") is not None
+        self._ended.add(item.id)
         self.recorder.finish(update, item.batch_id, reroute=reroute)
         key = {
             "succeeded": "succeeded",
@@ -244,19 +254,28 @@ class ChunkRun:
     async def _run_item(self, item: ClaimedItem) -> None:
         try:
             await self._run_item_inner(item)
-        except (RedisError, OSError) as exc:
-            # Broker trouble (e.g. a restart) is ours, not the item's: hand it back to the
-            # reconciler, which re-enqueues it once the broker answers again.
-            log.warning("item %s released after a broker error: %s", item.id, type(exc).__name__)
-            self._finish(item, "queued")
-        except Exception:  # never let one item take the chunk down; it ends with an error line
-            log.exception("item %s failed unexpectedly", item.id)
-            self._fail(item, None, "internal_error", "batchgate failed to process this line")
+        except Exception as exc:  # never let one item take the chunk down
+            if item.id in self._ended:
+                # Its outcome (e.g. a paid completion) is with the recorder already: a failure
+                # after that, such as a slot release Redis refused, must not overwrite it.
+                log.warning("item %s: %s after its outcome", item.id, type(exc).__name__)
+            elif isinstance(exc, RedisError | OSError):
+                # Broker trouble (e.g. a restart) is ours, not the item's: hand it back to the
+                # reconciler, which re-enqueues it once the broker answers again.
+                log.warning("item %s released after a broker error: %s", item.id, exc)
+                self._finish(item, "queued")
+            else:
+                log.exception("item %s failed unexpectedly", item.id)
+                self._fail(item, None, "internal_error", "batchgate failed to process this line")
 
     async def _run_item_inner(self, item: ClaimedItem) -> None:
         rt = self.rt
         config = rt.config
         while True:
+            if rt.draining.is_set():
+                # A planned stop: no new call; the item goes back to the queue as it is.
+                self._finish(item, "queued")
+                return
             info = await rt.batch(item.batch_id)
             if info is None or info.status != "in_progress":
                 self._finish(item, "cancelled", error=CANCELLED)
@@ -336,73 +355,140 @@ class ChunkRun:
     async def _attempt(
         self, item: ClaimedItem, info: BatchInfo, dep: Deployment, *, probe: bool = False
     ) -> ProviderError | None:
+        """One call on `dep`: None when the item ended (succeeded), else the error to act on.
+        The call is on the books (attempt row, outcome) before any Redis bookkeeping after it,
+        and that bookkeeping is best-effort: a broker failure there never loses a paid call."""
         rt = self.rt
-        # The deployment's own vendor: its slots, its client, and the vendor its attempt is
-        # recorded under (a load-balanced name may have deployments on several vendors).
-        vendor = dep.vendor
-        limits = rt.config.limits(vendor)
-        target = rt.target(dep)
-        scopes = [(vendor, limits.max_concurrency)]
-        if dep.max_parallel_requests:
-            scopes.append((dep.id, dep.max_parallel_requests))
         if dep.rpm or dep.tpm:
             tokens = estimate_tokens(item.body, info.endpoint)
             await rt.rates.wait_turn(
                 dep.id, dep.rpm, dep.tpm, tokens.input_tokens + tokens.max_output_tokens
             )
-        body = dict(item.body)
+        result = await self._call(item, info, dep)
+        ran = result is not NOT_RUN and result is not BUDGET_EXCEEDED
+        if probe and ran and (result is None or result.kind != ErrorKind.authentication):
+            # The credentials work: the deployment is back for every worker.
+            with contextlib.suppress(RedisError, OSError):
+                await rt.probes.back(dep.id)
+            rt.forget_cooling()
+        if result is None:
+            if dep.id in rt.failing:
+                # Only a deployment that failed here has a failure count worth clearing.
+                rt.failing.discard(dep.id)
+                with contextlib.suppress(RedisError, OSError):
+                    await rt.cooldowns.record_success(dep.id)
+            return None
+        if result is NOT_RUN or result is BUDGET_EXCEEDED:
+            return result
+        try:
+            await self._note_failure(item, dep, result, probe)
+        except (RedisError, OSError) as exc:  # the call is on the books; cooldowns are a hint
+            log.warning("cooldown bookkeeping for %s failed: %s", dep.id, type(exc).__name__)
+        return result
+
+    async def _call(self, item: ClaimedItem, info: BatchInfo, dep: Any) -> ProviderError | None:
+        """Hold the slots, reserve the budget, send, and put the call on the books at once
+        (before the slots' release, which can fail); the reservation is settled whatever
+        happens."""
+        rt = self.rt
+        target = rt.target(dep)
         adapter = get_adapter(dep.adapter)
         entry = info.prices.entry(dep.id)
-        reserved = 0
-        if info.cap_pusd is not None:
-            reserved = usd_to_pusd(estimate_request(body, info.endpoint, entry)[1])
-
-            async def spent() -> int:
-                return await rt.db(rt.spent_pusd, item.batch_id)
-
-            if not await rt.budgets.reserve(item.batch_id, info.cap_pusd, reserved, spent):
-                return BUDGET_EXCEEDED
-        started = time.time()
-        completion: Completion | None = None
-        error: ProviderError | None = None
-        async with rt.slots.hold_all(scopes, ttl=target.deadline + rt.settings.slot_ttl_margin):
+        # The deployment's own vendor: its slots, its client, and the vendor its attempt is
+        # recorded under (a load-balanced name may have deployments on several vendors).
+        scopes = [(dep.vendor, rt.config.limits(dep.vendor).max_concurrency)]
+        if dep.max_parallel_requests:
+            scopes.append((dep.id, dep.max_parallel_requests))
+        lapse = target.deadline + rt.settings.slot_ttl_margin
+        async with rt.slots.hold_all(scopes, ttl=lapse):
             # The wait for a slot can be long: look again before paying for a call.
             fresh = await rt.batch(item.batch_id)
             if fresh is None or fresh.status != "in_progress" or time.time() >= fresh.expires_at:
-                if reserved:
-                    await rt.budgets.settle(item.batch_id, reserved, 0)
                 return NOT_RUN
-            started = time.time()
+            if rt.draining.is_set():
+                return NOT_RUN  # the top of the item's loop hands it back
+            reservation = None
+            if fresh.cap_pusd is not None:
+                reservation = await self._reserve(item, fresh, dep, adapter, entry, lapse)
+                if reservation is None:
+                    return BUDGET_EXCEEDED
+            cost = 0
             try:
-                completion = await send(
-                    adapter,
-                    rt.client(vendor),
-                    info.endpoint,
-                    body,
-                    target,
-                    max_bytes=rt.settings.max_response_bytes,
-                )
-            except ProviderError as exc:
-                error = exc
-        if completion is not None and info.validate_output:
-            error = _invalid_output(info.endpoint, item.body, completion)
-            completion = None if error is not None else completion
-        finished = time.time()
+                faults.fire("runner.before_call", item.custom_id)
+                started = time.time()
+                completion: Completion | None = None
+                error: ProviderError | None = None
+                try:
+                    completion = await send(
+                        adapter,
+                        rt.client(dep.vendor),
+                        fresh.endpoint,
+                        dict(item.body),
+                        target,
+                        max_bytes=rt.settings.max_response_bytes,
+                    )
+                except ProviderError as exc:
+                    error = exc
+                if completion is not None and fresh.validate_output:
+                    # Paid, but not the JSON the line asked for: on the books as an error.
+                    error = _invalid_output(fresh.endpoint, item.body, completion)
+                    completion = None if error is not None else completion
+                cost = self._account(item, dep, entry, started, completion, error)
+                faults.fire("runner.after_call", item.custom_id)
+            finally:
+                if reservation is not None:
+                    await rt.budgets.settle(item.batch_id, reservation, cost)
+        return error
+
+    async def _reserve(
+        self,
+        item: ClaimedItem,
+        info: BatchInfo,
+        dep: Any,
+        adapter: Any,
+        entry: PriceEntry,
+        lapse: float,
+    ) -> str | None:
+        """Reserve the call's worst case: every output token it can produce."""
+        rt = self.rt
+        cap = adapter.output_cap(item.body) or dep.max_output_tokens or UNKNOWN_MODEL_OUTPUT_LIMIT
+        worst = usd_to_pusd(estimate_request(item.body, info.endpoint, entry, cap)[1])
+
+        async def spent() -> int:
+            return await rt.db(rt.spent_pusd, item.batch_id)
+
+        assert info.cap_pusd is not None
+        return await rt.budgets.reserve(item.batch_id, info.cap_pusd, worst, spent, lapse)
+
+    def _account(
+        self,
+        item: ClaimedItem,
+        dep: Any,
+        entry: PriceEntry,
+        started: float,
+        completion: Completion | None,
+        error: ProviderError | None,
+    ) -> int:
+        """Hand the attempt, and a completion's outcome, to the recorder; returns the cost in
+        pUSD. Plain bookkeeping with no I/O: nothing here can drop a paid completion."""
         item.attempts += 1
         item.model_attempts += 1
         usage = completion.usage if completion is not None else (error.usage if error else None)
-        cost = cost_of(usage, entry) if usage is not None else Decimal(0)
-        if info.cap_pusd is not None:
-            await rt.budgets.settle(item.batch_id, reserved, usd_to_pusd(cost))
+        unpriced = entry.unpriced
+        try:
+            cost_pusd = usd_to_pusd(cost_of(usage, entry)) if usage is not None else 0
+        except Exception:  # a pricing bug must not cost the line its paid answer
+            log.exception("pricing an attempt of item %s failed; recorded unpriced", item.id)
+            cost_pusd, unpriced = 0, True
         self.recorder.attempt(
             AttemptRow(
                 item_id=item.id,
                 batch_id=item.batch_id,
                 alias=item.alias,
                 deployment_id=dep.id,
-                vendor=vendor,
+                vendor=dep.vendor,
                 started_at=started,
-                finished_at=finished,
+                finished_at=time.time(),
                 status="ok" if completion is not None else "error",
                 provider_model=completion.provider_model if completion else dep.model,
                 error_kind=error.kind.value if error else None,
@@ -415,20 +501,12 @@ class ChunkRun:
                 output_tokens=usage.output_tokens if usage else 0,
                 cache_read_tokens=usage.cache_read_tokens if usage else 0,
                 cache_write_tokens=usage.cache_write_tokens if usage else 0,
-                cost_pusd=usd_to_pusd(cost),
-                unpriced=entry.unpriced,
+                cost_pusd=cost_pusd,
+                unpriced=unpriced,
             )
         )
-        if probe and (error is None or error.kind != ErrorKind.authentication):
-            # The credentials work: the deployment is back for every worker.
-            await rt.probes.back(dep.id)
-            rt.forget_cooling()
         if completion is not None:
-            _crash_hook(rt, item.custom_id)
-            if dep.id in rt.failing:
-                # Only a deployment that failed here has a failure count worth clearing.
-                rt.failing.discard(dep.id)
-                await rt.cooldowns.record_success(dep.id)
+            faults.fire(faults.CRASH_POINT, item.custom_id)
             self._finish(
                 item,
                 "succeeded",
@@ -441,8 +519,13 @@ class ChunkRun:
                     "usage": _usage_dict(completion.usage),
                 },
             )
-            return None
-        assert error is not None
+        return cost_pusd
+
+    async def _note_failure(
+        self, item: ClaimedItem, dep: Any, error: ProviderError, probe: bool
+    ) -> None:
+        """Cooldown bookkeeping for a failed call (already on the books)."""
+        rt = self.rt
         if error.kind == ErrorKind.authentication:
             await rt.probes.pause(dep.id, after_probe=probe)
             rt.forget_cooling()
@@ -454,7 +537,6 @@ class ChunkRun:
                     dep.id, allowed, COOLDOWN_WINDOW, rt.config.cooldown_time
                 ):
                     rt.forget_cooling()
-        return error
 
     async def _after_error(self, item: ClaimedItem, err: ProviderError) -> bool:
         """Decide what an error means for the item. True: try again now (same or next model)."""
@@ -478,7 +560,8 @@ class ChunkRun:
                 self._backing_off += 1
                 self._changed.set()
                 try:
-                    await asyncio.sleep(decision.delay)
+                    with contextlib.suppress(TimeoutError):  # a planned stop cuts the wait short
+                        await asyncio.wait_for(rt.draining.wait(), decision.delay)
                 finally:
                     self._backing_off -= 1
                 return True

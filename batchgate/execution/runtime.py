@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment, load_config
 from batchgate.coordination import connect_async
+from batchgate.execution import faults
 from batchgate.money import usd_to_pusd
 from batchgate.pricing import PriceTable
 from batchgate.providers._http import make_client
@@ -33,6 +35,7 @@ from batchgate.routing.probes import Probes
 from batchgate.settings import Settings, get_settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine, reading
+from batchgate.store.items import renew
 from batchgate.store.models import Attempt, Batch
 
 T = TypeVar("T")
@@ -63,17 +66,28 @@ class Runtime:
         self.rng = random.Random()
         self.loop = asyncio.new_event_loop()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-db")
+        # Lease renewals have their own thread (and so their own pooled connection): queued
+        # behind claims and flushes that wait out SQLite's busy timeout, a lease could lapse
+        # while its call is in flight.
+        self._renewals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgate-renew")
         self._clients: dict[str, aiohttp.ClientSession] = {}
         self._batches: dict[str, BatchInfo] = {}
         self._batch_loads: dict[str, asyncio.Future[BatchInfo | None]] = {}
         self.redis = connect_async(settings.redis_url or "", max_connections=32)
         self.failing: set[str] = set()
         self._cooling: dict[tuple[str, ...], tuple[float, set[str]]] = {}
-        self.slots = Slots(self.redis)
+        self.slots = Slots(self.redis, owner=self.worker_id)
         self.cooldowns = Cooldowns(self.redis)
         self.probes = Probes(self.redis)
         self.rates = RateWindow(self.redis)
         self.budgets = Budgets(self.redis)
+        # Set on a planned stop (SIGTERM): chunks stop claiming and starting calls, finish the
+        # calls in flight and hand the rest back to the queue, so a restart pays nothing twice.
+        self.draining = asyncio.Event()
+
+    def drain(self) -> None:
+        """Ask the running chunk to wind down; safe from a signal handler."""
+        self.loop.call_soon_threadsafe(self.draining.set)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -81,6 +95,12 @@ class Runtime:
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking database call off the event loop, one at a time per process."""
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def renew(self, owner: str, ids: list[int], lease_until: float) -> None:
+        """Extend `owner`'s leases on `ids`, never queued behind this process's other writes."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._renewals, renew, self.engine, owner, ids, lease_until
+        )
 
     async def cooling(self, deployment_ids: list[str]) -> set[str]:
         """Deployments out of rotation, as Redis said at most COOLING_CACHE_SECONDS ago: one
@@ -189,4 +209,16 @@ def get_runtime() -> Runtime:
         engine = make_engine(settings.resolved_database_url())
         migrate.upgrade(engine)  # a worker may be the first process to meet the database
         _runtime = Runtime(settings, config, engine)
+        faults.install_from_spec(settings.test_faults, settings.data_dir)
     return _runtime
+
+
+def drain_on_sigterm() -> None:
+    """In a worker's pool process: SIGTERM winds the running chunk down instead of killing it
+    (Celery's warm shutdown then waits for the task to return)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            _runtime.drain()
+
+    signal.signal(signal.SIGTERM, handler)

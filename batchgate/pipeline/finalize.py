@@ -2,6 +2,11 @@
 
 Exactly one finalizer wins the `→ finalizing` transition; a finalizer that dies is redone by the
 reconciler. Files are written to a temp file, fsynced and renamed (never a partial file).
+
+The batch's cost totals are a summary of its attempt rows, and rows can land after it: a worker
+paused past the batch's end writes its (duplicate) attempts late. Whoever lands such rows calls
+`refresh_summary` after committing them, and the finalizer checks after writing its summary
+that no row landed meanwhile; so the totals always end up equal to the sum over attempt rows.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, func, select, update
@@ -24,22 +30,58 @@ from batchgate.store.models import File
 FILE = File.__table__  # type: ignore[attr-defined]
 
 
-def try_finalize(engine: Engine, files: FileStore, batch_id: str, *, force: bool = False) -> bool:
-    """Finalize the batch if all its items are terminal. Returns True if this call did it."""
+# The finalizer's lease: `finalizing_at`, renewed while it writes, fencing its last write.
+FINALIZE_RENEW_SECONDS = 20.0
+
+
+class FinalizeLost(Exception):
+    """Another finalizer took the batch over (this one was presumed dead): nothing committed."""
+
+
+def try_finalize(
+    engine: Engine, files: FileStore, batch_id: str, *, stale_before: int | None = None
+) -> bool:
+    """Finalize the batch if all its items are terminal. Returns True if this call did it.
+    With `stale_before`, also take over a finalizer whose lease was last renewed before it."""
     if has_pending(engine, batch_id):
         return False
     now = int(time.time())
+    claimable = BATCH.c.status.in_(["in_progress", "cancelling"])
+    if stale_before is not None:
+        claimable = claimable | (
+            (BATCH.c.status == "finalizing") & (BATCH.c.finalizing_at < stale_before)
+        )
     with engine.begin() as conn:
-        states = ["in_progress", "cancelling"] + (["finalizing"] if force else [])
         won = conn.execute(
             update(BATCH)
-            .where(BATCH.c.id == batch_id, BATCH.c.status.in_(states))
+            .where(BATCH.c.id == batch_id, claimable)
             .values(status="finalizing", finalizing_at=now)
         ).rowcount
     if not won:
         return False
-    write_results(engine, files, batch_id)
+    try:
+        write_results(engine, files, batch_id, lease=now)
+    except FinalizeLost:
+        return False
     return True
+
+
+def _renew(engine: Engine, batch_id: str, lease: int) -> int:
+    """Move the finalize lease on; FinalizeLost if it is no longer ours."""
+    new = max(lease, int(time.time()))
+    with engine.begin() as conn:
+        held = conn.execute(
+            update(BATCH)
+            .where(
+                BATCH.c.id == batch_id,
+                BATCH.c.status == "finalizing",
+                BATCH.c.finalizing_at == lease,
+            )
+            .values(finalizing_at=new)
+        ).rowcount
+    if not held:
+        raise FinalizeLost(batch_id)
+    return new
 
 
 def output_line(row: Any, cost: str, reasks: int = 0) -> dict[str, Any]:
@@ -94,19 +136,34 @@ def output_line(row: Any, cost: str, reasks: int = 0) -> dict[str, Any]:
     return line
 
 
-def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
+@dataclass
+class _Written:
+    """The two result files as written, before the batch's end is committed."""
+
+    ids: dict[str, str]
+    rels: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=lambda: {"out": 0, "err": 0})
+    sizes: dict[str, int] = field(default_factory=lambda: {"out": 0, "err": 0})
+    shas: dict[str, Any] = field(
+        default_factory=lambda: {"out": hashlib.sha256(), "err": hashlib.sha256()}
+    )
+    expired: bool = False
+    cancelled: bool = False
+
+
+def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -> None:
+    """Write the output and error files and commit the batch's end, while holding `lease`
+    (FinalizeLost, and nothing committed, if another finalizer took it)."""
     with reading(engine) as conn:
         batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).one()
-    out_id, err_id = new_id("file-"), new_id("file-")
-    counts = {"completed": 0, "failed": 0}
-    shas = {"out": hashlib.sha256(), "err": hashlib.sha256()}
-    sizes = {"out": 0, "err": 0}
-    expired = cancelled = False
+    w = _Written(ids={"out": new_id("file-"), "err": new_id("file-")})
+    renewed = time.monotonic()
     with (
-        files.atomic_writer(out_id) as (out_rel, out_fp),
-        files.atomic_writer(err_id) as (err_rel, err_fp),
+        files.atomic_writer(w.ids["out"]) as (out_rel, out_fp),
+        files.atomic_writer(w.ids["err"]) as (err_rel, err_fp),
         reading(engine) as conn,
     ):
+        w.rels = {"out": out_rel, "err": err_rel}
         reasks = reasks_by_item(conn, batch_id)
         rows = conn.execution_options(yield_per=2000).execute(
             select(ITEM).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
@@ -116,62 +173,95 @@ def write_results(engine: Engine, files: FileStore, batch_id: str) -> None:
             data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
             key = "out" if row.state == "succeeded" else "err"
             (out_fp if key == "out" else err_fp).write(data)
-            shas[key].update(data)
-            sizes[key] += len(data)
-            counts["completed" if key == "out" else "failed"] += 1
-            expired = expired or row.state == "expired"
-            cancelled = cancelled or row.state == "cancelled"
-    now = int(time.time())
+            w.shas[key].update(data)
+            w.sizes[key] += len(data)
+            w.lines[key] += 1
+            w.expired = w.expired or row.state == "expired"
+            w.cancelled = w.cancelled or row.state == "cancelled"
+            if time.monotonic() - renewed > FINALIZE_RENEW_SECONDS:
+                lease, renewed = _renew(engine, batch_id, lease), time.monotonic()
     summary = summarize(engine, batch_id)
+    try:
+        _commit_end(engine, batch, lease, w, summary)
+    except FinalizeLost:
+        files.delete(out_rel)
+        files.delete(err_rel)
+        raise
+    if not w.lines["err"]:
+        files.delete(err_rel)
+        with engine.begin() as conn:
+            conn.execute(FILE.delete().where(FILE.c.id == w.ids["err"]))
+    refresh_summary(engine, batch_id, seen=summary["attempt_rows"])
+
+
+def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: dict) -> None:
+    """Register the files and end the batch in one transaction, fenced by the lease."""
+    now = int(time.time())
     # A cancel that came too late to stop any line leaves a completed batch, never a
     # `cancelled` one whose lines all ran (a batch cancelled before it had lines is cancelled).
-    stopped = cancelled or not (counts["completed"] + counts["failed"])
+    stopped = w.cancelled or not (w.lines["out"] + w.lines["err"])
     if batch.cancelling_at and stopped:
         status = "cancelled"
     else:
-        status = "expired" if expired else "completed"
+        status = "expired" if w.expired else "completed"
+    stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "completed": "completed_at"}
     with engine.begin() as conn:
-        file_rows = []
-        for key, fid, rel, n in (
-            ("out", out_id, out_rel, counts["completed"]),
-            ("err", err_id, err_rel, counts["failed"]),
-        ):
-            file_rows.append(
+        held = conn.execute(
+            update(BATCH)
+            .where(
+                BATCH.c.id == batch.id,
+                BATCH.c.status == "finalizing",
+                BATCH.c.finalizing_at == lease,
+            )
+            .values(
+                status=status,
+                output_file_id=w.ids["out"],
+                error_file_id=w.ids["err"] if w.lines["err"] else None,
+                completed_count=w.lines["out"],
+                failed_count=w.lines["err"],
+                summary_json=json.dumps(summary),
+                **{stamp[status]: now},
+            )
+        ).rowcount
+        if not held:
+            raise FinalizeLost(batch.id)  # rolls the transaction back
+        conn.execute(
+            FILE.insert(),
+            [
                 {
-                    "id": fid,
+                    "id": w.ids[key],
                     "tenant": batch.tenant,
                     "purpose": "batch_output",
-                    "filename": f"{batch_id}_{'output' if key == 'out' else 'error'}.jsonl",
-                    "bytes": sizes[key],
-                    "line_count": n,
-                    "sha256": shas[key].hexdigest(),
+                    "filename": f"{batch.id}_{'output' if key == 'out' else 'error'}.jsonl",
+                    "bytes": w.sizes[key],
+                    "line_count": w.lines[key],
+                    "sha256": w.shas[key].hexdigest(),
                     "created_at": now,
                     "expires_at": now + batch.output_expires_seconds
                     if batch.output_expires_seconds
                     else None,
-                    "path": rel,
+                    "path": w.rels[key],
                     "status": "processed",
                 }
-            )
-        conn.execute(FILE.insert(), file_rows)
-        stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "completed": "completed_at"}
-        conn.execute(
-            update(BATCH)
-            .where(BATCH.c.id == batch_id)
-            .values(
-                status=status,
-                output_file_id=out_id,
-                error_file_id=err_id if counts["failed"] else None,
-                completed_count=counts["completed"],
-                failed_count=counts["failed"],
-                summary_json=json.dumps(summary),
-                **{stamp[status]: now},
-            )
+                for key in ("out", "err")
+            ],
         )
-    if not counts["failed"]:
-        files.delete(err_rel)
-        with engine.begin() as conn:
-            conn.execute(FILE.delete().where(FILE.c.id == err_id))
+
+
+def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> bool:
+    """Recompute a finished batch's totals from its attempt rows (rows landed after it was
+    summarised). With `seen`, only if the ledger no longer has that many rows. True if written."""
+    summary = summarize(engine, batch_id)
+    if seen is not None and summary["attempt_rows"] == seen:
+        return False
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(BATCH)
+                .where(BATCH.c.id == batch_id, BATCH.c.summary_json.is_not(None))
+                .values(summary_json=json.dumps(summary))
+            ).rowcount
+        )
 
 
 def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
@@ -205,6 +295,7 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
         lost = conn.execute(
             select(func.count()).where(ATTEMPT.c.batch_id == batch_id, ATTEMPT.c.status == "lost")
         ).scalar_one()
+        rows = conn.execute(select(func.count()).where(ATTEMPT.c.batch_id == batch_id)).scalar_one()
         budget = conn.execute(
             select(func.count()).where(
                 ITEM.c.batch_id == batch_id, ITEM.c.error_json.like('%"budget_exceeded"%')
@@ -240,6 +331,7 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
         "duplicate_spend_usd": usd_str(int(dup[0])),
         "duplicate_calls": int(dup[1]),
         "lost_calls": int(lost),
+        "attempt_rows": int(rows),
         "fallback_lines": int(fallbacks),
         "budget_exceeded_lines": int(budget),
         "unpriced": unpriced,

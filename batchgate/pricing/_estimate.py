@@ -8,7 +8,9 @@ cost depends on size and detail, which only the vendor knows. English text runs 
 per token, code and other languages fewer, so treat the estimate as ±30%.
 
 Output: low = 0 tokens (a request may stop at once), high = `max_completion_tokens` or
-`max_tokens` * `n` choices, or `DEFAULT_MAX_OUTPUT_TOKENS` when the request sets no cap.
+`max_tokens` * `n` choices, or `DEFAULT_MAX_OUTPUT_TOKENS` when the request sets no cap. A caller
+that knows the cap actually sent (a budget reservation: the adapter's default, or the model's own
+output limit) passes it as `output_cap`, and high is then a true bound on the output.
 Embeddings and moderations produce no output tokens; token-id inputs are counted exactly.
 Responses bodies count `input` items as messages, `instructions` as the system prompt and
 `max_output_tokens` as the cap; completions bodies count `prompt` as one message.
@@ -68,10 +70,13 @@ def _chat_shaped(body: Mapping[str, Any], endpoint: str) -> Mapping[str, Any]:
     return body
 
 
-def estimate_tokens(body: Mapping[str, Any], endpoint: str) -> TokenEstimate:
+def estimate_tokens(
+    body: Mapping[str, Any], endpoint: str, output_cap: int | None = None
+) -> TokenEstimate:
     """Estimated input tokens and the output cap of one request body. Embeddings and
     moderations count input only; the other endpoints are read as chat-shaped (`messages`,
-    optional `system`, `max_tokens`)."""
+    optional `system`, `max_tokens`). `output_cap`, when given, is the per-choice cap the call
+    really carries."""
     if is_embeddings(endpoint):
         return TokenEstimate(_embedding_input_tokens(body.get("input")), 0)
     body = _chat_shaped(body, endpoint)
@@ -100,14 +105,14 @@ def estimate_tokens(body: Mapping[str, Any], endpoint: str) -> TokenEstimate:
         + TOKENS_PER_REQUEST
         + TOKENS_PER_NON_TEXT_PART * non_text
     )
-    return TokenEstimate(input_tokens, _max_output_tokens(body))
+    return TokenEstimate(input_tokens, _max_output_tokens(body, output_cap))
 
 
 def estimate_request(
-    body: Mapping[str, Any], endpoint: str, entry: PriceEntry
+    body: Mapping[str, Any], endpoint: str, entry: PriceEntry, output_cap: int | None = None
 ) -> tuple[Decimal, Decimal]:
     """(low, high) USD for one request on the deployment priced by `entry`."""
-    return _bounds(estimate_tokens(body, endpoint), entry)
+    return _bounds(estimate_tokens(body, endpoint, output_cap), entry)
 
 
 def _bounds(tokens: TokenEstimate, entry: PriceEntry) -> tuple[Decimal, Decimal]:
@@ -227,8 +232,8 @@ def _embedding_input_tokens(value: Any) -> int:
     return _ceil_div(len(str(value)), CHARS_PER_TOKEN)
 
 
-def _max_output_tokens(body: Mapping[str, Any]) -> int:
-    cap = body.get("max_completion_tokens")
+def _max_output_tokens(body: Mapping[str, Any], output_cap: int | None) -> int:
+    cap = body.get("max_completion_tokens") if output_cap is None else output_cap
     if cap is None:
         cap = body.get("max_tokens")
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:

@@ -329,6 +329,9 @@ class AnthropicAdapter(Adapter):
     vendor = "anthropic"
     endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_RESPONSES})
 
+    def output_cap(self, body: Mapping[str, Any]) -> int | None:
+        return super().output_cap(body) or DEFAULT_MAX_TOKENS  # what build_request sends
+
     def build_request(self, endpoint: str, body: Mapping[str, Any], target: Target) -> HttpRequest:
         endpoint, body = _responses.as_chat(endpoint, body)
         if endpoint != ENDPOINT_CHAT:

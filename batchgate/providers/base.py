@@ -123,3 +123,11 @@ class Adapter(ABC):
     def parse_error(self, status: int, headers: Mapping[str, str], payload: Any) -> ProviderError:
         """A non-2xx response as a classified ProviderError (returned, not raised).
         `payload` is the parsed JSON body, or the raw text when it was not JSON, or None."""
+
+    def output_cap(self, body: Mapping[str, Any]) -> int | None:
+        """The output-token cap per choice this adapter sends for `body`; None when it sends
+        none (the model's own limit applies). Budget reservations rest on it."""
+        value = body.get("max_completion_tokens", body.get("max_tokens"))
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        return None

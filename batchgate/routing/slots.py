@@ -2,9 +2,10 @@
 
 A scope is a vendor name (its `max_concurrency`) or a deployment id (its
 `max_parallel_requests`). Its slots are the members of the sorted set `names.slots_key(scope)`:
-member = a random token, score = expiry in the Redis server's milliseconds (`TIME` inside the
-script, so worker clocks never matter). Expired members are dropped on every acquire, so the
-slot of a SIGKILLed worker frees itself after its TTL.
+member = a token (the holder process's id, `|`, random hex), score = expiry in the Redis server's
+milliseconds (`TIME` inside the script, so worker clocks never matter). Expired members are
+dropped on every acquire, so the slot of a SIGKILLed worker frees itself after its TTL, or at
+once when the reconciler learns of its death (`batchgate.routing.reclaim`).
 
 Waiting is cheap for Redis: per process and set of scopes, one poll task asks for slots on
 behalf of every local waiter in one script call (FIFO: the oldest waiters get the slots), backs
@@ -152,8 +153,16 @@ class Slots:
     deadline plus a margin, or `refresh` during longer calls.
     """
 
-    def __init__(self, redis: Redis, *, min_poll: float = 0.001, max_poll: float = 0.025) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        owner: str = "",
+        min_poll: float = 0.001,
+        max_poll: float = 0.025,
+    ) -> None:
         self._redis = redis
+        self._owner = owner  # the process id tokens start with, so its slots can be reclaimed
         self._min_poll = min_poll
         self._max_poll = max_poll
         self._acquire = redis.register_script(_ACQUIRE)
@@ -216,7 +225,7 @@ class Slots:
     async def _acquire_scopes(self, scopes: tuple[str, ...], caps: list[int], ttl: float) -> str:
         state = self._loop_state()
         gate = self._gate(state, scopes, caps, _ms(ttl))
-        waiter = _Waiter(secrets.token_hex(8), state.loop.create_future())
+        waiter = _Waiter(f"{self._owner}|{secrets.token_hex(8)}", state.loop.create_future())
         gate.waiters.append(waiter)
         if gate.task is None:
             gate.task = state.loop.create_task(self._poll(state, gate))

@@ -71,6 +71,10 @@ class Batch(SQLModel, table=True):
     summary_json: str | None = Field(default=None, sa_column=Column(Text))
     # The last finish sequence handed to this batch's items (see `store/finished.py`).
     finished_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    # Ingest ownership: an ingest holds the batch until `ingest_lease_until`; past it the
+    # reconciler takes the ingest over, at most MAX_INGEST_ATTEMPTS times.
+    ingest_attempts: int = 0
+    ingest_lease_until: float | None = None
 
 
 class Item(SQLModel, table=True):

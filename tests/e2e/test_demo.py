@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+# The whole system (broker, workers, API) in a subprocess: an end-to-end test.
+pytestmark = pytest.mark.e2e
 
 
 def _installed(tmp_path: Path) -> Path:

@@ -119,7 +119,7 @@ def test_batch_past_its_window_expires_with_one_line_per_unfinished_item(
     assert counts == {"total": 40, "completed": len(out), "failed": len(err)}
 
 
-def test_crash_between_paid_response_and_commit_is_counted_not_repeated(
+def test_crash_between_paid_response_and_commit_pays_once_more_and_counts_it(
     make_simulator, make_system, tmp_path: Path
 ) -> None:
     sim = make_simulator({"default": {"latency_ms": 30}})
@@ -137,3 +137,53 @@ def test_crash_between_paid_response_and_commit_is_counted_not_repeated(
     assert calls[crashed] == 2  # paid twice: once before the crash, once after
     duplicates = sum(n - 1 for n in calls.values())
     assert 1 <= duplicates <= done["batchgate"]["lost_calls"]
+
+
+def test_sigkill_of_the_embedded_broker_under_up_mid_batch_loses_nothing(
+    make_simulator, tmp_path: Path, database_url: str
+) -> None:
+    sim = make_simulator({"default": {"latency_ms": 50}})
+    # No Redis URL: the supervisor starts (and must keep alive) its own Valkey, with its AOF.
+    system = System(tmp_path / "sys", _config(sim.base_url, 8), "", database_url, env=FAST)
+    try:
+        system.start()
+        assert system.sup is not None and system.sup.broker_proc is not None
+        lines = chat_lines(300, "m")
+        batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines))
+        wait_for(lambda: _progress(system, batch["id"]) >= 60, 120, "some progress")
+        system.sup.broker_proc.send_signal(signal.SIGKILL)
+        wait_for(lambda: system.sup.broker_restarts >= 1, 30, "the broker to be restarted")
+        done = system.wait(batch["id"], timeout=240)
+        assert done["status"] == "completed", system.logs()
+        out = system.download(done["output_file_id"], "out.jsonl")
+        assert [x["custom_id"] for x in out] == [x["custom_id"] for x in lines]
+    finally:
+        system.stop()
+
+
+def test_a_planned_stop_mid_batch_finishes_calls_in_flight_and_pays_none_twice(
+    make_simulator, tmp_path: Path, clean_broker: str, database_url: str
+) -> None:
+    sim = make_simulator({"default": {"latency_ms": 300}})
+    config = _config(sim.base_url, 8)
+    lines = chat_lines(120, "m")
+    first = System(tmp_path / "one", config, clean_broker, database_url, env=FAST)
+    try:
+        first.start()
+        batch = first.submit(write_jsonl(tmp_path / "in.jsonl", lines))
+        wait_for(lambda: _progress(first, batch["id"]) >= 20, 120, "some progress")
+    finally:
+        first.stop()  # SIGTERM, as `batchgate up` gets on a planned restart
+    assert not any("WorkerLostError" in p.read_text() for p in (first.root / "logs").glob("*"))
+    second = System(tmp_path / "two", config, clean_broker, database_url, env=FAST)
+    try:
+        second.start()
+        done = second.wait(batch["id"], timeout=240)
+        assert done["status"] == "completed", second.logs()
+        out = second.download(done["output_file_id"], "out.jsonl")
+    finally:
+        second.stop()
+    assert [x["custom_id"] for x in out] == [x["custom_id"] for x in lines]
+    calls = Counter(e["prompt_sha256"] for e in sim_ledger(sim.base_url))
+    assert len(calls) == 120 and max(calls.values()) == 1  # no line paid twice
+    assert done["batchgate"]["lost_calls"] == 0  # nothing was left leased to time out

@@ -195,3 +195,48 @@ def _flower_attaches_through_the_data_dir(tmp_path: Path) -> None:
     finally:
         os.killpg(flower.pid, signal.SIGTERM)
         flower.wait(30)
+
+
+def _up(config: Path, data_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "batchgate", "up", "--config", str(config), "--port", str(port)]
+    return subprocess.Popen(
+        [*argv, "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def test_a_second_up_on_a_data_dir_in_use_refuses_and_sigkill_of_up_takes_its_children(
+    simulator, tmp_path: Path, database_url: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(sim_config(simulator.base_url, {"m": "openai/gpt-4o-mini"})))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHGATE_")}
+    env.update(BATCHGATE_DATABASE_URL=database_url)  # and the embedded broker: a child too
+    port = free_port()
+    up = _up(config, tmp_path / "data", port, env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=3).json()["workers"]["ok"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+
+        wait_for(healthy, 90, "batchgate up to be healthy")
+        second = _up(config, tmp_path / "data", free_port(), env)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 2
+        assert b"another `batchgate up` is running on" in err
+        everything = _descendants(up.pid)
+        assert any("valkey" in _cmdline(p) for p in everything)
+        os.kill(up.pid, signal.SIGKILL)  # `up` alone: no chance to stop anything itself
+        up.wait()
+        wait_for(lambda: not any(_alive(p) for p in everything), 60, "every child to exit")
+    finally:
+        if up.poll() is None:
+            os.kill(up.pid, signal.SIGKILL)
+            up.wait()

@@ -1,4 +1,5 @@
-"""Fixtures of the API tests: the app on a real database and broker, no workers."""
+"""Fixtures of the integration tests: the API app on a real database and broker (no workers),
+and the chunk-level runtime with a simulator in a thread (`chunk_harness`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from batchgate.api.app import create_app
 from batchgate.config import parse_config
 from batchgate.settings import Settings
+from tests.integration.chunk_harness import rt, sim  # noqa: F401  (pytest fixtures)
 
 MAX_FILE_BYTES = 64 * 1024
 

@@ -473,3 +473,30 @@ def test_no_rpm_or_tpm_means_no_wait(valkey_url: str) -> None:  # noqa: F811
         return await _admission_times(RateWindow(r), 20, dep, rpm=None, tpm=None)
 
     assert run(valkey_url, body)[-1] < 0.5
+
+
+def test_the_slots_of_a_dead_worker_process_are_freed_at_once(valkey_url: str) -> None:  # noqa: F811
+    import redis as sync_redis
+
+    from batchgate.routing.reclaim import free_slots_of
+
+    scope = f"vendor-{uuid.uuid4().hex[:6]}"
+
+    async def hold(r: Redis) -> int:
+        dead, live = Slots(r, owner="host:111"), Slots(r, owner="host:222")
+        for _ in range(3):
+            await dead.acquire(scope, 4, ttl=600)  # killed while calling: never released
+        await live.acquire(scope, 4, ttl=600)
+        return await live.in_use(scope)
+
+    assert run(valkey_url, hold) == 4  # the vendor's limit is used up
+    client = sync_redis.Redis.from_url(valkey_url)
+    try:
+        assert free_slots_of(client, {"host:111"}) == 3
+    finally:
+        client.close()
+
+    async def after(r: Redis) -> int:
+        return await Slots(r).in_use(scope)
+
+    assert run(valkey_url, after) == 1  # long before the 600 s TTL; the live holder's kept

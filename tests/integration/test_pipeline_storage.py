@@ -4,18 +4,25 @@ apply, finalize in input order, reconcile of expired leases."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from batchgate.config import parse_config
-from batchgate.filestore import FileStore
+from batchgate.filestore import PARTIAL_STALE_SECONDS, FileStore
+from batchgate.pipeline import finalize
 from batchgate.pipeline.finalize import try_finalize
-from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
+from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, BatchRequest, create_batch, ingest
 from batchgate.pipeline.lifecycle import cancel
-from batchgate.pipeline.reconcile import reconcile_once
+from batchgate.pipeline.reconcile import (
+    DEAD_AFTER_SECONDS,
+    MAX_INGEST_ATTEMPTS,
+    DeathWatch,
+    reconcile_once,
+)
 from batchgate.settings import Settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine
@@ -238,10 +245,9 @@ def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:
         lambda v: 0,
         stale_enqueue_seconds=30,
         reingest=reingest,
-        stale_ingest_seconds=600,
         now=time.time(),
     )
-    assert young.reingested == 0  # an ingest may still be running
+    assert young.reingested == 0  # the creating API's ingest holds its lease
     old = reconcile_once(
         engine,
         files,
@@ -249,8 +255,7 @@ def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:
         lambda v: 0,
         stale_enqueue_seconds=30,
         reingest=reingest,
-        stale_ingest_seconds=600,
-        now=time.time() + 601,
+        now=time.time() + INGEST_LEASE_SECONDS + 1,  # promptly: not the 600 s it once waited
     )
     assert old.reingested == 1 and len(sent[0]) == 4
     with engine.connect() as conn:
@@ -258,6 +263,46 @@ def test_reconciler_reingests_a_batch_an_api_crash_left_validating(env) -> None:
             conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch.id)).scalar_one()
             == "in_progress"
         )
+
+
+def test_a_batch_still_validating_past_its_window_expires(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    batch = _new_batch(engine, files, 2)
+    report = reconcile_once(
+        engine,
+        files,
+        lambda *a: 1,
+        lambda v: 0,
+        stale_enqueue_seconds=30,
+        reingest=lambda batch_id: None,
+        now=batch.expires_at + 1,
+    )
+    assert report.expired == 1
+    with engine.connect() as conn:
+        row = conn.execute(select(BATCH).where(BATCH.c.id == batch.id)).one()
+    assert row.status == "expired" and row.expired_at is not None
+
+
+def test_an_ingest_that_keeps_dying_is_retried_a_few_times_then_fails_the_batch(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    batch = _new_batch(engine, files, 2)
+    tries: list[str] = []
+    now = time.time()
+    for _ in range(MAX_INGEST_ATTEMPTS + 2):
+        now += INGEST_LEASE_SECONDS + 1  # each ingest dies without a word: its lease lapses
+        reconcile_once(
+            engine,
+            files,
+            lambda *a: 1,
+            lambda v: 0,
+            stale_enqueue_seconds=30,
+            reingest=tries.append,
+            now=now,
+        )
+    assert tries == [batch.id] * (MAX_INGEST_ATTEMPTS - 1)  # the first attempt was the API's
+    with engine.connect() as conn:
+        row = conn.execute(select(BATCH).where(BATCH.c.id == batch.id)).one()
+    assert row.status == "failed" and "ingest_failed" in row.errors_json
 
 
 def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env) -> None:  # type: ignore[no-untyped-def]
@@ -381,3 +426,134 @@ def test_enqueue_pages_through_a_batch_in_input_order(env, monkeypatch) -> None:
     again = ingest_mod.enqueue_batch(engine, CONFIG, batch.id, lambda b, v, i: sent.append(i) or 1)
     assert again == 0
     assert sent == []
+
+
+def test_the_reconciler_sweeps_partial_uploads_a_dead_writer_left(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    dead, live = files.root / "file-dead.part", files.root / "file-live.part"
+    dead.write_bytes(b'{"custom_id": "half a li')
+    live.write_bytes(b"still arriving")
+    old = time.time() - PARTIAL_STALE_SECONDS - 5
+    os.utime(dead, (old, old))
+    report = reconcile_once(engine, files, lambda *a: 1, lambda v: 0, stale_enqueue_seconds=30)
+    assert report.swept == 1
+    assert not dead.exists() and live.exists()
+
+
+def _all_done(env, n: int) -> str:  # type: ignore[no-untyped-def]
+    """A batch of `n` lines, all succeeded, not yet finalized."""
+    settings, engine, files = env
+    batch = _new_batch(engine, files, n)
+    sent: list[list[int]] = []
+    ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
+    claimed = claim(engine, [i for chunk in sent for i in chunk], "w1", time.time(), 60)
+    done = [
+        ItemUpdate(
+            id=c.id,
+            state="succeeded",
+            attempts=1,
+            model_attempts=1,
+            alias="m1",
+            vendor="openai",
+            chain_pos=0,
+            tried=[],
+            chain=c.chain,
+            finished_at=time.time(),
+            result={"status_code": 200, "request_id": "r", "body": {"n": c.idx}},
+        )
+        for c in claimed
+    ]
+    apply(engine, "w1", done, [])
+    return batch.id
+
+
+def _finalizing_since(engine, batch_id: str, stamp: int) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch_id)
+            .values(status="finalizing", finalizing_at=stamp)
+        )
+
+
+def test_a_slow_finalizer_renews_its_lease_and_is_not_finalized_twice(  # type: ignore[no-untyped-def]
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, engine, files = env
+    batch_id = _all_done(env, 5)
+    started = int(time.time()) - 200  # a finalizer writing for 200 s already (a huge batch)
+    _finalizing_since(engine, batch_id, started)
+    monkeypatch.setattr(finalize, "FINALIZE_RENEW_SECONDS", -1.0)  # renew after every line
+    real_line, takeovers = finalize.output_line, []
+
+    def line_then_reconciler_looks(row, cost, *rest):  # type: ignore[no-untyped-def]
+        if row.idx == 2:  # mid-write, the reconciler looks for dead finalizers
+            stale = int(time.time()) - 120
+            takeovers.append(finalize.try_finalize(engine, files, batch_id, stale_before=stale))
+        return real_line(row, cost, *rest)
+
+    monkeypatch.setattr(finalize, "output_line", line_then_reconciler_looks)
+    finalize.write_results(engine, files, batch_id, lease=started)
+    assert takeovers == [False]  # the renewed lease said: alive
+    with engine.connect() as conn:
+        status = conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch_id)).scalar_one()
+        outputs = conn.execute(
+            select(func.count()).where(File.__table__.c.filename.like(f"{batch_id}_%"))
+        ).scalar_one()
+    assert status == "completed" and outputs == 1
+
+
+def test_a_finalizer_taken_over_commits_nothing(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    batch_id = _all_done(env, 3)
+    dead = int(time.time()) - 500
+    _finalizing_since(engine, batch_id, dead)
+    assert finalize.try_finalize(engine, files, batch_id, stale_before=dead + 1)
+    with engine.connect() as conn:
+        first = conn.execute(select(BATCH.c.output_file_id).where(BATCH.c.id == batch_id)).one()
+    with pytest.raises(finalize.FinalizeLost):  # the presumed-dead one wakes up and finishes
+        finalize.write_results(engine, files, batch_id, lease=dead)
+    with engine.connect() as conn:
+        after = conn.execute(select(BATCH.c.output_file_id).where(BATCH.c.id == batch_id)).one()
+        outputs = conn.execute(
+            select(func.count()).where(File.__table__.c.filename.like(f"{batch_id}_%"))
+        ).scalar_one()
+    assert after == first and outputs == 1
+    assert len(list(files.root.iterdir())) == 2  # the input and the one output: no strays
+
+
+def test_a_dead_workers_leases_are_released_within_seconds_not_at_lease_end(env) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    batch = _new_batch(engine, files, 4)
+    sent: list[list[int]] = []
+    ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1)
+    ids = sent[0]
+    now = time.time()
+    assert len(claim(engine, ids[:2], "host:111:chunk1", now, 600)) == 2  # this one dies
+    assert len(claim(engine, ids[2:], "host:222:chunk2", now, 600)) == 2  # this one lives
+    deaths = DeathWatch(lambda workers: {w for w in workers if w == "host:222"})
+
+    def round_at(t: float) -> int:
+        return reconcile_once(
+            engine, files, lambda *a: 1, lambda v: 0, stale_enqueue_seconds=30, deaths=deaths, now=t
+        ).released
+
+    assert round_at(now + 1) == 0  # missing once: maybe a broker restart, not yet dead
+    assert round_at(now + 1 + DEAD_AFTER_SECONDS) == 2  # long before the 600 s lease ends
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(ITEM.c.id, ITEM.c.state).where(ITEM.c.id.in_(ids))).all())
+        lost = (
+            conn.execute(select(ATTEMPT.c.item_id).where(ATTEMPT.c.status == "lost"))
+            .scalars()
+            .all()
+        )
+    assert [states[i] for i in ids] == ["queued", "queued", "running", "running"]
+    assert sorted(lost) == sorted(ids[:2])  # the calls it may have made are counted
+    # A late write from the dead process is fenced off: its outcome is not applied.
+    stale = apply(
+        engine,
+        "host:111:chunk1",
+        [ItemUpdate(ids[0], "succeeded", 1, 1, "m1", "openai", 0, [], finished_at=time.time())],
+        [],
+    )
+    assert stale.stale == {ids[0]}
