@@ -67,5 +67,7 @@ def test_a_small_batch_is_served_within_seconds_beside_a_big_one(
     assert big_done["status"] == "completed" and big_done["request_counts"]["completed"] == 2000
     assert big_in_progress  # B really ran beside A, not after it
     print(f"fair share: B's 40 lines served in {small_seconds:.2f}s beside A")
-    assert small_seconds < 10
+    # Typically 1-5 s; a first-in-first-out queue would make it wait for A's end (~17 s more).
+    # One CI run on a quiet machine measured 11.1 s once: the bound leaves room for that tail.
+    assert small_seconds < 15
     assert peak == LIMIT and mean >= 0.6 * LIMIT  # a shared 2-core CI box: well above half
