@@ -48,44 +48,32 @@ def cancel_queued_items(engine: Engine, batch_id: str) -> int:
         return _cancel_queued(conn, batch_id)
 
 
-def _cancel_queued(conn: Connection, batch_id: str) -> int:
-    return conn.execute(
-        update(ITEM)
-        .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
-        .values(
-            state="cancelled",
-            error_json=CANCELLED_ERROR,
-            finished_at=time.time(),
-            finish_seq=next_seq(conn, batch_id),
-        )
-    ).rowcount
-
-
 def expire_items(engine: Engine, batch_id: str) -> int:
     """End the queued items of a batch past its window; running ones finish or expire later."""
     with engine.begin() as conn:
-        return conn.execute(
-            update(ITEM)
-            .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
-            .values(
-                state="expired",
-                error_json=EXPIRED_ERROR,
-                finished_at=time.time(),
-                finish_seq=next_seq(conn, batch_id),
-            )
-        ).rowcount
+        return _end_queued(conn, batch_id, "expired", EXPIRED_ERROR)
 
 
 def stop_for_budget(engine: Engine, batch_id: str, error: dict[str, str]) -> int:
     """End every not-yet-started item of a batch whose budget is spent: one error line each."""
     with engine.begin() as conn:
-        return conn.execute(
-            update(ITEM)
-            .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
-            .values(
-                state="failed",
-                error_json=json.dumps(error),
-                finished_at=time.time(),
-                finish_seq=next_seq(conn, batch_id),
-            )
-        ).rowcount
+        return _end_queued(conn, batch_id, "failed", json.dumps(error))
+
+
+def _cancel_queued(conn: Connection, batch_id: str) -> int:
+    return _end_queued(conn, batch_id, "cancelled", CANCELLED_ERROR)
+
+
+def _end_queued(conn: Connection, batch_id: str, state: str, error_json: str) -> int:
+    """Every queued item of the batch ends in `state` with one error line; running ones are
+    left to their holders."""
+    return conn.execute(
+        update(ITEM)
+        .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
+        .values(
+            state=state,
+            error_json=error_json,
+            finished_at=time.time(),
+            finish_seq=next_seq(conn, batch_id),
+        )
+    ).rowcount
