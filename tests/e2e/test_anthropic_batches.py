@@ -97,7 +97,7 @@ def test_anthropic_sdk_drives_message_batches_end_to_end(make_simulator, make_sy
 
     # Cancel: a slow batch stops; its queued requests come back `canceled`.
     slow = client.messages.batches.create(
-        requests=[request(f"slow-{i}", "claude", "#sim:sleep_ms=400") for i in range(40)]
+        requests=[request(f"slow-{i}", "claude", "#sim:sleep=400") for i in range(40)]
     )
     cancelling = client.messages.batches.cancel(slow.id)
     assert cancelling.processing_status in ("canceling", "ended")
