@@ -171,3 +171,27 @@ def test_results_follow_appends_each_line_once_and_exits_at_the_end(
     assert sorted(x["batchgate"]["index"] for x in lines) == [0, 1, 2, 3]
     once = cli("results", batch_id, "--api-base", api, "--api-key", KEY, cwd=tmp_path)
     assert once.returncode == 0 and len(once.stdout.splitlines()) == 4
+
+
+def test_submit_wait_exits_3_when_the_batch_is_cancelled(api: str, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", chat_lines(3, "m"))
+    args = ("submit", str(path), "--wait", "--api-base", api, "--api-key", KEY)
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "batchgate", *args],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BATCHGATE_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with Client(api, KEY) as c:
+            # No workers here: the batch waits in_progress until it is cancelled.
+            listed = wait_for(lambda: c.batches()["data"], 60, "the submitted batch")
+            c.cancel(listed[0]["id"])
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    assert waiter.returncode == 3, out + err
+    assert "Traceback" not in err and "cancelled" in out + err
