@@ -182,11 +182,24 @@ def results(
     row = _row(request, caller, batch_id)
     if row.status not in ENDED:
         raise APIError(400, f"Message batch {batch_id} has not ended yet; results come after.")
-    engine = request.app.state.engine
+    st = request.app.state
+    with reading(st.engine) as conn:
+        path = conn.execute(select(FILE.c.path).where(FILE.c.id == row.input_file_id)).scalar()
 
     def lines() -> Iterator[bytes]:
-        for item in items_in_order(engine, batch_id):
-            yield (json.dumps(result_line(item), ensure_ascii=False) + "\n").encode("utf-8")
+        # Every request has a result, also one cancelled before its line was stored (a cancel
+        # during ingest keeps no items): the requests file gives them all, in request order.
+        items = iter(items_in_order(st.engine, batch_id))
+        item = next(items, None)
+        with st.files.open(path) as fp:
+            for idx, raw in enumerate(fp):
+                if item is not None and item.idx == idx:
+                    line = result_line(item)
+                    item = next(items, None)
+                else:
+                    custom_id = json.loads(raw)["custom_id"]
+                    line = {"custom_id": custom_id, "result": {"type": "canceled"}}
+                yield (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
 
     return StreamingResponse(lines(), media_type="application/binary")
 
