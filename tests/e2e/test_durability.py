@@ -66,9 +66,10 @@ def test_sigkill_of_every_worker_process_mid_batch(
     calls = Counter(e["prompt_sha256"] for e in sim_ledger(sim.base_url))
     duplicates = sum(n - 1 for n in calls.values())
     recorded = done["batchgate"]["lost_calls"]
-    # Every repeated vendor call is accounted for, and bounded by what was leased at the kill
-    # (two worker processes × one chunk each).
-    assert duplicates <= recorded <= 2 * 32
+    # Every repeated vendor call is accounted for, and bounded by what was leased at the kill:
+    # two worker processes × one chunk each, plus the lines a chunk held while they waited out
+    # a backoff (those do not count against the chunk's size).
+    assert duplicates <= recorded <= 3 * 32
     assert len(calls) == 300
 
 
