@@ -28,7 +28,7 @@ from batchgate.message_batches.parse import InvalidBatch, parse_requests
 from batchgate.message_batches.views import ENDED, ID_PREFIX, batch_object, result_line
 from batchgate.pipeline import lifecycle
 from batchgate.pipeline.ingest import BatchRequest, create_batch
-from batchgate.store.batches import delete_batch, items_in_order
+from batchgate.store.batches import delete_batch, file_path, items_in_order
 from batchgate.store.db import reading
 from batchgate.store.items import BATCH, state_counts
 from batchgate.store.models import File
@@ -183,8 +183,7 @@ def results(
     if row.status not in ENDED:
         raise APIError(400, f"Message batch {batch_id} has not ended yet; results come after.")
     st = request.app.state
-    with reading(st.engine) as conn:
-        path = conn.execute(select(FILE.c.path).where(FILE.c.id == row.input_file_id)).scalar()
+    path = file_path(st.engine, row.input_file_id)
 
     def lines() -> Iterator[bytes]:
         # Every request has a result, also one cancelled before its line was stored (a cancel

@@ -24,6 +24,12 @@ def items_in_order(engine: Engine, batch_id: str, page: int = 2000) -> Iterator[
         yield from rows
 
 
+def file_path(engine: Engine, file_id: str) -> str | None:
+    """Where a stored file lives, relative to the files directory."""
+    with reading(engine) as conn:
+        return conn.execute(select(FILE.c.path).where(FILE.c.id == file_id)).scalar()
+
+
 def delete_batch(engine: Engine, batch_id: str, file_ids: list[str]) -> list[str]:
     """Remove a batch, its items and attempts, and the given file rows, in one transaction;
     returns the paths of the removed files (the caller unlinks them after the commit)."""
