@@ -106,10 +106,17 @@ class _Tenant(_Lenient):
     max_cost_usd: Decimal | None = Field(default=None, gt=0)
 
 
+class _CacheSettings(_Lenient):
+    default: bool = False  # whether a batch that does not say `cache` caches
+    ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    max_entries: int = Field(default=100_000, ge=1)
+
+
 class _BatchgateSettings(_Lenient):
     vendors: dict[str, _VendorSettings] = {}
     tenants: list[_Tenant] = []
     attempt_timeout: float = Field(default=120.0, gt=0)
+    cache: _CacheSettings = _CacheSettings()
 
 
 class _RawConfig(_Lenient):
@@ -171,6 +178,16 @@ class TenantKey:
         return resolve_secret(self.api_key_ref)
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The response cache: on for batches that do not say (`default`), how long an answer is
+    reused, and how many answers are kept (the oldest go first)."""
+
+    default: bool = False
+    ttl_seconds: float = 7 * 24 * 3600.0
+    max_entries: int = 100_000
+
+
 DEFAULT_ALLOWED_FAILS = 3
 
 
@@ -187,6 +204,7 @@ class Config:
     tenants: tuple[TenantKey, ...] = ()
     vendor_limits: dict[str, VendorLimits] = field(default_factory=dict)
     attempt_timeout: float = 120.0
+    cache: CacheSettings = CacheSettings()
     source: str | None = None
     _by_alias: dict[str, list[Deployment]] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -348,7 +366,7 @@ def parse_config(data: dict[str, Any] | None, source: str | None = None) -> Conf
             )
         )
 
-    rs = raw.router_settings
+    rs, cs = raw.router_settings, raw.batchgate_settings.cache
     cfg = Config(
         deployments=tuple(deployments),
         fallbacks=_fallback_map(rs.fallbacks, "router_settings.fallbacks"),
@@ -364,6 +382,7 @@ def parse_config(data: dict[str, Any] | None, source: str | None = None) -> Conf
             for name, v in raw.batchgate_settings.vendors.items()
         },
         attempt_timeout=raw.batchgate_settings.attempt_timeout,
+        cache=CacheSettings(cs.default, cs.ttl_seconds, cs.max_entries),
         source=source,
     )
     aliases = set(cfg.aliases)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from batchgate.money import usd_str
+from batchgate.store.cache import cache_savings
 from batchgate.store.items import ATTEMPT, ITEM, state_counts
 
 
@@ -59,6 +60,7 @@ def _live(conn: Connection, batch_id: str) -> dict[str, Any]:
     fallbacks = conn.execute(
         select(func.count()).where(ITEM.c.batch_id == batch_id, ITEM.c.chain_pos > 0)
     ).scalar_one()
+    hits, saved = cache_savings(conn, batch_id)
     return {
         "counts": counts,
         "cost_usd": usd_str(int(pusd)),
@@ -69,6 +71,8 @@ def _live(conn: Connection, batch_id: str) -> dict[str, Any]:
             "total_tokens": int(tin) + int(tout),
         },
         "fallback_lines": int(fallbacks),
+        "cache_hits": hits,
+        "cache_saved_usd": usd_str(saved),
     }
 
 
@@ -84,6 +88,8 @@ def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
             "queued": counts.get("queued", 0),
             "in_flight": counts.get("running", 0),
             "fallback_lines": live["fallback_lines"],
+            "cache_hits": live["cache_hits"],
+            "cache_saved_usd": live["cache_saved_usd"],
             "models": None,
         }
     else:
@@ -94,6 +100,9 @@ def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
             "in_flight": 0,
             "fallback_lines": summary["fallback_lines"],
             "budget_exceeded_lines": summary.get("budget_exceeded_lines", 0),
+            # batches summarised before the cache existed had none
+            "cache_hits": summary.get("cache_hits", 0),
+            "cache_saved_usd": summary.get("cache_saved_usd", "0"),
             "duplicate_calls": summary["duplicate_calls"],
             "lost_calls": summary["lost_calls"],
             "duplicate_spend_usd": summary["duplicate_spend_usd"],
@@ -133,5 +142,6 @@ def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
         "max_cost_usd": row.max_cost_usd,
         "fallbacks": json.loads(row.fallbacks_json),
         "validate_output": bool(row.validate_output),
+        "cache": bool(row.cache),
         "batchgate": extra,
     }

@@ -18,7 +18,11 @@ from batchgate.filestore import FileStore
 from batchgate.names import alive_key
 from batchgate.pipeline.ingest import ingest
 from batchgate.pipeline.reconcile import DeathWatch, reconcile_once
-from batchgate.pipeline.retention import sweep_expired_files, sweep_expired_uploads
+from batchgate.pipeline.retention import (
+    sweep_expired_files,
+    sweep_expired_uploads,
+    sweep_response_cache,
+)
 from batchgate.queueing import enqueue, queue_depths
 from batchgate.routing.reclaim import free_slots_of
 from batchgate.settings import Settings
@@ -95,6 +99,8 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                     log.info("reconciler: %d expired files deleted", swept)
                 if swept := sweep_expired_uploads(engine, files):
                     log.info("reconciler: %d expired uploads cleared", swept)
+                if swept := sweep_response_cache(engine, config.cache):
+                    log.info("reconciler: %d response cache entries dropped", swept)
         except Exception:
             log.exception("reconciler round failed; retrying")
         stop.wait(settings.reconcile_interval)

@@ -137,6 +137,9 @@ class CreateBatch(BaseModel):
     validate_output: bool = True
     # Within the tenant's fair share of each vendor, higher goes first (README, Scheduling).
     priority: int = Field(default=0, ge=-100, le=100)
+    # Serve lines answered before (this tenant, same request) from the response cache, and
+    # keep this batch's answers there; left out, the config's `cache.default`.
+    cache: bool | None = None
     # Validate and price the file, create nothing, call nothing.
     dry_run: bool = False
 
@@ -207,6 +210,7 @@ def create(
             ),
             validate_output=body.validate_output,
             priority=body.priority,
+            cache=st.config.cache.default if body.cache is None else body.cache,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)

@@ -111,6 +111,7 @@ async def create(request: Request, caller: Caller = Depends(anthropic_caller)) -
             fallbacks=None,
             id_prefix=ID_PREFIX,
             total=len(lines),
+            cache=st.config.cache.default,  # Anthropic's body has no place to say
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)

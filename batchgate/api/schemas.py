@@ -128,6 +128,8 @@ class BatchgateInfo(BaseModel):
     lost_calls: int | None = None
     duplicate_spend_usd: str | None = None
     unpriced: bool | None = None
+    cache_hits: int = Field(0, description="Lines served from the response cache (no call).")
+    cache_saved_usd: str = Field("0", description="What those lines' calls would have cost.")
 
 
 class BatchObject(BaseModel):
@@ -169,6 +171,9 @@ class BatchObject(BaseModel):
     )
     validate_output: bool = Field(
         True, description="batchgate extension: answers to JSON lines are checked and re-asked."
+    )
+    cache: bool = Field(
+        False, description="batchgate extension: lines may be served from the response cache."
     )
     batchgate: BatchgateInfo
 

@@ -8,6 +8,7 @@ import typer
 
 from batchgate import redaction
 from batchgate.cli import client_cmds, demo, estimate, servers, submit
+from batchgate.cli.cache_cmds import cache_app
 from batchgate.cli.db_cmds import db_app
 from batchgate.cli.deploy_cmds import kubernetes
 
@@ -28,6 +29,7 @@ client_cmds.register(app)
 estimate.register(app)
 demo.register(app)
 app.add_typer(db_app, name="db")
+app.add_typer(cache_app, name="cache")
 app.command()(kubernetes)
 
 

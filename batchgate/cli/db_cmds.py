@@ -24,7 +24,7 @@ DATA_DIR_HELP = "Data directory whose SQLite database to use (when no --database
 URL_HELP = "Database URL (default: BATCHGATE_DATABASE_URL, else SQLite under the data dir)."
 
 
-def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+def settings_for(data_dir: Path | None, database_url: str | None) -> Settings:
     overrides: dict[str, object] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
@@ -52,7 +52,7 @@ def current(
     database_url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
     """Say which schema revision the database is at, and whether it needs an upgrade."""
-    engine = make_engine(_settings(data_dir, database_url).resolved_database_url())
+    engine = make_engine(settings_for(data_dir, database_url).resolved_database_url())
     try:
         st = migrate.state(engine)
     finally:
@@ -71,7 +71,7 @@ def upgrade(
     database_url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
     """Migrate the database to this batchgate's schema (safe while other processes run)."""
-    engine = make_engine(_settings(data_dir, database_url).resolved_database_url())
+    engine = make_engine(settings_for(data_dir, database_url).resolved_database_url())
     try:
         before = migrate.state(engine)
         after = migrate.upgrade(engine)

@@ -107,6 +107,8 @@ def summary_line(batch: dict[str, Any]) -> str:
     ]
     if ext.get("budget_exceeded_lines"):
         parts.append(f"not run (budget) {ext['budget_exceeded_lines']}")
+    if ext.get("cache_hits"):
+        parts.append(f"from cache {ext['cache_hits']} (saved {ext['cache_saved_usd']} USD)")
     if ext.get("duplicate_calls"):
         parts.append(f"duplicate calls {ext['duplicate_calls']}")
     parts.append(f"cost {batch.get('cost_usd', '0')} USD")

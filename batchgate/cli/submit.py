@@ -52,6 +52,12 @@ def submit(
     max_cost: Decimal | None = typer.Option(
         None, "--max-cost", help="Stop new calls once this many USD are spent."
     ),
+    cache: bool | None = typer.Option(
+        None,
+        "--cache/--no-cache",
+        help="Serve lines answered before from the response cache, and cache this batch's "
+        "answers (default: the server config's cache.default).",
+    ),
     wait: bool = typer.Option(
         False, "--wait", help="Show progress until the batch ends, then a summary."
     ),
@@ -80,6 +86,7 @@ def submit(
             model=model,
             fallbacks=list(fallback),
             max_cost_usd=str(max_cost) if max_cost is not None else None,
+            cache=cache,
         )
         console.print(f"batch [bold]{batch['id']}[/bold] created ({batch['status']})")
         if not wait:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from batchgate.execution import faults
 from batchgate.execution.runtime import Runtime
 from batchgate.pipeline.finalize import refresh_summary
+from batchgate.store.cache import CacheRow, put_many
 from batchgate.store.items import AttemptRow, ItemUpdate, apply
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Recorder:
         self._enqueue = enqueue
         self._updates: list[ItemUpdate] = []
         self._attempts: list[AttemptRow] = []
+        self._cached: list[CacheRow] = []  # answers for the response cache
         self._reroutes: dict[tuple[str, str], list[int]] = defaultdict(list)
         self._batch_of: dict[int, str] = {}
         self._wake = asyncio.Event()
@@ -59,6 +61,9 @@ class Recorder:
 
     def attempt(self, row: AttemptRow) -> None:
         self._attempts.append(row)
+
+    def cache(self, row: CacheRow) -> None:
+        self._cached.append(row)
 
     def finish(self, update: ItemUpdate, batch_id: str, reroute: bool = False) -> None:
         self._updates.append(update)
@@ -79,8 +84,8 @@ class Recorder:
         """Apply what has finished; False if the write failed (kept for the next flush)."""
         if not self._updates and not self._attempts:
             return True
-        updates, attempts = self._updates, self._attempts
-        self._updates, self._attempts = [], []
+        updates, attempts, cached = self._updates, self._attempts, self._cached
+        self._updates, self._attempts, self._cached = [], [], []
         try:
             faults.fire("recorder.flush")
             applied = await self.rt.db(apply, self.rt.engine, self.owner, updates, attempts)
@@ -94,7 +99,9 @@ class Recorder:
             )
             self._updates[:0] = updates
             self._attempts[:0] = attempts
+            self._cached[:0] = cached
             return False
+        await self._write_cache(cached)
         self.stale |= applied.stale
         late = {a.batch_id for a in attempts if a.item_id in applied.stale}
         for batch_id in late:
@@ -116,6 +123,16 @@ class Recorder:
             except Exception as exc:  # the rows are committed already
                 log.warning("enqueueing %d re-routed items failed: %s", len(ids), exc)
         return True
+
+    async def _write_cache(self, rows: list[CacheRow]) -> None:
+        """Best effort, after the outcomes are safe: a cache write that fails costs a later
+        call, so it is dropped rather than retried."""
+        if not rows:
+            return
+        try:
+            await self.rt.db(put_many, self.rt.engine, rows)
+        except Exception as exc:
+            log.warning("caching %d answers failed: %s: %s", len(rows), type(exc).__name__, exc)
 
     async def close(self) -> None:
         self._closed = True

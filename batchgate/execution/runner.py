@@ -21,6 +21,7 @@ from batchgate import structured
 from batchgate.config import Deployment
 from batchgate.errors import ErrorKind, InvalidOutput, ProviderError, ServerError
 from batchgate.execution import faults
+from batchgate.execution.cache import Hit, ResponseCache, answer_of
 from batchgate.execution.recorder import Recorder
 from batchgate.execution.runtime import BatchInfo, Runtime
 from batchgate.filestore import FileStore
@@ -30,7 +31,7 @@ from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.lifecycle import CANCELLED, EXPIRED, stop_for_budget
 from batchgate.pricing import PriceEntry, cost_of, estimate_request, estimate_tokens
 from batchgate.providers._http import send
-from batchgate.providers.base import Completion, Usage
+from batchgate.providers.base import Completion
 from batchgate.providers.registry import get_adapter
 from batchgate.routing.policy import choose_deployment, decide, next_aliases, next_vendor
 from batchgate.routing.probes import PROBE_POLL
@@ -86,6 +87,7 @@ class ChunkRun:
         # Leased ids, renewed by the heartbeat until the recorder has written their outcome.
         self.in_flight: set[int] = set()
         self.recorder = Recorder(rt, self.owner, enqueue, self.in_flight)
+        self.cache = ResponseCache(rt, vendor, self.recorder)
         self.report = ChunkReport()
         self._tasks: set[asyncio.Task[None]] = set()
         self._backing_off = 0  # items sleeping out a retry delay: they hold no slot
@@ -130,7 +132,7 @@ class ChunkRun:
         # Refill in groups (a quarter of `size`), not one claim per finished item.
         low = size - max(1, size // 4)
         deadline = time.monotonic() + rt.settings.refill_seconds
-        self._start(items)
+        self._start(items, await self.cache.lookup(items))
         exhausted = False
         while self._tasks:
             await self._changed.wait()
@@ -157,14 +159,17 @@ class ChunkRun:
             exhausted = not more
             self.report.claimed += len(more)
             self.report.batches.update(i.batch_id for i in more)
-            self._start(more)
+            self._start(more, await self.cache.lookup(more))
         await asyncio.gather(*self._finalizing)
 
-    def _start(self, items: list[ClaimedItem]) -> None:
+    def _start(self, items: list[ClaimedItem], hits: dict[int, Hit]) -> None:
         loop = asyncio.get_running_loop()
         for item in self._track(items):
             self._ended.discard(item.id)
-            task = loop.create_task(self._run_item(item))
+            hit = hits.get(item.id)
+            task = loop.create_task(
+                self._run_item(item) if hit is None else self._serve_cached(item, hit)
+            )
             self._tasks.add(task)
             self._held[item.batch_id] = self._held.get(item.batch_id, 0) + 1
             task.add_done_callback(functools.partial(self._on_done, item.batch_id))
@@ -250,6 +255,10 @@ class ChunkRun:
             error["vendor_code"] = err.code
             error["request_id"] = err.request_id
         self._finish(item, "failed", error=error)
+
+    async def _serve_cached(self, item: ClaimedItem, hit: Hit) -> None:
+        # A task like any line's, so the batch is finalized as soon as its last line ends here.
+        self._finish(item, "succeeded", **hit.outcome())
 
     async def _run_item(self, item: ClaimedItem) -> None:
         try:
@@ -434,6 +443,8 @@ class ChunkRun:
                     error = _invalid_output(fresh.endpoint, item.body, completion)
                     completion = None if error is not None else completion
                 cost = self._account(item, dep, entry, started, completion, error)
+                if completion is not None:
+                    self.cache.keep(item, fresh, dep, completion)
                 faults.fire("runner.after_call", item.custom_id)
             finally:
                 if reservation is not None:
@@ -508,16 +519,7 @@ class ChunkRun:
         if completion is not None:
             faults.fire(faults.CRASH_POINT, item.custom_id)
             self._finish(
-                item,
-                "succeeded",
-                served_deployment=dep.id,
-                result={
-                    "status_code": completion.status_code,
-                    "request_id": completion.request_id,
-                    "body": completion.body,
-                    "provider_model": completion.provider_model or dep.model,
-                    "usage": _usage_dict(completion.usage),
-                },
+                item, "succeeded", served_deployment=dep.id, result=answer_of(completion, dep)
             )
         return cost_pusd
 
@@ -616,13 +618,4 @@ def _budget_error(info: BatchInfo) -> dict[str, Any]:
     return {
         "code": "budget_exceeded",
         "message": f"not run: the batch's budget of {cap} USD would be exceeded",
-    }
-
-
-def _usage_dict(u: Usage) -> dict[str, int]:
-    return {
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_read_tokens": u.cache_read_tokens,
-        "cache_write_tokens": u.cache_write_tokens,
     }

@@ -54,6 +54,8 @@ class BatchInfo:
     expires_at: int
     cap_pusd: int | None
     validate_output: bool = True
+    tenant: str = ""
+    cache: bool = False  # the response cache is on for this batch
 
 
 class Runtime:
@@ -152,7 +154,7 @@ class Runtime:
         row = await self.db(self._load_batch, batch_id)
         if row is None:
             return None
-        endpoint, status, prices_json, expires_at, max_cost, validate_output = row
+        endpoint, status, prices_json, expires_at, max_cost, validate_output, tenant, cache = row
         prices = info.prices if info is not None else PriceTable.from_json(json.loads(prices_json))
         cap = usd_to_pusd(Decimal(max_cost)) if max_cost is not None else None
         fresh = self._batches[batch_id] = BatchInfo(
@@ -164,6 +166,8 @@ class Runtime:
             expires_at,
             cap,
             bool(validate_output),
+            tenant,
+            bool(cache),
         )
         return fresh
 
@@ -178,6 +182,8 @@ class Runtime:
                     t.c.expires_at,
                     t.c.max_cost_usd,
                     t.c.validate_output,
+                    t.c.tenant,
+                    t.c.cache,
                 ).where(t.c.id == batch_id)
             ).first()
         return tuple(row) if row else None

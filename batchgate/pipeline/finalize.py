@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
 from batchgate.store.attempts import reasks_by_item
+from batchgate.store.cache import cache_savings
 from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, has_pending
 from batchgate.store.models import File
@@ -106,6 +107,8 @@ def output_line(row: Any, cost: str, reasks: int = 0) -> dict[str, Any]:
         },
         "cost_usd": cost,
         "unpriced": bool(row.unpriced),
+        # served from the response cache: no call, so no usage and no cost
+        "cached": bool(row.cached),
     }
     line: dict[str, Any] = {"id": f"batch_req_{row.id:012d}", "custom_id": row.custom_id}
     if row.state == "succeeded" and result is not None:
@@ -306,6 +309,7 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
                 ITEM.c.batch_id == batch_id, ITEM.c.state == "succeeded", ITEM.c.chain_pos > 0
             )
         ).scalar_one()
+        hits, saved = cache_savings(conn, batch_id)
     models = {}
     total_pusd = 0
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cached_tokens": 0}
@@ -334,6 +338,8 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
         "attempt_rows": int(rows),
         "fallback_lines": int(fallbacks),
         "budget_exceeded_lines": int(budget),
+        "cache_hits": hits,
+        "cache_saved_usd": usd_str(saved),
         "unpriced": unpriced,
         "usage": usage,
         "models": models,

@@ -51,6 +51,7 @@ class BatchRequest:
     total: int = 0  # lines, when known before ingest counts them (Message Batches)
     validate_output: bool = True
     priority: int = 0
+    cache: bool = False
 
 
 def window_seconds(window: str) -> int:
@@ -90,6 +91,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         total=req.total,
         validate_output=req.validate_output,
         priority=req.priority,
+        cache=req.cache,
         # The creating API holds the ingest from now: dead before it starts, it is redone soon.
         ingest_attempts=1,
         ingest_lease_until=now + INGEST_LEASE_SECONDS,

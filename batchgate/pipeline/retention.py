@@ -1,5 +1,6 @@
 """The retention sweep: files past their `expires_at` leave the database, then the disk; so do
-the parts of uploads never completed within their hour.
+the parts of uploads never completed within their hour; and response cache entries past their
+TTL, or the oldest past the cache's size bound.
 
 `expires_at` comes from the upload's `expires_after` (or the purpose's default) and, for output
 and error files, the batch's `output_expires_after`. The reconciler runs the sweep each round.
@@ -11,7 +12,9 @@ import time
 
 from sqlalchemy.engine import Engine
 
+from batchgate.config import CacheSettings
 from batchgate.filestore import FileStore
+from batchgate.store.cache import prune
 from batchgate.store.files import delete_file_rows, expired_files
 from batchgate.store.uploads import expired_part_paths, finish_upload
 
@@ -31,6 +34,12 @@ def sweep_expired_files(engine: Engine, files: FileStore, now: float | None = No
         if len(page) < SWEEP_PAGE:
             break
     return removed
+
+
+def sweep_response_cache(engine: Engine, cache: CacheSettings, now: float | None = None) -> int:
+    """Drop cache entries past the TTL, then the oldest past `max_entries`; returns how many."""
+    now = time.time() if now is None else now
+    return prune(engine, now - cache.ttl_seconds, cache.max_entries)
 
 
 def sweep_expired_uploads(engine: Engine, files: FileStore, now: float | None = None) -> int:

@@ -66,6 +66,8 @@ class ItemUpdate:
     not_before: float | None = None
     enqueued_at: float | None = None
     finished_at: float | None = None
+    cached: bool = False  # served from the response cache (no call)
+    saved_pusd: int = 0  # what that call would have cost
 
 
 @dataclass(slots=True)
@@ -282,6 +284,8 @@ def apply(
                     "b_finish_seq": (
                         seqs[batch_of[u.id]] if u.state in TERMINAL_ITEM_STATES else None
                     ),
+                    "b_cached": u.cached,
+                    "b_saved": u.saved_pusd,
                     "d_cost": s[0],
                     "d_in": s[1],
                     "d_out": s[2],
@@ -320,6 +324,8 @@ _APPLY_UPDATE = (
         enqueued_at=bindparam("b_enqueued_at"),
         finished_at=bindparam("b_finished_at"),
         finish_seq=bindparam("b_finish_seq"),
+        cached=bindparam("b_cached"),
+        cache_saved_pusd=bindparam("b_saved"),
         lease_owner=null(),
         lease_until=null(),
         cost_pusd=ITEM.c.cost_pusd + bindparam("d_cost"),

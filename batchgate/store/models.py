@@ -63,6 +63,8 @@ class Batch(SQLModel, table=True):
     validate_output: bool = True
     # Within its tenant's fair share of a vendor, a higher priority batch goes first.
     priority: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    # Response cache (opt-in): lines answered before for this tenant are served from it.
+    cache: bool = False
     price_table_json: str = Field(default="{}", sa_column=Column(Text))
     # Filled at finalize; while running they are computed from items and attempts.
     total: int = 0
@@ -121,6 +123,11 @@ class Item(SQLModel, table=True):
     finished_at: float | None = None
     # Set once, when the item turns terminal: the batch's finish sequence at that commit.
     finish_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Served from the response cache: no call, cost 0; what the call would have cost instead.
+    cached: bool = False
+    cache_saved_pusd: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0)
+    )
 
 
 class Attempt(SQLModel, table=True):
@@ -171,3 +178,19 @@ class UploadPart(SQLModel, table=True):
     bytes: int
     created_at: int
     path: str  # relative to the files directory, built from the part id
+
+
+class CachedResponse(SQLModel, table=True):
+    """A successful answer kept for reuse by later caching batches of the same tenant."""
+
+    __tablename__ = "response_cache"
+    # sha256 of (tenant, endpoint, canonical body with the served model): see execution/cache.py.
+    key: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    endpoint: str
+    model: str  # the deployment model the request was sent with
+    # The item's `result` (status_code, request_id, body, provider_model, usage) as JSON.
+    result_json: str = Field(sa_column=Column(Text, nullable=False))
+    bytes: int = 0
+    # TTL and the size bound's eviction order (oldest first).
+    created_at: float = Field(index=True)
