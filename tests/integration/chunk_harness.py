@@ -75,7 +75,7 @@ def rt(
 
 
 def new_batch(
-    rt: Runtime, prompts: list[str], max_cost_usd: Decimal | None = None
+    rt: Runtime, prompts: list[str], max_cost_usd: Decimal | None = None, cache: bool = False
 ) -> tuple[str, list[int]]:
     """Ingest one line per prompt; returns the batch id and item ids in input order."""
     files = FileStore(rt.settings.files_dir)
@@ -96,6 +96,7 @@ def new_batch(
             input_file_id=fid,
             endpoint="/v1/chat/completions",
             max_cost_usd=max_cost_usd,
+            cache=cache,
         ),
     )
     chunks: list[list[int]] = []
