@@ -4,7 +4,7 @@ flush. The SQL is in `store/cache.py`.
 
 A line's key is what would be sent: its tenant, its endpoint, and the canonical JSON of its body
 with `model` set to the deployment's model (so another deployment model is another key). The
-cache is a hint, never the truth: a lookup or a write that fails costs a call, not a line.
+cache is a hint, never the truth: a lookup that fails costs a call, not a line.
 """
 
 from __future__ import annotations

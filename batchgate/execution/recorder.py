@@ -23,7 +23,7 @@ from collections.abc import Callable
 from batchgate.execution import faults
 from batchgate.execution.runtime import Runtime
 from batchgate.pipeline.finalize import refresh_summary
-from batchgate.store.cache import CacheRow, put_many
+from batchgate.store.cache import CacheRow
 from batchgate.store.items import AttemptRow, ItemUpdate, apply
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Recorder:
         self._updates, self._attempts, self._cached = [], [], []
         try:
             faults.fire("recorder.flush")
-            applied = await self.rt.db(apply, self.rt.engine, self.owner, updates, attempts)
+            applied = await self.rt.db(apply, self.rt.engine, self.owner, updates, attempts, cached)
         except Exception as exc:  # any failure: the rows are kept (see above)
             log.warning(
                 "recording %d outcomes and %d attempts failed, will retry: %s: %s",
@@ -101,7 +101,6 @@ class Recorder:
             self._attempts[:0] = attempts
             self._cached[:0] = cached
             return False
-        await self._write_cache(cached)
         self.stale |= applied.stale
         late = {a.batch_id for a in attempts if a.item_id in applied.stale}
         for batch_id in late:
@@ -123,16 +122,6 @@ class Recorder:
             except Exception as exc:  # the rows are committed already
                 log.warning("enqueueing %d re-routed items failed: %s", len(ids), exc)
         return True
-
-    async def _write_cache(self, rows: list[CacheRow]) -> None:
-        """Best effort, after the outcomes are safe: a cache write that fails costs a later
-        call, so it is dropped rather than retried."""
-        if not rows:
-            return
-        try:
-            await self.rt.db(put_many, self.rt.engine, rows)
-        except Exception as exc:
-            log.warning("caching %d answers failed: %s: %s", len(rows), type(exc).__name__, exc)
 
     async def close(self) -> None:
         self._closed = True

@@ -8,16 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from batchgate.store.db import reading
+from batchgate.store.db import executemany, reading
 from batchgate.store.models import CachedResponse, Item
 
 CACHE = CachedResponse.__table__  # type: ignore[attr-defined]
 ITEM = Item.__table__  # type: ignore[attr-defined]
+
+
+def _upsert(dialect: Any) -> Any:
+    stmt = dialect.insert(CACHE).values({c.name: bindparam(c.name) for c in CACHE.columns})
+    return stmt.on_conflict_do_update(
+        index_elements=[CACHE.c.key],
+        set_={
+            "result_json": stmt.excluded.result_json,
+            "bytes": stmt.excluded.bytes,
+            "created_at": stmt.excluded.created_at,
+        },
+    )
+
+
+_UPSERT = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +71,15 @@ def find(engine: Engine, keys: Sequence[str], since: float) -> dict[str, tuple[s
     return {r.key: (r.tenant, r.result_json) for r in rows}
 
 
-def put_many(engine: Engine, rows: Sequence[CacheRow]) -> None:
-    """Store answers in one transaction; a key already there takes the newer answer."""
+def put(conn: Connection, rows: Sequence[CacheRow]) -> None:
+    """Store answers, in the caller's transaction (the recorder's flush: no commit of its own);
+    a key already there takes the newer answer."""
     if not rows:
         return
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     # One row per key: a statement may not upsert the same key twice (PostgreSQL refuses).
     latest = {r.key: r for r in sorted(rows, key=lambda r: r.created_at)}
+    # In key order: two flushes upserting the same keys lock them in one order, never a cycle.
+    latest = dict(sorted(latest.items()))
     values = [
         {
             "key": r.key,
@@ -74,17 +92,9 @@ def put_many(engine: Engine, rows: Sequence[CacheRow]) -> None:
         }
         for r in latest.values()
     ]
-    stmt = dialect.insert(CACHE)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[CACHE.c.key],
-        set_={
-            "result_json": stmt.excluded.result_json,
-            "bytes": stmt.excluded.bytes,
-            "created_at": stmt.excluded.created_at,
-        },
-    )
-    with engine.begin() as conn:
-        conn.execute(stmt, values)
+    # Compiled once per dialect, run as the driver's executemany: compiling a multi-row
+    # statement per flush cost several times more than running it (measured on PostgreSQL).
+    executemany(conn, _UPSERT[conn.dialect.name], values)
 
 
 def prune(engine: Engine, expired_before: float, max_entries: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -69,3 +70,23 @@ def reading(engine: Engine) -> Iterator[Connection]:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+_DRIVER_SQL: dict[tuple[Any, str], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """One statement over many parameter sets, at the driver: SQLAlchemy's per-row parameter
+    processing was most of the cost of recording outcomes. The values are plain ints, floats,
+    strings, bools and None, which both drivers take as they are."""
+    key = (stmt, conn.dialect.name)  # the statements are module constants: compiled once each
+    sql = _DRIVER_SQL.get(key)
+    if sql is None:
+        compiled = stmt.compile(dialect=conn.dialect)
+        order = tuple(compiled.positiontup) if compiled.positional else None
+        sql = _DRIVER_SQL[key] = (str(compiled), order)
+    text, order = sql
+    if order is None:
+        conn.exec_driver_sql(text, rows)
+    else:
+        conn.exec_driver_sql(text, [tuple(r[k] for k in order) for r in rows])

@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from batchgate.store.db import reading
+from batchgate.store.cache import CacheRow
+from batchgate.store.cache import put as put_cached
+from batchgate.store.db import executemany, reading
 from batchgate.store.finished import next_seqs
 from batchgate.store.models import (
     PENDING_ITEM_STATES,
@@ -227,9 +229,15 @@ def renew(engine: Engine, owner: str, ids: Sequence[int], lease_until: float) ->
 
 
 def apply(
-    engine: Engine, owner: str, updates: Sequence[ItemUpdate], attempts: Sequence[AttemptRow]
+    engine: Engine,
+    owner: str,
+    updates: Sequence[ItemUpdate],
+    attempts: Sequence[AttemptRow],
+    cached: Sequence[CacheRow] = (),
 ) -> Applied:
-    """Record attempts and item outcomes in one transaction, fenced by the lease owner."""
+    """Record attempts and item outcomes in one transaction, fenced by the lease owner; with
+    them, the answers a caching batch keeps for the response cache (a commit per flush costs
+    more than the rows: the cache adds none)."""
     result = Applied()
     ids = list({u.id for u in updates} | {a.item_id for a in attempts})
     if not ids:
@@ -244,7 +252,7 @@ def apply(
                 row = {k: getattr(a, k) for k in AttemptRow.__slots__}
                 row["duplicate"] = a.duplicate or a.item_id not in held
                 rows.append(row)
-            _executemany(conn, _INSERT_ATTEMPT, rows)
+            executemany(conn, _INSERT_ATTEMPT, rows)
         # Add this round's spend and tokens to the items we still hold.
         spend: dict[int, list[int]] = {}
         for a in attempts:
@@ -295,7 +303,8 @@ def apply(
                 }
             )
         if params:
-            _executemany(conn, _APPLY_UPDATE, params)
+            executemany(conn, _APPLY_UPDATE, params)
+        put_cached(conn, cached)
     return result
 
 
@@ -336,24 +345,6 @@ _APPLY_UPDATE = (
         unpriced=ITEM.c.unpriced | bindparam("d_unpriced"),
     )
 )
-_DRIVER_SQL: dict[tuple[Any, str], tuple[str, tuple[str, ...] | None]] = {}
-
-
-def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """One statement over many parameter sets, at the driver: SQLAlchemy's per-row parameter
-    processing was most of the cost of recording outcomes. The values are plain ints, floats,
-    strings, bools and None, which both drivers take as they are."""
-    key = (stmt, conn.dialect.name)  # the statements are module constants: compiled once each
-    sql = _DRIVER_SQL.get(key)
-    if sql is None:
-        compiled = stmt.compile(dialect=conn.dialect)
-        order = tuple(compiled.positiontup) if compiled.positional else None
-        sql = _DRIVER_SQL[key] = (str(compiled), order)
-    text, order = sql
-    if order is None:
-        conn.exec_driver_sql(text, rows)
-    else:
-        conn.exec_driver_sql(text, [tuple(r[k] for k in order) for r in rows])
 
 
 def has_pending(engine: Engine, batch_id: str) -> bool:

@@ -38,12 +38,17 @@ def _row(key: str, at: float, tenant: str = "t", text: str = "hello") -> store.C
     return store.CacheRow(key, tenant, "/v1/chat/completions", "gpt", json.dumps(result), at)
 
 
+def _put(engine: Engine, rows: list[store.CacheRow]) -> None:
+    with engine.begin() as conn:
+        store.put(conn, rows)
+
+
 def _keys(engine: Engine) -> set[str]:
     return set(store.find(engine, [f"k{i}" for i in range(100)], since=0.0))
 
 
 def test_an_entry_past_its_ttl_is_not_served_and_is_swept(engine: Engine) -> None:
-    store.put_many(engine, [_row("k0", NOW - 100), _row("k1", NOW - 10)])
+    _put(engine, [_row("k0", NOW - 100), _row("k1", NOW - 10)])
     ttl = CacheSettings(ttl_seconds=50)
     found = store.find(engine, ["k0", "k1"], since=NOW - ttl.ttl_seconds)
     assert set(found) == {"k1"}
@@ -52,7 +57,7 @@ def test_an_entry_past_its_ttl_is_not_served_and_is_swept(engine: Engine) -> Non
 
 
 def test_the_size_bound_evicts_the_oldest_entries(engine: Engine) -> None:
-    store.put_many(engine, [_row(f"k{i}", NOW + i) for i in range(10)])
+    _put(engine, [_row(f"k{i}", NOW + i) for i in range(10)])
     removed = sweep_response_cache(engine, CacheSettings(max_entries=4), now=NOW + 10)
     assert removed == 6
     assert _keys(engine) == {"k6", "k7", "k8", "k9"}
@@ -61,9 +66,9 @@ def test_the_size_bound_evicts_the_oldest_entries(engine: Engine) -> None:
 
 
 def test_a_key_written_again_keeps_the_newer_answer(engine: Engine) -> None:
-    store.put_many(engine, [_row("k0", NOW, text="old")])
+    _put(engine, [_row("k0", NOW, text="old")])
     # Twice in one group too (two lines of one flush asking the same thing).
-    store.put_many(engine, [_row("k0", NOW + 2, text="newest"), _row("k0", NOW + 1, text="new")])
+    _put(engine, [_row("k0", NOW + 2, text="newest"), _row("k0", NOW + 1, text="new")])
     tenant, result = store.find(engine, ["k0"], since=0.0)["k0"]
     assert tenant == "t" and json.loads(result)["body"] == {"text": "newest"}
     assert store.find(engine, ["k0"], since=NOW + 1.5)  # its age restarted
@@ -71,7 +76,7 @@ def test_a_key_written_again_keeps_the_newer_answer(engine: Engine) -> None:
 
 def test_stats_and_clear_from_the_cli(engine: Engine, database_url: str, tmp_path: Path) -> None:
     now = time.time()
-    store.put_many(
+    _put(
         engine,
         [_row("k0", now - 7200, "a"), _row("k1", now - 60, "a"), _row("k2", now - 30, "b")],
     )
