@@ -195,3 +195,14 @@ def test_submit_wait_exits_3_when_the_batch_is_cancelled(api: str, tmp_path: Pat
             waiter.kill()
     assert waiter.returncode == 3, out + err
     assert "Traceback" not in err and "cancelled" in out + err
+
+
+def test_submit_cache_flags_reach_the_batch(api: str, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", chat_lines(2, "m"))
+    for flag, want in (("--cache", True), ("--no-cache", False), (None, False)):
+        args = ["submit", str(path), "--api-base", api, "--api-key", KEY]
+        done = cli(*args, *([flag] if flag else []), cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        batch_id = done.stdout.split()[1]  # "batch batch_... created (validating)"
+        with Client(api, KEY) as c:
+            assert c.batch(batch_id)["cache"] is want, flag  # no flag: the config's default
