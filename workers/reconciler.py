@@ -36,7 +36,10 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     stop = stop or threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    engine = make_engine(settings.resolved_database_url())
+    engine = make_engine(
+        settings.resolved_database_url(),
+        idle_transaction_seconds=settings.db_idle_transaction_seconds,
+    )
     migrate.upgrade(engine)
     files = FileStore(settings.files_dir)
     coordination = connect(settings.redis_url or "")
