@@ -31,7 +31,7 @@ class Cluster:
         limit: int,
         latency_ms: float,
         worker_hosts: int = 2,
-        lease_seconds: float = 4,
+        lease_seconds: float = 8,
     ) -> None:
         self.net, self.root = net, root
         self.a = net.add_host("a")

@@ -13,7 +13,9 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 
+from batchgate import names
 from batchgate.broker import start_valkey
 from tests.conftest import _pg_database, _pg_drop
 from tests.e2e.harness import TERMINAL, wait_for
@@ -68,7 +70,7 @@ def test_three_hosts_one_limit_a_host_dies_and_rejoins(
     try:
         _run(network, postgres, tmp_path, redis_url)
     except TimeoutError as e:  # what each process said is the only clue to where it stuck
-        raise AssertionError(f"{e}\n{_logs(tmp_path)}") from e
+        raise AssertionError(f"{e}\n{_slots(redis_url)}\n{_logs(tmp_path)}") from e
     finally:
         valkey.kill()
         valkey.wait()
@@ -129,6 +131,18 @@ def _run(network: Network, postgres: str, tmp_path: Path, redis_url: str) -> Non
     assert [x["custom_id"] for x in cluster.results(end)] == again_ids
     later = [e for e in cluster.ledger() if e["seq"] >= len(ledger)]
     assert later and {e["client"] for e in later} == {b.address}
+
+
+def _slots(redis_url: str) -> str:
+    """Who holds the vendor's call slots (a token starts with its holder's worker id)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return "\n".join(
+            f"==== slots {key.decode()}: {client.zrange(key, 0, -1, withscores=True)}"
+            for key in client.scan_iter(match=names.slots_key("*"))
+        )
+    finally:
+        client.close()
 
 
 def _logs(root: Path) -> str:
