@@ -93,7 +93,7 @@ class ResponseCache:
 
     async def _lookup(self, items: list[ClaimedItem]) -> dict[int, Hit]:
         rt = self.rt
-        infos = {bid: await rt.batch(bid) for bid in {i.batch_id for i in items}}
+        infos = {bid: await rt.batch_fixed(bid) for bid in {i.batch_id for i in items}}
         wanted: dict[int, list[tuple[str, Deployment]]] = {}
         for item in items:
             info = infos[item.batch_id]

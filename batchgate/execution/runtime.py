@@ -150,6 +150,12 @@ class Runtime:
             loading.add_done_callback(lambda _: self._batch_loads.pop(batch_id, None))
         return await asyncio.shield(loading)  # a cancelled waiter must not cancel the others'
 
+    async def batch_fixed(self, batch_id: str) -> BatchInfo | None:
+        """The batch as last loaded, however long ago: for what never changes once it is
+        created (tenant, endpoint, pinned prices, whether it caches). No query when known."""
+        info = self._batches.get(batch_id)
+        return info if info is not None else await self.batch(batch_id)
+
     async def _refresh_batch(self, batch_id: str, info: BatchInfo | None) -> BatchInfo | None:
         row = await self.db(self._load_batch, batch_id)
         if row is None:
