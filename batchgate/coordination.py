@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import RedisSSLContext, SSLConnection, parse_url
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
@@ -79,10 +81,28 @@ def connect_async(url: str, max_connections: int = 32) -> aioredis.Redis:
             t.hosts, sentinel_kwargs={"password": t.password}, password=t.password
         )
         return sentinel.master_for(t.master_name, db=t.db)
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=None
-    )
+    options = parse_url(url)
+    if options.get("connection_class") is SSLConnection:  # rediss://
+        options["connection_class"] = _shared_context_ssl_connection()
+    pool = aioredis.BlockingConnectionPool(max_connections=max_connections, timeout=None, **options)
     return aioredis.Redis(connection_pool=pool)
+
+
+def _shared_context_ssl_connection() -> type[SSLConnection]:
+    """An SSL connection class whose connections (one pool's, all alike) share one SSLContext.
+    redis-py builds a context per connection, loading the system's CA store each time (over
+    100 ms of CPU, on the event loop): a worker opening its pool's connections at once blocked
+    its loop past the 5 s connect timeout, and its items were handed back and called again."""
+    shared: list[RedisSSLContext] = []
+
+    class SharedContextSSLConnection(SSLConnection):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            if not shared:
+                shared.append(self.ssl_context)
+            self.ssl_context = shared[0]
+
+    return SharedContextSSLConnection
 
 
 # Take the lock if free, or keep it if this holder has it; else say who holds it.

@@ -26,6 +26,10 @@ def slots_key(scope: str) -> str:
     return f"{KEY_PREFIX}:slots:{scope}"
 
 
+# Which life of the coordination Redis this is (a hash: id, and the end of its restart grace).
+SLOTS_EPOCH_KEY = f"{KEY_PREFIX}:slots-epoch"
+
+
 def rate_key(deployment_id: str, kind: str, window: int) -> str:
     """Per-minute request (rpm) or token (tpm) counter of a deployment."""
     return f"{KEY_PREFIX}:rate:{deployment_id}:{kind}:{window}"

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from celery import Celery
+from celery.app.amqp import AMQP, task_message
 from kombu.exceptions import ChannelError
 
 from batchgate.coordination import celery_broker_url, sentinel_transport_options
@@ -105,8 +106,25 @@ def queue_depths(app: Celery, vendors: Sequence[str]) -> dict[str, int]:
     return depths
 
 
+class ShadowNamedAMQP(AMQP):
+    """Celery's message builder, with the task-sent event named like the task's other events.
+
+    Celery names the task-sent event after the task (`batchgate.run_chunk`) but the worker's
+    task-received/started/succeeded events after its `shadow` header. Monitors (Flower) keep the
+    name of the last event applied, and a task-sent event that arrives after the worker's events
+    (RabbitMQ: the sender publishes it only once the broker has confirmed the task, by which
+    time a worker may have run it) renamed the task back to its plain name."""
+
+    def as_task_v2(self, task_id: str, name: str, *args: object, **kwargs: object) -> task_message:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        shadow = message.headers.get("shadow")
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
+
+
 def make_celery(settings: Settings, name: str = "batchgate") -> Celery:
-    app = Celery(name)
+    app = Celery(name, amqp=ShadowNamedAMQP)
     app.conf.update(celery_config(settings))
     return app
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from batchgate.broker import start_valkey
 from batchgate.config import Config
+from batchgate.routing.epoch import begin_epoch
 from batchgate.settings import Settings
 
 RESTART_BACKOFF = 1.0
@@ -98,6 +99,8 @@ class Supervisor:
         if not redis_url:
             redis_url, self.broker_proc = start_valkey(data_dir, preexec_fn=_die_with_parent)
             self.broker_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+            # No worker of ours has run yet: its first slots need not wait out a restart grace.
+            begin_epoch(redis_url)
         self.env = {
             **os.environ,
             "BATCHGATE_REDIS_URL": redis_url,

@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from batchgate.broker import start_valkey  # noqa: E402
+from batchgate.routing.epoch import begin_epoch  # noqa: E402
 from tests.conftest import _pg_database, _pg_drop  # noqa: E402
 from tests.e2e.harness import TERMINAL, wait_for  # noqa: E402
 from tests.multihost.cluster import Cluster  # noqa: E402
@@ -43,6 +44,7 @@ def run(
     url, name = _pg_database(pg_base)
     net = Network()
     redis_url, valkey = start_valkey(root / "redis", bind=net.gateway)
+    begin_epoch(redis_url)  # fresh, no worker yet: no restart grace
     try:
         cluster = Cluster(
             net,

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from batchgate.broker import start_valkey  # after the path is set
+from batchgate.routing.epoch import begin_epoch
 from batchgate.simulator import start_in_thread
 from tests.e2e.harness import System, chat_lines, sim_config, wait_for, write_jsonl
 
@@ -56,6 +57,7 @@ def main() -> int:
             import redis
 
             redis.Redis.from_url(redis_url).flushdb()
+        begin_epoch(redis_url)  # no worker yet: no restart grace
         sim = start_in_thread({"default": {"latency_ms": args.latency_ms}})
         config = sim_config(sim.base_url, {"m": "openai/gpt-4o-mini"})
         config["batchgate_settings"] = {

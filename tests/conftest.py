@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from batchgate.broker import start_valkey
+from batchgate.routing.epoch import begin_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,6 +86,7 @@ def clean_broker(broker_url: str) -> str:
     client = redis.Redis.from_url(broker_url)
     client.flushdb()
     client.close()
+    begin_epoch(broker_url)  # no worker runs yet: its first slots wait out no restart grace
     return broker_url
 
 

@@ -19,6 +19,9 @@ directly: it stays held in Redis, so the limit is kept, and the hand-over costs 
 so a full vendor limit never idles between one call and the next. A slot is handed on only while
 it is young (`HANDOFF_MAX_AGE`, and a small share of its TTL): then it goes back through Redis,
 where other processes' waiters can take it, and the next holder starts with a fresh expiry.
+
+If the coordination Redis restarts empty, the slots held then are registered again before any
+new slot is granted (`routing/epoch.py`), so the limit holds across the restart too.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from batchgate import names
+from batchgate.routing import epoch as epochs
+from batchgate.routing.epoch import EPOCH_PRELUDE
 
 log = logging.getLogger(__name__)
 
@@ -45,38 +50,43 @@ MAX_BATCH = 256
 HANDOFF_MAX_AGE = 1.0
 HANDOFF_TTL_SHARE = 0.05
 
-# KEYS: one sorted set per scope. ARGV: ttl_ms, the limit of each key in KEYS order, then the
-# tokens of the waiters in FIFO order. Grants the first k tokens a slot in every scope, k as
-# large as the fullest scope allows; returns k. All scopes or none per token: holding a vendor
-# slot while waiting for a deployment slot would idle it, and is how semaphores deadlock.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[1])
-local nkeys = #KEYS
-local k = #ARGV - 1 - nkeys
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local room = tonumber(ARGV[i + 1]) - redis.call('ZCARD', key)
+# KEYS: the epoch (`routing/epoch.py`), then one sorted set per scope. ARGV: grace_ms, a new
+# epoch id, ttl_ms, the limit of each set in KEYS order, then the tokens of the waiters in FIFO
+# order. Grants the first k tokens a slot in every scope, k as large as the fullest scope allows;
+# returns {k, the epoch's id}. None during an epoch's grace. All scopes or none per token: holding
+# a vendor slot while waiting for a deployment slot would idle it, and is how semaphores deadlock.
+_ACQUIRE = (
+    EPOCH_PRELUDE
+    + """
+if now < tonumber(epoch[2]) then
+  return {0, epoch[1]}
+end
+local ttl = tonumber(ARGV[3])
+local nkeys = #KEYS - 1
+local k = #ARGV - 3 - nkeys
+for i = 2, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  local room = tonumber(ARGV[i + 2]) - redis.call('ZCARD', KEYS[i])
   if room < k then k = room end
 end
 if k <= 0 then
-  return 0
+  return {0, epoch[1]}
 end
 local members = {}
 for j = 1, k do
   members[2 * j - 1] = now + ttl
-  members[2 * j] = ARGV[1 + nkeys + j]
+  members[2 * j] = ARGV[3 + nkeys + j]
 end
-for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, unpack(members))
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], unpack(members))
   -- the set outlives its longest slot only, so an idle scope leaves nothing behind
-  if redis.call('PTTL', key) < ttl then
-    redis.call('PEXPIRE', key, ttl)
+  if redis.call('PTTL', KEYS[i]) < ttl then
+    redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end
-return k
+return {k, epoch[1]}
 """
+)
 
 # KEYS: the scopes' sets. ARGV: ttl_ms, token. Returns how many slots were extended; a slot
 # already expired is gone (its room may be taken) and is not revived.
@@ -126,6 +136,13 @@ class _Gate:
 
 
 @dataclass(eq=False, slots=True)
+class _Held:
+    gate: _Gate
+    handoff_until: float  # loop time by which it must go back to Redis rather than be handed on
+    epoch: str  # the coordination Redis's epoch it was granted in
+
+
+@dataclass(eq=False, slots=True)
 class _Release:
     scopes: tuple[str, ...]
     token: str
@@ -138,12 +155,11 @@ class _LoopState:
 
     loop: asyncio.AbstractEventLoop
     gates: dict[tuple[object, ...], _Gate] = field(default_factory=dict)
-    # Slots held in this loop: token -> (its gate, loop time by which it must go back to Redis
-    # rather than be handed on).
-    held: dict[str, tuple[_Gate, float]] = field(default_factory=dict)
+    held: dict[str, _Held] = field(default_factory=dict)  # slots held in this loop, by token
     gates_of_scope: dict[str, list[_Gate]] = field(default_factory=dict)
     releases: list[_Release] = field(default_factory=list)
     flusher: asyncio.Task[None] | None = None
+    keeper: asyncio.Task[None] | None = None  # while slots are held: see `_keep`
 
 
 class Slots:
@@ -168,6 +184,8 @@ class Slots:
         self._acquire = redis.register_script(_ACQUIRE)
         self._refresh = redis.register_script(_REFRESH)
         self._in_use = redis.register_script(_IN_USE)
+        self._current_epoch = redis.register_script(epochs.CURRENT)
+        self._register = redis.register_script(epochs.REGISTER)
         self._state: _LoopState | None = None
 
     # One scope.
@@ -252,11 +270,11 @@ class Slots:
                     return
                 gate.wake.clear()  # before the attempt: a release during it is not missed
                 try:
-                    granted = int(
-                        await self._acquire(
-                            keys=gate.keys, args=[*gate.args, *(w.token for w in batch)]
-                        )
+                    granted, epoch = await self._acquire(
+                        keys=[names.SLOTS_EPOCH_KEY, *gate.keys],
+                        args=[_GRACE_MS, epochs.new_id(), *gate.args, *(w.token for w in batch)],
                     )
+                    granted, epoch = int(granted), _text(epoch)
                 except BaseException as exc:
                     self._fail_waiters(state, gate, batch, exc)
                     if not isinstance(exc, Exception):
@@ -265,11 +283,13 @@ class Slots:
                     return
                 deadline = state.loop.time() + min(HANDOFF_MAX_AGE, gate.ttl * HANDOFF_TTL_SHARE)
                 for waiter in batch[:granted]:
-                    state.held[waiter.token] = (gate, deadline)
+                    state.held[waiter.token] = _Held(gate, deadline, epoch)
                     if waiter.future.done():  # gave up while we were asking
                         self._drop_or_hand_on(state, gate.scopes, waiter.token)
                     else:
                         waiter.future.set_result(waiter.token)
+                if granted and state.keeper is None:
+                    state.keeper = state.loop.create_task(self._keep(state))
                 gate.waiters.extendleft(reversed(batch[granted:]))  # still first in line
                 if granted == len(batch):
                     delay = self._min_poll
@@ -314,11 +334,10 @@ class Slots:
         entry = state.held.pop(token, None)
         if entry is None:
             return False
-        gate, deadline = entry
-        if state.loop.time() > deadline:
+        if state.loop.time() > entry.handoff_until:
             return False
-        while gate.waiters:
-            waiter = gate.waiters.popleft()
+        while entry.gate.waiters:
+            waiter = entry.gate.waiters.popleft()
             if not waiter.future.done():
                 state.held[token] = entry
                 waiter.future.set_result(token)
@@ -374,6 +393,49 @@ class Slots:
                     r.future.cancel()
             state.releases = []
 
+    # Across a restart of the coordination Redis (`routing/epoch.py`).
+
+    async def _keep(self, state: _LoopState) -> None:
+        """While this loop holds slots: find a new epoch of the coordination Redis and register
+        the slots held since an earlier one again, within the new epoch's grace."""
+        try:
+            while state.held:
+                await asyncio.sleep(epochs.KEEP_INTERVAL)
+                try:
+                    await self._register_stale(state)
+                except Exception as exc:  # Redis away: look again at the next interval
+                    log.debug("slot epoch check failed: %r", exc)
+        finally:
+            state.keeper = None
+
+    async def _register_stale(self, state: _LoopState) -> None:
+        current = _text(
+            await self._current_epoch(
+                keys=[names.SLOTS_EPOCH_KEY], args=[_GRACE_MS, epochs.new_id()]
+            )
+        )
+        stale: dict[_Gate, list[str]] = {}
+        for token, held in state.held.items():
+            if held.epoch != current:
+                stale.setdefault(held.gate, []).append(token)
+        for gate, tokens in stale.items():
+            for i in range(0, len(tokens), MAX_BATCH):
+                part = [t for t in tokens[i : i + MAX_BATCH] if t in state.held]
+                if not part:
+                    continue
+                await self._register(keys=gate.keys, args=[gate.args[0], *part])
+                for token in part:
+                    if (held := state.held.get(token)) is not None:
+                        held.epoch = current
+                    else:  # released while we registered it: its release may have gone first
+                        self._queue_release(state, gate.scopes, token, wait=False)
+        if stale:
+            log.warning(
+                "coordination Redis restarted (epoch %s): registered %d held slots again",
+                current,
+                sum(map(len, stale.values())),
+            )
+
     # Bookkeeping.
 
     def _loop_state(self) -> _LoopState:
@@ -403,6 +465,13 @@ class Slots:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+_GRACE_MS = _ms(epochs.RESTART_GRACE)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _normalise(limits: Iterable[tuple[str, int]]) -> tuple[tuple[str, ...], list[int]]:

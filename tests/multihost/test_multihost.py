@@ -17,6 +17,7 @@ import redis
 
 from batchgate import names
 from batchgate.broker import start_valkey
+from batchgate.routing.epoch import begin_epoch
 from tests.conftest import _pg_database, _pg_drop
 from tests.e2e.harness import TERMINAL, wait_for
 from tests.multihost.cluster import Cluster
@@ -67,6 +68,7 @@ def test_three_hosts_one_limit_a_host_dies_and_rejoins(
 ) -> None:
     # Redis listens on the virtual network itself; PostgreSQL is reached through a forwarder.
     redis_url, valkey = start_valkey(tmp_path / "redis", bind=network.gateway)
+    begin_epoch(redis_url)  # fresh, no worker yet: no restart grace
     try:
         _run(network, postgres, tmp_path, redis_url)
     except TimeoutError as e:  # what each process said is the only clue to where it stuck
