@@ -24,6 +24,8 @@ from batchgate.routing.reclaim import free_slots_of
 from batchgate.settings import Settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine
+from batchgate.vendor_batch.context import Lane
+from batchgate.vendor_batch.lane import run_round
 from workers.celery import app
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
         log.info("reconciler: workers %s are dead; freed %d call slots", sorted(workers), freed)
 
     deaths = DeathWatch(alive, on_dead)
+    vendor_lane = Lane(engine, config, send)
 
     def reingest(batch_id: str) -> None:
         ingest(engine, settings, config, files, batch_id, send)
@@ -91,6 +94,9 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                 )
                 if any(vars(report).values()):
                     log.info("reconciler: %s", report)
+                lane_report = run_round(vendor_lane, files)
+                if any(vars(lane_report).values()):
+                    log.info("vendor batch lane: %s", lane_report)
                 if swept := sweep_expired_files(engine, files):
                     log.info("reconciler: %d expired files deleted", swept)
                 if swept := sweep_expired_uploads(engine, files):
@@ -98,6 +104,7 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
         except Exception:
             log.exception("reconciler round failed; retrying")
         stop.wait(settings.reconcile_interval)
+    vendor_lane.close()
     if leading:
         with contextlib.suppress(Exception):
             lock.release()  # hand over at once instead of after the lock's TTL

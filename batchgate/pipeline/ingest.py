@@ -51,6 +51,7 @@ class BatchRequest:
     total: int = 0  # lines, when known before ingest counts them (Message Batches)
     validate_output: bool = True
     priority: int = 0
+    vendor_batch: bool = False
 
 
 def window_seconds(window: str) -> int:
@@ -90,6 +91,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         total=req.total,
         validate_output=req.validate_output,
         priority=req.priority,
+        vendor_batch=req.vendor_batch,
         # The creating API holds the ingest from now: dead before it starts, it is redone soon.
         ingest_attempts=1,
         ingest_lease_until=now + INGEST_LEASE_SECONDS,
@@ -180,6 +182,9 @@ def ingest(
     except _NoLongerValidating:
         # Cancelled while we read the file: the items were rolled back with the transaction.
         return "cancelled"
+    if batch.vendor_batch:
+        # Lines a vendor batch API can serve wait for the vendor batch lane, not a worker.
+        hold_for_vendor_batch(engine, config, batch_id)
     enqueue_batch(engine, config, batch_id, enqueue)
     return "in_progress"
 
@@ -188,6 +193,31 @@ def ingest(
 # (the API died mid-ingest) the reconciler takes the ingest over at once instead of waiting.
 INGEST_LEASE_SECONDS = 30.0
 INGEST_BYTES_PER_SECOND = 1_000_000  # measured 8.7 MB/s (benchmarks/RESULTS.md): 8x margin
+
+
+def lane_adapters(config: Config) -> list[str]:
+    return [a for a in ("openai", "anthropic") if config.vendor_batch.supports(a)]
+
+
+def hold_for_vendor_batch(engine: Engine, config: Config, batch_id: str) -> int:
+    """Move the queued lines whose first deployment (of their starting vendor) has a batch API
+    to `vendor`, where the vendor batch lane picks them up."""
+    vendors = sorted(
+        {d.vendor for d in config.deployments if config.vendor_batch.supports(d.adapter)}
+    )
+    if not vendors:
+        return 0
+    with engine.begin() as conn:
+        return conn.execute(
+            update(ITEM)
+            .where(
+                ITEM.c.batch_id == batch_id,
+                ITEM.c.state == "queued",
+                ITEM.c.enqueued_at.is_(None),
+                ITEM.c.vendor.in_(vendors),
+            )
+            .values(state="vendor")
+        ).rowcount
 
 
 def ingest_lease(file_bytes: int, now: float) -> float:
@@ -220,7 +250,9 @@ def _store_items(
     total = insert_items(conn, rows)
     aliases = {a for chain in chains.values() for a in chain}
     aliases |= {a for alias in aliases for a in config.context_window_fallbacks.get(alias, ())}
-    prices = pin_prices([d for d in config.deployments if d.alias in aliases])
+    vendor_batch = conn.execute(select(BATCH.c.vendor_batch).where(BATCH.c.id == batch_id)).scalar()
+    batch_adapters = lane_adapters(config) if vendor_batch else ()
+    prices = pin_prices([d for d in config.deployments if d.alias in aliases], None, batch_adapters)
     moved = conn.execute(
         update(BATCH)
         .where(BATCH.c.id == batch_id, BATCH.c.status == "validating")
