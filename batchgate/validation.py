@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 
+
 def canonical_url(url: Any) -> Any:
     """A line's url as batchgate names it: LiteLLM proxy clients write `/chat/completions`
     without the `/v1` prefix (the proxy serves both), so those mean the same endpoint."""
