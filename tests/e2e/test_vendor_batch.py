@@ -1,0 +1,156 @@
+"""The vendor batch lane end to end (issue 15): real API, workers and reconciler processes, real
+Redis and database, the simulator's OpenAI Batch and Anthropic Message Batches APIs over HTTP."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from genai_prices import Usage as GPUsage
+from genai_prices import calc_price
+
+from tests.e2e.harness import (
+    chat_lines,
+    prompt_digest,
+    sim_config,
+    sim_ledger,
+    wait_for,
+    write_jsonl,
+)
+
+pytestmark = pytest.mark.e2e
+
+MODELS = {"gpt": "openai/gpt-4o-mini", "claude": "anthropic/claude-haiku-4-5"}
+PRICED = {"gpt": ("openai", "gpt-4o-mini"), "claude": ("anthropic", "claude-haiku-4-5")}
+ONLINE_ROUTES = {"/v1/chat/completions", "/v1/messages"}
+
+
+def lane_config(base_url: str, **vendor_batch: Any) -> dict[str, Any]:
+    config = sim_config(base_url, MODELS)
+    config["batchgate_settings"] = {
+        "vendor_batch": {"poll_interval": 0.5, "max_poll_interval": 1.0, **vendor_batch}
+    }
+    return config
+
+
+def mixed_lines(n: int) -> list[dict[str, Any]]:
+    """n lines of each model, interleaved: input order is not model order."""
+    gpt, claude = chat_lines(n, "gpt", "g"), chat_lines(n, "claude", "c")
+    return [line for pair in zip(gpt, claude, strict=True) for line in pair]
+
+
+def prompt_of(line: dict[str, Any]) -> str:
+    return prompt_digest(line["body"]["messages"][-1]["content"])
+
+
+def sim_jobs(base_url: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{base_url}/_sim/batch_jobs", timeout=30).json()["jobs"]
+
+
+def expected_cost(meta: dict[str, Any]) -> Decimal:
+    provider, model = PRICED[meta["model"]]
+    u = meta["usage"]
+    context = {"processing": "batch"} if meta["lane"] == "vendor_batch" else None
+    return Decimal(
+        str(
+            calc_price(
+                GPUsage(
+                    input_tokens=u["input_tokens"],
+                    output_tokens=u["output_tokens"],
+                    cache_read_tokens=u["cache_read_tokens"] or None,
+                    cache_write_tokens=u["cache_write_tokens"] or None,
+                ),
+                model_ref=model,
+                provider_id=provider,
+                price_context=context,
+            ).total_price
+        )
+    )
+
+
+def test_lines_go_to_vendor_batches_first_and_only_failed_or_expired_ones_run_online(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
+    sim = make_simulator(
+        {
+            "models": {
+                "gpt-4o-mini": {"batch_fail_rate": 0.15, "batch_delay_s": 1.0},
+                "claude-haiku-4-5": {"batch_expire_rate": 0.15, "batch_delay_s": 1.0},
+            }
+        }
+    )
+    system = make_system(lane_config(sim.base_url), reconcile_interval=0.5)
+    lines = mixed_lines(40)
+    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines), vendor_batch=True)
+    assert batch["vendor_batch"] is True
+    done = system.wait(batch["id"], timeout=180)
+    assert done["status"] == "completed", system.logs()
+    assert done["request_counts"] == {"total": 80, "completed": 80, "failed": 0}
+    out = system.download(done["output_file_id"], "out.jsonl")
+    assert [line["custom_id"] for line in out] == [line["custom_id"] for line in lines]
+
+    # Every line was first offered to its vendor's batch API, in one job per model here.
+    jobs = sim_jobs(sim.base_url)
+    offered = [p for job in jobs for p in job["prompts"]]
+    assert sorted(offered) == sorted(prompt_of(line) for line in lines)
+    assert {job["vendor"] for job in jobs} == {"openai", "anthropic"}
+    not_served = {
+        p
+        for job in jobs
+        for p, outcome in zip(job["prompts"], job["outcomes"], strict=True)
+        if outcome != "ok"
+    }
+    kinds = {job["vendor"]: {o for o in job["outcomes"] if o != "ok"} for job in jobs}
+    assert kinds == {"openai": {"failed"}, "anthropic": {"expired"}}, kinds
+
+    # Only those were called online, once each (no online faults here).
+    online = [e["prompt_sha256"] for e in sim_ledger(sim.base_url) if e["route"] in ONLINE_ROUTES]
+    assert sorted(online) == sorted(not_served)
+
+    by_prompt = {prompt_of(line): line["custom_id"] for line in lines}
+    online_ids = {by_prompt[p] for p in not_served}
+    for line in out:
+        meta = line["batchgate"]
+        assert meta["lane"] == ("online" if line["custom_id"] in online_ids else "vendor_batch")
+        assert abs(Decimal(meta["cost_usd"]) - expected_cost(meta)) <= Decimal("1e-9"), meta
+    lanes = done["batchgate"]["lanes"]
+    assert lanes["vendor_batch"]["lines"] == 80 - len(online_ids)
+    assert lanes["online"]["lines"] == len(online_ids)
+    assert Decimal(lanes["vendor_batch_saving_usd"]) > 0
+    total = sum(Decimal(line["batchgate"]["cost_usd"]) for line in out)
+    assert total == Decimal(done["cost_usd"])
+
+
+def test_a_job_past_the_deadline_margin_is_cancelled_and_its_lines_finish_online(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
+    sim = make_simulator({"models": {"gpt-4o-mini": {"batch_delay_s": 3600}}})
+    # A 2-minute window and a margin of 100 s: the job is cancelled 20 s in.
+    system = make_system(lane_config(sim.base_url, deadline_margin=100), reconcile_interval=0.5)
+    lines = chat_lines(12, "gpt", "g")
+    batch = system.submit(
+        write_jsonl(tmp_path / "in.jsonl", lines), vendor_batch=True, completion_window="120s"
+    )
+    with system.client() as c:
+        running = wait_for(
+            lambda: (b := c.batch(batch["id"]))["batchgate"].get("vendor_jobs") and b,
+            60,
+            "a vendor job",
+        )
+    job = running["batchgate"]["vendor_jobs"][0]
+    assert job["status"] == "submitted" and job["waiting"] == 12
+    assert running["batchgate"]["waiting_on_vendor"] == 12
+    done = system.wait(batch["id"], timeout=120)
+    assert done["status"] == "completed", system.logs()
+    assert done["request_counts"]["completed"] == 12
+    jobs = sim_jobs(sim.base_url)
+    assert len(jobs) == 1 and jobs[0]["cancelled"] is True
+    out = system.download(done["output_file_id"], "out.jsonl")
+    assert [line["custom_id"] for line in out] == [line["custom_id"] for line in lines]
+    assert {line["batchgate"]["lane"] for line in out} == {"online"}
+    online = [e for e in sim_ledger(sim.base_url) if e["route"] in ONLINE_ROUTES]
+    assert len(online) == 12
+    assert done["batchgate"]["vendor_jobs"][0]["status"] == "ingested"
