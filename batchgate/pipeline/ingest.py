@@ -154,6 +154,9 @@ def ingest(
         return "failed"
 
     chains: dict[str, list[str]] = {}
+    # Lines a vendor batch API can serve wait for the vendor batch lane, never for a worker:
+    # stored so, so that no reconciler round can enqueue them in between.
+    lane_vendors = vendor_batch_vendors(config) if batch.vendor_batch else set()
 
     def rows() -> Iterator[dict[str, Any]]:
         with files.open(file.path) as fp:
@@ -165,14 +168,16 @@ def ingest(
                 chain = chains.get(alias)
                 if chain is None:
                     chain = chains[alias] = config.chain(alias, fallbacks)
+                vendor = config.vendor_for(alias, line.index)
                 yield {
                     "batch_id": batch_id,
                     "idx": line.index,
                     "custom_id": line.custom_id,
                     "body": json.dumps(body, ensure_ascii=False),
                     "alias": alias,
-                    "vendor": config.vendor_for(alias, line.index),
+                    "vendor": vendor,
                     "chain_json": json.dumps(chain),
+                    "state": "vendor" if vendor in lane_vendors else "queued",
                 }
 
     now = time.time()
@@ -182,9 +187,6 @@ def ingest(
     except _NoLongerValidating:
         # Cancelled while we read the file: the items were rolled back with the transaction.
         return "cancelled"
-    if batch.vendor_batch:
-        # Lines a vendor batch API can serve wait for the vendor batch lane, not a worker.
-        hold_for_vendor_batch(engine, config, batch_id)
     enqueue_batch(engine, config, batch_id, enqueue)
     return "in_progress"
 
@@ -199,25 +201,9 @@ def lane_adapters(config: Config) -> list[str]:
     return [a for a in ("openai", "anthropic") if config.vendor_batch.supports(a)]
 
 
-def hold_for_vendor_batch(engine: Engine, config: Config, batch_id: str) -> int:
-    """Move the queued lines whose first deployment (of their starting vendor) has a batch API
-    to `vendor`, where the vendor batch lane picks them up."""
-    vendors = sorted(
-        {d.vendor for d in config.deployments if config.vendor_batch.supports(d.adapter)}
-    )
-    if not vendors:
-        return 0
-    with engine.begin() as conn:
-        return conn.execute(
-            update(ITEM)
-            .where(
-                ITEM.c.batch_id == batch_id,
-                ITEM.c.state == "queued",
-                ITEM.c.enqueued_at.is_(None),
-                ITEM.c.vendor.in_(vendors),
-            )
-            .values(state="vendor")
-        ).rowcount
+def vendor_batch_vendors(config: Config) -> set[str]:
+    """Vendors (queues) whose deployments have a batch API the lane can submit to."""
+    return {d.vendor for d in config.deployments if config.vendor_batch.supports(d.adapter)}
 
 
 def ingest_lease(file_bytes: int, now: float) -> float:

@@ -136,13 +136,16 @@ def test_a_job_past_the_deadline_margin_is_cancelled_and_its_lines_finish_online
     )
     with system.client() as c:
         running = wait_for(
-            lambda: (b := c.batch(batch["id"]))["batchgate"].get("vendor_jobs") and b,
+            lambda: (
+                (b := c.batch(batch["id"]))["batchgate"].get("waiting_on_vendor") == 12
+                and b["batchgate"]["vendor_jobs"][0]["status"] == "submitted"
+                and b
+            ),
             60,
             "a vendor job",
         )
     job = running["batchgate"]["vendor_jobs"][0]
-    assert job["status"] == "submitted" and job["waiting"] == 12
-    assert running["batchgate"]["waiting_on_vendor"] == 12
+    assert job["vendor"] == "openai" and job["waiting"] == 12 and job["vendor_job_id"]
     done = system.wait(batch["id"], timeout=120)
     assert done["status"] == "completed", system.logs()
     assert done["request_counts"]["completed"] == 12
