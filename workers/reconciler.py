@@ -14,6 +14,7 @@ import redis
 
 from batchgate.config import Config
 from batchgate.coordination import LeaderLock, connect
+from batchgate.execution import faults
 from batchgate.filestore import FileStore
 from batchgate.names import alive_key
 from batchgate.pipeline.ingest import ingest
@@ -38,6 +39,7 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     stop = stop or threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    faults.install_from_spec(settings.test_faults, settings.data_dir)
     engine = make_engine(settings.resolved_database_url())
     migrate.upgrade(engine)
     files = FileStore(settings.files_dir)

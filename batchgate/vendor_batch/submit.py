@@ -10,6 +10,7 @@ import time
 import uuid
 
 from batchgate.errors import ProviderError
+from batchgate.execution import faults
 from batchgate.pipeline.ingest import mark_enqueued
 from batchgate.providers.batch_base import VendorBatchError
 from batchgate.providers.registry import get_adapter
@@ -89,6 +90,7 @@ def submit_job(lane: Lane, job_id: str) -> None:
     except Exception as exc:  # network trouble: the same as no answer
         log.warning("vendor batch %s: submitting failed, will look again: %s", job_id, exc)
         return
+    faults.fire(faults.VENDOR_SUBMIT_POINT, job_id)
     store.update_job(
         lane.engine,
         job_id,

@@ -3,6 +3,8 @@ Redis and database, the simulator's OpenAI Batch and Anthropic Message Batches A
 
 from __future__ import annotations
 
+import os
+import signal
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -157,3 +159,58 @@ def test_a_job_past_the_deadline_margin_is_cancelled_and_its_lines_finish_online
     online = [e for e in sim_ledger(sim.base_url) if e["route"] in ONLINE_ROUTES]
     assert len(online) == 12
     assert done["batchgate"]["vendor_jobs"][0]["status"] == "ingested"
+
+
+def test_killed_worker_and_reconciler_resume_vendor_jobs_without_resubmitting(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
+    sim = make_simulator(
+        {
+            "models": {
+                "gpt-4o-mini": {"batch_fail_rate": 0.15, "batch_delay_s": 12.0},
+                "claude-haiku-4-5": {"batch_expire_rate": 0.15, "batch_delay_s": 12.0},
+            }
+        }
+    )
+    # The reconciler also dies once between a vendor accepting a job and recording its id.
+    system = make_system(
+        lane_config(sim.base_url),
+        reconcile_interval=0.5,
+        test_faults="crash_after_vendor_submit",
+    )
+    lines = mixed_lines(40)
+    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines), vendor_batch=True)
+    reconciler = next(c for c in system.sup.children if c.name == "reconciler")
+    with system.client() as c:
+        wait_for(
+            lambda: (
+                [j["status"] for j in c.batch(batch["id"])["batchgate"]["vendor_jobs"]]
+                == ["submitted", "submitted"]
+            ),
+            60,
+            "both jobs submitted",
+        )
+    assert reconciler.restarts >= 1  # the injected crash happened, and it came back
+    assert len(sim_jobs(sim.base_url)) == 2
+    # Now, with both jobs running at the vendor, SIGKILL the worker and the reconciler.
+    for name in ("worker-openai", "worker-anthropic", "reconciler"):
+        child = next(c for c in system.sup.children if c.name == name)
+        os.killpg(child.proc.pid, signal.SIGKILL)
+    done = system.wait(batch["id"], timeout=180)
+    assert done["status"] == "completed", system.logs()
+    assert done["request_counts"] == {"total": 80, "completed": 80, "failed": 0}
+    out = system.download(done["output_file_id"], "out.jsonl")
+    assert [line["custom_id"] for line in out] == [line["custom_id"] for line in lines]
+    jobs = sim_jobs(sim.base_url)
+    assert len(jobs) == 2  # resumed, never resubmitted
+    offered = [p for job in jobs for p in job["prompts"]]
+    assert sorted(offered) == sorted(prompt_of(line) for line in lines)
+    not_served = {
+        p
+        for job in jobs
+        for p, outcome in zip(job["prompts"], job["outcomes"], strict=True)
+        if outcome != "ok"
+    }
+    online = [e["prompt_sha256"] for e in sim_ledger(sim.base_url) if e["route"] in ONLINE_ROUTES]
+    assert sorted(online) == sorted(not_served)
+    assert [j["status"] for j in done["batchgate"]["vendor_jobs"]] == ["ingested", "ingested"]
