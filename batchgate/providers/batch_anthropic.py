@@ -7,6 +7,7 @@ recorded as another intent's job (the caller excludes those)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,8 @@ from batchgate.providers.anthropic import ANTHROPIC_VERSION
 from batchgate.providers.base import HttpRequest, Target
 from batchgate.providers.batch_base import BatchWire, JobState, LineResult, check
 
+# Anthropic's rule for a request's custom_id; ours (`i<item id>`) always fits it.
+CUSTOM_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 LIST_PAGES = 20
 CLOCK_SLACK = 60.0  # vendor and our clocks differ: a job this much older may still be ours
 # An errored line's error type → the HTTP status the online adapter classifies it by.
