@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
@@ -24,6 +27,20 @@ from tests.e2e.harness import (
 )
 
 pytestmark = pytest.mark.e2e
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHGATE_")}
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "batchgate", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
 
 MODELS = {"gpt": "openai/gpt-4o-mini", "claude": "anthropic/claude-haiku-4-5"}
 PRICED = {"gpt": ("openai", "gpt-4o-mini"), "claude": ("anthropic", "claude-haiku-4-5")}
@@ -86,10 +103,14 @@ def test_lines_go_to_vendor_batches_first_and_only_failed_or_expired_ones_run_on
     )
     system = make_system(lane_config(sim.base_url), reconcile_interval=0.5)
     lines = mixed_lines(40)
-    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines), vendor_batch=True)
-    assert batch["vendor_batch"] is True
-    done = system.wait(batch["id"], timeout=180)
-    assert done["status"] == "completed", system.logs()
+    path = write_jsonl(tmp_path / "in.jsonl", lines)
+    api = f"http://127.0.0.1:{system.port}"
+    proc = cli("submit", str(path), "--vendor-batch", "--wait", "--api-base", api, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + system.logs()
+    assert "80/80" in proc.stdout and "vendor batch lane" in proc.stdout, proc.stdout
+    batch_id = next(w for w in proc.stdout.split() if w.startswith("batch_"))
+    done = system.wait(batch_id)
+    assert done["status"] == "completed" and done["vendor_batch"] is True
     assert done["request_counts"] == {"total": 80, "completed": 80, "failed": 0}
     out = system.download(done["output_file_id"], "out.jsonl")
     assert [line["custom_id"] for line in out] == [line["custom_id"] for line in lines]
@@ -133,9 +154,16 @@ def test_a_job_past_the_deadline_margin_is_cancelled_and_its_lines_finish_online
     # A 2-minute window and a margin of 100 s: the job is cancelled 20 s in.
     system = make_system(lane_config(sim.base_url, deadline_margin=100), reconcile_interval=0.5)
     lines = chat_lines(12, "gpt", "g")
-    batch = system.submit(
-        write_jsonl(tmp_path / "in.jsonl", lines), vendor_batch=True, completion_window="120s"
+    # The openai SDK as the client: the lane is asked for through `extra_body`.
+    sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{system.port}/v1", api_key="x", max_retries=0)
+    f = sdk.files.create(file=write_jsonl(tmp_path / "in.jsonl", lines), purpose="batch")
+    created = sdk.batches.create(
+        input_file_id=f.id,
+        endpoint="/v1/chat/completions",
+        completion_window="120s",  # type: ignore[arg-type]
+        extra_body={"vendor_batch": True},
     )
+    batch = {"id": created.id}
     with system.client() as c:
         running = wait_for(
             lambda: (
@@ -148,6 +176,9 @@ def test_a_job_past_the_deadline_margin_is_cancelled_and_its_lines_finish_online
         )
     job = running["batchgate"]["vendor_jobs"][0]
     assert job["vendor"] == "openai" and job["waiting"] == 12 and job["vendor_job_id"]
+    api = f"http://127.0.0.1:{system.port}"
+    status = cli("status", batch["id"], "--api-base", api, cwd=tmp_path)
+    assert "vendor batch jobs" in status.stdout and job["vendor_job_id"] in status.stdout
     done = system.wait(batch["id"], timeout=120)
     assert done["status"] == "completed", system.logs()
     assert done["request_counts"]["completed"] == 12
