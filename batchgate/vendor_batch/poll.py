@@ -4,6 +4,7 @@ or its deadline minus the margin reached); ingest the results of ended jobs."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from batchgate.filestore import FileStore
@@ -90,6 +91,7 @@ def ingest_ended(lane: Lane, files: FileStore) -> int:
 
 def ingest_job(lane: Lane, job: Any) -> int:
     """Stream one ended job's results into its waiting lines, a group per transaction."""
+    started = time.monotonic()
     dep = lane.config.deployment(job.deployment_id)
     batch = lane.batch(job.batch_id)
     waiting = {i.id: i for i in store.job_items(lane.engine, job.id)}
@@ -120,5 +122,12 @@ def ingest_job(lane: Lane, job: Any) -> int:
     # Lines the vendor returned nothing for (a cancelled job's unstarted lines, unsendable ones).
     send_online(lane, store.release_to_online(lane.engine, job.id))
     store.update_job(lane.engine, job.id, status="ingested", ingested=job.ingested + ingested)
-    log.info("vendor batch %s: %d result lines written", job.id, ingested)
+    took = time.monotonic() - started
+    log.info(
+        "vendor batch %s: %d result lines written in %.2f s (%.0f lines/s)",
+        job.id,
+        ingested,
+        took,
+        ingested / max(took, 1e-6),
+    )
     return ingested
