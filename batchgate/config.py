@@ -178,6 +178,7 @@ class VendorLimits:
 VENDOR_BATCH_LIMITS: dict[str, tuple[int, int]] = {
     "openai": (50_000, 200 * 1024 * 1024),
     "anthropic": (100_000, 256 * 1024 * 1024),
+    "azure": (100_000, 200 * 1024 * 1024),  # global batch: per input file
 }
 DEFAULT_JOBS_IN_FLIGHT = 20
 

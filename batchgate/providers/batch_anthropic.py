@@ -16,7 +16,7 @@ import httpx
 
 from batchgate.providers._convert import join_url
 from batchgate.providers.anthropic import ANTHROPIC_VERSION
-from batchgate.providers.base import HttpRequest, Target
+from batchgate.providers.base import ENDPOINT_CHAT, ENDPOINT_RESPONSES, HttpRequest, Target
 from batchgate.providers.batch_base import BatchWire, JobState, LineResult, check
 
 # Anthropic's rule for a request's custom_id; ours (`i<item id>`) always fits it.
@@ -38,6 +38,8 @@ _ERROR_STATUS = {
 
 class AnthropicBatchWire(BatchWire):
     adapter = "anthropic"
+    # The online adapter turns both into Messages requests.
+    endpoints = frozenset({ENDPOINT_CHAT, ENDPOINT_RESPONSES})
 
     def __init__(self) -> None:
         self.taken: set[str] = set()  # vendor ids already recorded for other intents

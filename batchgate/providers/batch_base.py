@@ -51,6 +51,7 @@ class LineResult:
 
 class BatchWire(ABC):
     adapter: str
+    endpoints: frozenset[str]  # the batch endpoints (ours) this vendor's batch API serves
 
     @abstractmethod
     def line(self, custom_id: str, endpoint: str, req: HttpRequest) -> dict[str, Any]:

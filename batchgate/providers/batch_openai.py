@@ -10,7 +10,14 @@ from typing import Any
 import httpx
 
 from batchgate.providers._convert import join_url
-from batchgate.providers.base import HttpRequest, Target
+from batchgate.providers.base import (
+    ENDPOINT_CHAT,
+    ENDPOINT_COMPLETIONS,
+    ENDPOINT_EMBEDDINGS,
+    ENDPOINT_RESPONSES,
+    HttpRequest,
+    Target,
+)
 from batchgate.providers.batch_base import BatchWire, JobState, LineResult, check
 from batchgate.providers.openai import OpenAIAdapter
 
@@ -21,6 +28,13 @@ LIST_PAGES = 20  # how far back `find` looks (100 jobs a page)
 
 class OpenAIBatchWire(BatchWire):
     adapter = "openai"
+    endpoints = frozenset(
+        {ENDPOINT_CHAT, ENDPOINT_EMBEDDINGS, ENDPOINT_RESPONSES, ENDPOINT_COMPLETIONS}
+    )
+
+    def job_endpoint(self, endpoint: str) -> str:
+        """How the job and its lines name `endpoint`."""
+        return endpoint
 
     def _url(self, target: Target, path: str) -> str:
         return join_url(target.api_base, path, "v1")
@@ -29,7 +43,12 @@ class OpenAIBatchWire(BatchWire):
         return OpenAIAdapter().auth_headers(target)
 
     def line(self, custom_id: str, endpoint: str, req: HttpRequest) -> dict[str, Any]:
-        return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": req.json}
+        return {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": self.job_endpoint(endpoint),
+            "body": req.json,
+        }
 
     def submit(
         self, client: httpx.Client, target: Target, endpoint: str, data: bytes, intent: str
@@ -50,7 +69,7 @@ class OpenAIBatchWire(BatchWire):
                 headers=headers,
                 json={
                     "input_file_id": uploaded["id"],
-                    "endpoint": endpoint,
+                    "endpoint": self.job_endpoint(endpoint),
                     "completion_window": "24h",
                     "metadata": {INTENT_KEY: intent},
                 },

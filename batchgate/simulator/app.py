@@ -156,16 +156,14 @@ _BATCH_ROUTES = {
     ("openai", "/v1/embeddings"): "openai.embeddings",
     ("openai", "/v1/responses"): "openai.responses",
     ("openai", "/v1/completions"): "openai.completions",
+    ("azure", "/chat/completions"): "azure.chat",
+    ("azure", "/embeddings"): "azure.embeddings",
     ("anthropic", "/v1/messages"): "anthropic.messages",
 }
 
 
 def _prompt_of(vendor: str, body: dict[str, Any]) -> str:
-    route = (
-        _ROUTES[_BATCH_ROUTES[("anthropic", "/v1/messages")]]
-        if vendor == "anthropic"
-        else (_ROUTES["openai.chat"])
-    )
+    route = _ROUTES["anthropic.messages" if vendor == "anthropic" else "openai.chat"]
     return route.parse(Call(route.vendor, route.name, ""), dumps(body)).prompt
 
 
@@ -206,10 +204,14 @@ class Simulator:
     def advance(self, job: SimJob) -> None:
         """End a job whose time has come, answering its lines as the online routes would."""
         route = _ROUTES[_BATCH_ROUTES[(job.vendor, job.endpoint)]]
-        path = "/v1/messages/batches" if job.vendor == "anthropic" else "/v1/batches"
+        path = {"anthropic": "/v1/messages/batches", "azure": "/openai/batches"}.get(
+            job.vendor, "/v1/batches"
+        )
 
         def render(body: dict[str, Any]) -> tuple[Call, Reply]:
-            call = route.parse(Call(route.vendor, route.name, ""), dumps(body))
+            # Azure names the deployment in the body's model (its URL has none in a batch).
+            model = str(body.get("model", "")) if job.vendor == "azure" else ""
+            call = route.parse(Call(route.vendor, route.name, model), dumps(body))
             if call.error is not None:
                 return call, call.error
             dirs = parse_directives(call.prompt) or _NO_DIRECTIVES
@@ -230,7 +232,7 @@ class Simulator:
         self.batch_jobs.advance(job, self.behaviour, render, fail, record)
         if job.status == "ended" and not job.published:
             job.published = True
-            if job.vendor == "openai":
+            if job.vendor in ("openai", "azure"):
                 openai_batch_wire.write_results(self.batch_jobs, job)
 
     async def get_batch_jobs(self, request: web.Request) -> web.Response:
@@ -483,6 +485,7 @@ def create_app(behaviour: Behaviour | None = None) -> web.Application:
     add(azure + "/embeddings", sim.azure_handler(_ROUTES["azure.embeddings"]))
     add("/v1/messages", sim.anthropic_handler(_ROUTES["anthropic.messages"]))
     openai_batch_wire.OpenAIBatchRoutes(sim).add_to(app)
+    openai_batch_wire.OpenAIBatchRoutes(sim, "azure").add_to(app)
     anthropic_batch_wire.AnthropicBatchRoutes(sim).add_to(app)
     add("/v1beta/models/{model:[^/:]+}:{action}", sim.gemini)
     add("/v1/models/{model:[^/:]+}:{action}", sim.gemini)

@@ -1,6 +1,8 @@
 """OpenAI's Batch API on the simulator: Files (upload, retrieve, content) and Batches (create,
 retrieve, list, cancel), in the shapes of the OpenAI API reference (epoch-second timestamps,
-`request_counts`, output and error files of batch lines)."""
+`request_counts`, output and error files of batch lines). Azure OpenAI's global batch is the
+same API under `/openai/files` and `/openai/batches` with `?api-version=` and an `api-key`
+header, its lines naming the endpoint without `/v1` and the deployment as the body's model."""
 
 from __future__ import annotations
 
@@ -10,11 +12,15 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from batchgate.simulator import openai_wire
+from batchgate.simulator import azure_wire, openai_wire
 from batchgate.simulator.batch_jobs import BatchJobs, SimFile, SimJob
 from batchgate.simulator.content import Call, dumps, new_id
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/completions")
+ENDPOINTS = {
+    "openai": ("/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/completions"),
+    "azure": ("/chat/completions", "/embeddings"),
+}
+PREFIXES = {"openai": "/v1", "azure": "/openai"}
 
 
 class Host(Protocol):
@@ -117,22 +123,26 @@ def write_results(jobs: BatchJobs, job: SimJob) -> None:
 
 
 class OpenAIBatchRoutes:
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, vendor: str = "openai") -> None:
         self.host = host
+        self.vendor = vendor
 
     def add_to(self, app: web.Application) -> None:
-        app.router.add_post("/v1/files", self.upload)
-        app.router.add_get("/v1/files/{file_id}", self.get_file)
-        app.router.add_get("/v1/files/{file_id}/content", self.content)
-        app.router.add_post("/v1/batches", self.create)
-        app.router.add_get("/v1/batches", self.list)
-        app.router.add_get("/v1/batches/{batch_id}", self.retrieve)
-        app.router.add_post("/v1/batches/{batch_id}/cancel", self.cancel)
+        p = PREFIXES[self.vendor]
+        app.router.add_post(p + "/files", self.upload)
+        app.router.add_get(p + "/files/{file_id}", self.get_file)
+        app.router.add_get(p + "/files/{file_id}/content", self.content)
+        app.router.add_post(p + "/batches", self.create)
+        app.router.add_get(p + "/batches", self.list)
+        app.router.add_get(p + "/batches/{batch_id}", self.retrieve)
+        app.router.add_post(p + "/batches/{batch_id}/cancel", self.cancel)
 
     def _auth(self, request: web.Request) -> web.Response | None:
         reply = openai_wire.authenticate(
-            Call("openai", "batches", ""), request.headers, self.host.required_keys("openai")
+            Call(self.vendor, "batches", ""), request.headers, self.host.required_keys(self.vendor)
         )
+        if reply is None and self.vendor == "azure" and not request.query.get("api-version"):
+            reply = azure_wire.missing_api_version()
         if reply is None:
             return None
         return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
@@ -177,8 +187,8 @@ class OpenAIBatchRoutes:
             return _error(400, "the body is not JSON")
         jobs = self.host.batch_jobs
         endpoint = body.get("endpoint")
-        if endpoint not in ENDPOINTS:
-            return _error(400, f"endpoint must be one of {ENDPOINTS}", "endpoint")
+        if endpoint not in ENDPOINTS[self.vendor]:
+            return _error(400, f"endpoint must be one of {ENDPOINTS[self.vendor]}", "endpoint")
         if body.get("completion_window") != "24h":
             return _error(400, "completion_window must be '24h'", "completion_window")
         f = jobs.files.get(body.get("input_file_id", ""))
@@ -198,14 +208,14 @@ class OpenAIBatchRoutes:
         if len({c for c, _ in lines}) != len(lines):
             return _error(400, "custom_id values must be unique", "input_file_id")
         job = jobs.add_job(
-            "openai", "batch_", endpoint, lines,
+            self.vendor, "batch_", endpoint, lines,
             metadata=body.get("metadata"), input_file_id=f.id,
         )  # fmt: skip
         return web.json_response(batch_object(job))
 
     def _job(self, request: web.Request) -> SimJob | web.Response:
         job = self.host.batch_jobs.jobs.get(request.match_info["batch_id"])
-        if job is None or job.vendor != "openai":
+        if job is None or job.vendor != self.vendor:
             return _error(404, f"No batch found with id '{request.match_info['batch_id']}'.")
         self.host.advance(job)
         return job
@@ -231,7 +241,7 @@ class OpenAIBatchRoutes:
             return denied
         limit = min(100, max(1, int(request.query.get("limit", "20"))))
         after = request.query.get("after")
-        jobs = [j for j in reversed(self.host.batch_jobs.jobs.values()) if j.vendor == "openai"]
+        jobs = [j for j in reversed(self.host.batch_jobs.jobs.values()) if j.vendor == self.vendor]
         if after:
             ids = [j.id for j in jobs]
             jobs = jobs[ids.index(after) + 1 :] if after in ids else []

@@ -15,6 +15,7 @@ from batchgate.config import Config, Deployment
 from batchgate.pricing import PriceTable
 from batchgate.providers.base import Target
 from batchgate.providers.batch_anthropic import AnthropicBatchWire
+from batchgate.providers.batch_azure import AzureBatchWire
 from batchgate.providers.batch_base import BatchWire
 from batchgate.providers.batch_openai import OpenAIBatchWire
 from batchgate.store.db import reading
@@ -26,7 +27,11 @@ HTTP_TIMEOUT = 120.0
 
 
 def wires() -> dict[str, BatchWire]:
-    return {"openai": OpenAIBatchWire(), "anthropic": AnthropicBatchWire()}
+    return {
+        "openai": OpenAIBatchWire(),
+        "azure": AzureBatchWire(),
+        "anthropic": AnthropicBatchWire(),
+    }
 
 
 @dataclass
@@ -38,11 +43,17 @@ class Lane:
     wires: dict[str, BatchWire] = field(default_factory=wires)
     _prices: dict[str, PriceTable] = field(default_factory=dict)
 
-    def deployment_for(self, alias: str, vendor: str) -> Deployment | None:
+    def deployment_for(self, alias: str, vendor: str, endpoint: str) -> Deployment | None:
         """The deployment a group of lines is submitted to: the alias's first on their vendor
-        whose vendor has a batch API."""
+        whose batch API serves the endpoint (None: the lines run online)."""
         for dep in self.config.deployments_for(alias):
-            if dep.vendor == vendor and self.config.vendor_batch.supports(dep.adapter):
+            wire = self.wires.get(dep.adapter)
+            if (
+                dep.vendor == vendor
+                and self.config.vendor_batch.supports(dep.adapter)
+                and wire is not None
+                and endpoint in wire.endpoints
+            ):
                 return dep
         return None
 

@@ -29,7 +29,7 @@ def submit_waiting(lane: Lane, now: float) -> int:
     settings = lane.config.vendor_batch
     submitted = 0
     for w in store.waiting(lane.engine):
-        dep = lane.deployment_for(w.alias, w.vendor)
+        dep = lane.deployment_for(w.alias, w.vendor, w.endpoint)
         if dep is None:
             _online_unassigned(lane, w)
             continue

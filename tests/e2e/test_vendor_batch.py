@@ -245,3 +245,45 @@ def test_killed_worker_and_reconciler_resume_vendor_jobs_without_resubmitting(
     online = [e["prompt_sha256"] for e in sim_ledger(sim.base_url) if e["route"] in ONLINE_ROUTES]
     assert sorted(online) == sorted(not_served)
     assert [j["status"] for j in done["batchgate"]["vendor_jobs"]] == ["ingested", "ingested"]
+
+
+def test_azure_lines_go_to_the_global_batch_and_failed_ones_run_online(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
+    sim = make_simulator(
+        {"models": {"gpt-4o-mini": {"batch_fail_rate": 0.2, "batch_delay_s": 0.5}}}
+    )
+    config = sim_config(sim.base_url, {"az": "azure/gpt-4o-mini"})
+    config["batchgate_settings"] = {"vendor_batch": {"poll_interval": 0.5, "max_poll_interval": 1}}
+    system = make_system(config, reconcile_interval=0.5)
+    lines = chat_lines(20, "az", "a")
+    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines), vendor_batch=True)
+    done = system.wait(batch["id"], timeout=120)
+    assert done["request_counts"] == {"total": 20, "completed": 20, "failed": 0}, system.logs()
+    [job] = sim_jobs(sim.base_url)
+    assert job["vendor"] == "azure" and len(job["prompts"]) == 20
+    failed = {p for p, o in zip(job["prompts"], job["outcomes"], strict=True) if o != "ok"}
+    assert failed and len(failed) < 20
+    online = [e["prompt_sha256"] for e in sim_ledger(sim.base_url) if "deployments" in e["route"]]
+    assert sorted(online) == sorted(failed)
+    out = system.download(done["output_file_id"], "out.jsonl")
+    assert [line["custom_id"] for line in out] == [line["custom_id"] for line in lines]
+    for line in out:
+        meta = line["batchgate"]
+        assert meta["lane"] == (
+            "online" if prompt_of_line(line, lines) in failed else "vendor_batch"
+        )
+        u = meta["usage"]
+        context = {"processing": "batch"} if meta["lane"] == "vendor_batch" else None
+        expected = calc_price(
+            GPUsage(input_tokens=u["input_tokens"], output_tokens=u["output_tokens"]),
+            model_ref="gpt-4o-mini",
+            provider_id="azure",
+            price_context=context,
+        ).total_price
+        assert abs(Decimal(meta["cost_usd"]) - Decimal(str(expected))) <= Decimal("1e-9")
+
+
+def prompt_of_line(out_line: dict[str, Any], lines: list[dict[str, Any]]) -> str:
+    [line] = [x for x in lines if x["custom_id"] == out_line["custom_id"]]
+    return prompt_of(line)

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -144,3 +145,37 @@ def test_anthropic_sdk_cancels_a_message_batch(sim):
     ended = client.messages.batches.retrieve(batch.id)
     assert ended.processing_status == "ended" and ended.request_counts.canceled == 1
     assert [r.result.type for r in client.messages.batches.results(batch.id)] == ["canceled"]
+
+
+def test_azure_openai_sdk_runs_a_global_batch_on_the_deployment(sim):
+    client = openai.AzureOpenAI(
+        azure_endpoint=sim.base_url, api_key="azure-key", api_version="2024-10-21", max_retries=0
+    )
+    lines = b"".join(
+        json.dumps(
+            {
+                "custom_id": f"r{i}",
+                "method": "POST",
+                "url": "/chat/completions",
+                "body": {
+                    "model": "gpt-4o-mini-batch",
+                    "messages": [{"role": "user", "content": "q"}],
+                },
+            }
+        ).encode()
+        + b"\n"
+        for i in range(5)
+    )
+    f = client.files.create(file=("in.jsonl", io.BytesIO(lines)), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=f.id, endpoint="/chat/completions", completion_window="24h"
+    )
+    done = wait_for(
+        lambda: (b := client.batches.retrieve(batch.id)).status == "completed" and b, 10, "batch"
+    )
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    assert [line["custom_id"] for line in out] == [f"r{i}" for i in range(5)]
+    assert out[0]["response"]["body"]["model"] == "gpt-4o-mini-batch"
+    # Azure's own paths only: the OpenAI-shaped batch is not found under them without a version.
+    r = httpx.get(sim.base_url + f"/openai/batches/{batch.id}", headers={"api-key": "k"})
+    assert r.status_code == 404
