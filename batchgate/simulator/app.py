@@ -22,6 +22,7 @@ from batchgate.simulator import (
     anthropic_batch_wire,
     anthropic_wire,
     azure_wire,
+    gemini_batch_wire,
     gemini_wire,
     openai_batch_wire,
     openai_wire,
@@ -159,11 +160,15 @@ _BATCH_ROUTES = {
     ("azure", "/chat/completions"): "azure.chat",
     ("azure", "/embeddings"): "azure.embeddings",
     ("anthropic", "/v1/messages"): "anthropic.messages",
+    ("gemini", "generateContent"): "gemini.generateContent",
 }
 
 
 def _prompt_of(vendor: str, body: dict[str, Any]) -> str:
-    route = _ROUTES["anthropic.messages" if vendor == "anthropic" else "openai.chat"]
+    name = {"anthropic": "anthropic.messages", "gemini": "gemini.generateContent"}.get(
+        vendor, "openai.chat"
+    )
+    route = _ROUTES[name]
     return route.parse(Call(route.vendor, route.name, ""), dumps(body)).prompt
 
 
@@ -181,6 +186,7 @@ class Simulator:
         self.ledger = Ledger(behaviour.ledger_size)
         self.cache = PrefixCache()
         self.batch_jobs = BatchJobs()
+        self.gemini_batches = gemini_batch_wire.GeminiBatchRoutes(self)
         self.closing = False
 
     def set_behaviour(self, behaviour: Behaviour) -> None:
@@ -204,13 +210,15 @@ class Simulator:
     def advance(self, job: SimJob) -> None:
         """End a job whose time has come, answering its lines as the online routes would."""
         route = _ROUTES[_BATCH_ROUTES[(job.vendor, job.endpoint)]]
-        path = {"anthropic": "/v1/messages/batches", "azure": "/openai/batches"}.get(
-            job.vendor, "/v1/batches"
-        )
+        path = {
+            "anthropic": "/v1/messages/batches",
+            "azure": "/openai/batches",
+            "gemini": "/v1beta/batches",
+        }.get(job.vendor, "/v1/batches")
 
         def render(body: dict[str, Any]) -> tuple[Call, Reply]:
             # Azure names the deployment in the body's model (its URL has none in a batch).
-            model = str(body.get("model", "")) if job.vendor == "azure" else ""
+            model = str(body.get("model", "")) if job.vendor == "azure" else job.model
             call = route.parse(Call(route.vendor, route.name, model), dumps(body))
             if call.error is not None:
                 return call, call.error
@@ -295,6 +303,8 @@ class Simulator:
 
     async def gemini(self, request: web.Request) -> web.StreamResponse:
         action = request.match_info["action"]
+        if action == "batchGenerateContent":
+            return await self.gemini_batches.create(request, request.match_info["model"])
         route = _ROUTES.get("gemini." + action)
         if route is None:
             return _response(gemini_wire.unknown_action(action))
@@ -487,6 +497,7 @@ def create_app(behaviour: Behaviour | None = None) -> web.Application:
     openai_batch_wire.OpenAIBatchRoutes(sim).add_to(app)
     openai_batch_wire.OpenAIBatchRoutes(sim, "azure").add_to(app)
     anthropic_batch_wire.AnthropicBatchRoutes(sim).add_to(app)
+    sim.gemini_batches.add_to(app)
     add("/v1beta/models/{model:[^/:]+}:{action}", sim.gemini)
     add("/v1/models/{model:[^/:]+}:{action}", sim.gemini)
     app.router.add_get("/_sim/stats", sim.get_stats)

@@ -51,6 +51,7 @@ class SimJob:
     output_file_id: str | None = None
     error_file_id: str | None = None
     published: bool = False  # its results are out (OpenAI: the output and error files)
+    model: str = ""  # Gemini: the job's model comes from its URL, not from each line
 
 
 class BatchJobs:
@@ -72,7 +73,8 @@ class BatchJobs:
     def add_job(
         self, vendor: str, prefix: str, endpoint: str, lines: list[Any], **kw: Any
     ) -> SimJob:
-        job = SimJob(prefix + new_id(12), vendor, endpoint, lines, time.time(), **kw)
+        # Gemini batch names are bare ids under `batches/`.
+        job = SimJob(prefix + new_id(12).lower(), vendor, endpoint, lines, time.time(), **kw)
         self.jobs[job.id] = job
         self.lines_seen += len(lines)
         return job
@@ -84,7 +86,7 @@ class BatchJobs:
         """End the job if its time has come (or it was cancelled): compute every outcome."""
         if job.status == "ended":
             return
-        model = job.lines[0][1].get("model", "") if job.lines else ""
+        model = job.model or (job.lines[0][1].get("model", "") if job.lines else "")
         mb = behaviour.for_model(str(model))
         now = time.time()
         cancelled = job.status == "cancelling"

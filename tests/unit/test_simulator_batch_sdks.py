@@ -11,6 +11,8 @@ import anthropic
 import httpx
 import openai
 import pytest
+from google import genai
+from google.genai import types
 
 from batchgate.simulator import RunningSimulator, start_in_thread
 from tests.e2e.harness import wait_for
@@ -22,6 +24,7 @@ BEHAVIOUR = {
     "models": {
         "gpt-4o-mini": {"batch_fail_rate": 0.3, "batch_delay_s": 0.3},
         "claude-haiku-4-5": {"batch_expire_rate": 0.3, "batch_delay_s": 0.3},
+        "gemini-2.5-flash": {"batch_fail_rate": 0.3, "batch_delay_s": 0.3},
         "slow-model": {"batch_delay_s": 3600},
     },
 }
@@ -179,3 +182,40 @@ def test_azure_openai_sdk_runs_a_global_batch_on_the_deployment(sim):
     # Azure's own paths only: the OpenAI-shaped batch is not found under them without a version.
     r = httpx.get(sim.base_url + f"/openai/batches/{batch.id}", headers={"api-key": "k"})
     assert r.status_code == 404
+
+
+def test_google_genai_sdk_runs_a_gemini_batch_with_inline_requests(sim):
+    client = genai.Client(
+        api_key="gemini-key",
+        http_options=types.HttpOptions(base_url=sim.base_url, api_version="v1beta"),
+    )
+    src = [
+        {
+            "contents": [{"role": "user", "parts": [{"text": f"q {i}"}]}],
+            "metadata": {"key": f"r{i}"},
+        }
+        for i in range(30)
+    ]
+    job = client.batches.create(
+        model="gemini-2.5-flash", src=src, config={"display_name": "vj_abc"}
+    )
+    assert job.name.startswith("batches/") and job.display_name == "vj_abc"
+    assert job.state == types.JobState.JOB_STATE_RUNNING
+    done = wait_for(
+        lambda: (
+            (j := client.batches.get(name=job.name)).state == types.JobState.JOB_STATE_SUCCEEDED
+            and j
+        ),
+        10,
+        "gemini batch",
+    )
+    inlined = done.dest.inlined_responses
+    assert [r.metadata["key"] for r in inlined] == [f"r{i}" for i in range(30)]
+    ok = [r for r in inlined if r.response is not None]
+    failed = [r for r in inlined if r.error is not None]
+    assert ok and failed and len(ok) + len(failed) == 30
+    assert ok[0].response.text and ok[0].response.usage_metadata.prompt_token_count > 0
+    assert job.name in [j.name for j in client.batches.list(config={"page_size": 100})]
+    slow = client.batches.create(model="slow-model", src=src[:2])
+    client.batches.cancel(name=slow.name)
+    assert client.batches.get(name=slow.name).state == types.JobState.JOB_STATE_CANCELLED
