@@ -179,6 +179,8 @@ VENDOR_BATCH_LIMITS: dict[str, tuple[int, int]] = {
     "openai": (50_000, 200 * 1024 * 1024),
     "anthropic": (100_000, 256 * 1024 * 1024),
     "azure": (100_000, 200 * 1024 * 1024),  # global batch: per input file
+    # Batch Mode with inline requests: the whole request is at most 20 MB.
+    "gemini": (100_000, 20 * 1024 * 1024),
 }
 DEFAULT_JOBS_IN_FLIGHT = 20
 

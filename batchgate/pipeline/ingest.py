@@ -198,7 +198,9 @@ INGEST_BYTES_PER_SECOND = 1_000_000  # measured 8.7 MB/s (benchmarks/RESULTS.md)
 
 
 def lane_adapters(config: Config) -> list[str]:
-    return [a for a in ("openai", "azure", "anthropic") if config.vendor_batch.supports(a)]
+    return [
+        a for a in ("openai", "azure", "anthropic", "gemini") if config.vendor_batch.supports(a)
+    ]
 
 
 def vendor_batch_vendors(config: Config) -> set[str]:

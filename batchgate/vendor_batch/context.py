@@ -17,6 +17,7 @@ from batchgate.providers.base import Target
 from batchgate.providers.batch_anthropic import AnthropicBatchWire
 from batchgate.providers.batch_azure import AzureBatchWire
 from batchgate.providers.batch_base import BatchWire
+from batchgate.providers.batch_gemini import GeminiBatchWire
 from batchgate.providers.batch_openai import OpenAIBatchWire
 from batchgate.store.db import reading
 from batchgate.store.items import BATCH
@@ -31,6 +32,7 @@ def wires() -> dict[str, BatchWire]:
         "openai": OpenAIBatchWire(),
         "azure": AzureBatchWire(),
         "anthropic": AnthropicBatchWire(),
+        "gemini": GeminiBatchWire(),
     }
 
 

@@ -247,24 +247,30 @@ def test_killed_worker_and_reconciler_resume_vendor_jobs_without_resubmitting(
     assert [j["status"] for j in done["batchgate"]["vendor_jobs"]] == ["ingested", "ingested"]
 
 
-def test_azure_lines_go_to_the_global_batch_and_failed_ones_run_online(
-    make_simulator, make_system, tmp_path: Path
+@pytest.mark.parametrize(
+    ("target", "provider", "online_route"),
+    [
+        ("azure/gpt-4o-mini", "azure", "/openai/deployments/"),
+        ("gemini/gemini-2.5-flash", "google", ":generateContent"),
+    ],
+)
+def test_azure_and_gemini_lines_go_to_their_batch_apis_and_failed_ones_run_online(
+    make_simulator, make_system, tmp_path: Path, target: str, provider: str, online_route: str
 ) -> None:
-    sim = make_simulator(
-        {"models": {"gpt-4o-mini": {"batch_fail_rate": 0.2, "batch_delay_s": 0.5}}}
-    )
-    config = sim_config(sim.base_url, {"az": "azure/gpt-4o-mini"})
+    model = target.split("/", 1)[1]
+    sim = make_simulator({"models": {model: {"batch_fail_rate": 0.2, "batch_delay_s": 0.5}}})
+    config = sim_config(sim.base_url, {"m": target})
     config["batchgate_settings"] = {"vendor_batch": {"poll_interval": 0.5, "max_poll_interval": 1}}
     system = make_system(config, reconcile_interval=0.5)
-    lines = chat_lines(20, "az", "a")
+    lines = chat_lines(20, "m", "a")
     batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines), vendor_batch=True)
     done = system.wait(batch["id"], timeout=120)
     assert done["request_counts"] == {"total": 20, "completed": 20, "failed": 0}, system.logs()
     [job] = sim_jobs(sim.base_url)
-    assert job["vendor"] == "azure" and len(job["prompts"]) == 20
+    assert job["vendor"] == target.split("/")[0] and len(job["prompts"]) == 20
     failed = {p for p, o in zip(job["prompts"], job["outcomes"], strict=True) if o != "ok"}
     assert failed and len(failed) < 20
-    online = [e["prompt_sha256"] for e in sim_ledger(sim.base_url) if "deployments" in e["route"]]
+    online = [e["prompt_sha256"] for e in sim_ledger(sim.base_url) if online_route in e["route"]]
     assert sorted(online) == sorted(failed)
     out = system.download(done["output_file_id"], "out.jsonl")
     assert [line["custom_id"] for line in out] == [line["custom_id"] for line in lines]
@@ -277,8 +283,8 @@ def test_azure_lines_go_to_the_global_batch_and_failed_ones_run_online(
         context = {"processing": "batch"} if meta["lane"] == "vendor_batch" else None
         expected = calc_price(
             GPUsage(input_tokens=u["input_tokens"], output_tokens=u["output_tokens"]),
-            model_ref="gpt-4o-mini",
-            provider_id="azure",
+            model_ref=model,
+            provider_id=provider,
             price_context=context,
         ).total_price
         assert abs(Decimal(meta["cost_usd"]) - Decimal(str(expected))) <= Decimal("1e-9")
