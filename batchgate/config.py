@@ -114,6 +114,10 @@ class _VendorBatch(_Lenient):
     max_poll_interval: float = Field(default=300.0, gt=0)
     # A job not ended this long before its batch's deadline is cancelled; its lines go online.
     deadline_margin: float = Field(default=3600.0, ge=0)
+    # A job recorded but not known to be submitted is looked for at the vendor (and submitted
+    # if absent) only this long after it was recorded: another reconciler may still be
+    # submitting it (an HTTP call can take up to 120 s).
+    recover_after: float = Field(default=150.0, ge=0)
     max_jobs_in_flight: dict[str, int] = {}  # per adapter (openai, anthropic); default 20
     max_requests: dict[str, int] = {}  # per job, per adapter; the vendors' limits by default
     max_bytes: dict[str, int] = {}
@@ -191,6 +195,7 @@ class VendorBatchSettings:
     poll_interval: float = 30.0
     max_poll_interval: float = 300.0
     deadline_margin: float = 3600.0
+    recover_after: float = 150.0
     max_jobs_in_flight: dict[str, int] = field(default_factory=dict)
     max_requests: dict[str, int] = field(default_factory=dict)
     max_bytes: dict[str, int] = field(default_factory=dict)
@@ -438,6 +443,7 @@ def _vendor_batch(raw: _VendorBatch) -> VendorBatchSettings:
         poll_interval=raw.poll_interval,
         max_poll_interval=max(raw.poll_interval, raw.max_poll_interval),
         deadline_margin=raw.deadline_margin,
+        recover_after=raw.recover_after,
         max_jobs_in_flight=dict(raw.max_jobs_in_flight),
         max_requests=dict(raw.max_requests),
         max_bytes=dict(raw.max_bytes),

@@ -254,6 +254,8 @@ class Simulator:
                     "vendor": job.vendor,
                     "status": job.status,
                     "cancelled": job.cancelled,
+                    "created_at": job.created_at,
+                    "ended_at": job.ended_at,
                     "metadata": job.metadata,
                     "custom_ids": [c for c, _ in job.lines],
                     "prompts": [

@@ -29,7 +29,7 @@ def run_round(lane: Lane, files: FileStore, now: float | None = None) -> LaneRep
     now = time.time() if now is None else now
     report = LaneReport()
     stages = (
-        ("recover", lambda: setattr(report, "recovered", recover(lane))),
+        ("recover", lambda: setattr(report, "recovered", recover(lane, now))),
         ("poll", lambda: setattr(report, "ended", poll_jobs(lane, now))),
         ("ingest", lambda: setattr(report, "ingested", ingest_ended(lane, files))),
         ("submit", lambda: setattr(report, "submitted", submit_waiting(lane, now))),

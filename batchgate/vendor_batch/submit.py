@@ -103,11 +103,14 @@ def submit_job(lane: Lane, job_id: str) -> None:
     log.info("vendor batch %s: %d lines submitted as %s", job_id, len(lines), state.vendor_id)
 
 
-def recover(lane: Lane) -> int:
+def recover(lane: Lane, now: float) -> int:
     """Intents left without a vendor id (a crash, or no answer, between intent and record):
     adopt the vendor's job carrying the intent if there is one, else submit now."""
     n = 0
+    settled = now - lane.config.vendor_batch.recover_after
     for job in store.jobs(lane.engine, ("intent",)):
+        if job.created_at > settled:
+            continue  # perhaps still being submitted, by another reconciler
         dep = lane.config.deployment(job.deployment_id)
         wire = lane.wires[job.vendor]
         if hasattr(wire, "taken"):

@@ -3,6 +3,7 @@ Redis and database, the simulator's OpenAI Batch and Anthropic Message Batches A
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -205,7 +206,7 @@ def test_killed_worker_and_reconciler_resume_vendor_jobs_without_resubmitting(
     )
     # The reconciler also dies once between a vendor accepting a job and recording its id.
     system = make_system(
-        lane_config(sim.base_url),
+        lane_config(sim.base_url, recover_after=1),
         reconcile_interval=0.5,
         test_faults="crash_after_vendor_submit",
     )
@@ -293,3 +294,38 @@ def test_azure_and_gemini_lines_go_to_their_batch_apis_and_failed_ones_run_onlin
 def prompt_of_line(out_line: dict[str, Any], lines: list[dict[str, Any]]) -> str:
     [line] = [x for x in lines if x["custom_id"] == out_line["custom_id"]]
     return prompt_of(line)
+
+
+def test_jobs_are_split_at_the_limits_and_capped_in_flight_per_vendor(
+    make_simulator, make_system, tmp_path: Path
+) -> None:
+    sim = make_simulator(
+        {
+            "models": {
+                "gpt-4o-mini": {"batch_delay_s": 1.0},
+                "claude-haiku-4-5": {"batch_delay_s": 1.0},
+            }
+        }
+    )
+    limits = {
+        "max_requests": {"openai": 10},
+        "max_bytes": {"anthropic": 1200},  # about 3 lines of these
+        "max_jobs_in_flight": {"openai": 1},
+    }
+    system = make_system(lane_config(sim.base_url, **limits), reconcile_interval=0.5)
+    lines = chat_lines(25, "gpt", "g") + chat_lines(7, "claude", "c")
+    batch = system.submit(write_jsonl(tmp_path / "in.jsonl", lines), vendor_batch=True)
+    done = system.wait(batch["id"], timeout=180)
+    assert done["request_counts"]["completed"] == 32, system.logs()
+    jobs = sim_jobs(sim.base_url)
+    gpt = [j for j in jobs if j["vendor"] == "openai"]
+    claude = [j for j in jobs if j["vendor"] == "anthropic"]
+    assert [len(j["prompts"]) for j in gpt] == [10, 10, 5]
+    # One OpenAI job in flight at a time: each was created after the one before it ended.
+    for before, after in itertools.pairwise(gpt):
+        assert after["created_at"] >= before["ended_at"]
+    assert len(claude) >= 3 and all(len(j["prompts"]) <= 3 for j in claude)
+    assert sum(len(j["prompts"]) for j in claude) == 7
+    out = system.download(done["output_file_id"], "out.jsonl")
+    assert [line["custom_id"] for line in out] == [line["custom_id"] for line in lines]
+    assert {line["batchgate"]["lane"] for line in out} == {"vendor_batch"}
