@@ -198,6 +198,9 @@ class BatchEstimate(BaseModel):
     cost_usd_low: str
     cost_usd_high: str
     models: dict[str, ModelEstimate]
+    # The same lines at their vendors' batch prices, as with `vendor_batch: true`.
+    vendor_batch_cost_usd_low: str | None = None
+    vendor_batch_cost_usd_high: str | None = None
     note: str
     errors: BatchErrors | None = None
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from batchgate.config import Config
+from batchgate.config import VENDOR_BATCH_LIMITS, Config
 from batchgate.filestore import FileStore, new_id
 from batchgate.pricing import pin_prices
 from batchgate.settings import Settings
@@ -198,9 +198,7 @@ INGEST_BYTES_PER_SECOND = 1_000_000  # measured 8.7 MB/s (benchmarks/RESULTS.md)
 
 
 def lane_adapters(config: Config) -> list[str]:
-    return [
-        a for a in ("openai", "azure", "anthropic", "gemini") if config.vendor_batch.supports(a)
-    ]
+    return [a for a in VENDOR_BATCH_LIMITS if config.vendor_batch.supports(a)]
 
 
 def vendor_batch_vendors(config: Config) -> set[str]:
