@@ -25,12 +25,19 @@ def lane_summary(conn: Connection, batch_id: str) -> dict[str, Any]:
             .group_by(ATTEMPT.c.lane)
         ).all()
     }
-    lines = {"online": 0, "vendor_batch": 0}
-    for result_json in conn.execute(
-        select(ITEM.c.result_json).where(ITEM.c.batch_id == batch_id, ITEM.c.state == "succeeded")
-    ).scalars():
-        lane = "vendor_batch" if '"lane": "vendor_batch"' in (result_json or "") else "online"
-        lines[lane] += 1
+    # A line the vendor batch served has its one paid `ok` attempt there; the rest ran online.
+    succeeded = conn.execute(
+        select(func.count()).where(ITEM.c.batch_id == batch_id, ITEM.c.state == "succeeded")
+    ).scalar_one()
+    served = conn.execute(
+        select(func.count()).where(
+            ATTEMPT.c.batch_id == batch_id,
+            ATTEMPT.c.lane == "vendor_batch",
+            ATTEMPT.c.status == "ok",
+            ATTEMPT.c.duplicate.is_(False),
+        )
+    ).scalar_one()
+    lines = {"online": int(succeeded) - int(served), "vendor_batch": int(served)}
     out: dict[str, Any] = {}
     for lane in ("online", "vendor_batch"):
         pusd, calls = spend.get(lane, (0, 0))

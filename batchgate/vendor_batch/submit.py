@@ -30,7 +30,10 @@ def submit_waiting(lane: Lane, now: float) -> int:
     submitted = 0
     for w in store.waiting(lane.engine):
         dep = lane.deployment_for(w.alias, w.vendor, w.endpoint)
-        if dep is None:
+        batch = lane.batch(w.batch_id)
+        late = batch is not None and now >= batch.expires_at - settings.deadline_margin
+        if dep is None or late:
+            # No batch API for these lines, or too close to the deadline to wait for one.
             _online_unassigned(lane, w)
             continue
         max_requests, max_bytes = settings.job_limits(dep.adapter)
