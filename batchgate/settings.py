@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     # Execution.
     lease_seconds: float = 60.0
+    # PostgreSQL ends a writer's transaction idle this long (its host died holding row locks).
+    db_idle_transaction_seconds: float = 60.0
     reconcile_interval: float = 5.0
     stale_enqueue_seconds: float = 30.0
     inline_backoff_max: float = 30.0

@@ -21,7 +21,7 @@ from batchgate.pipeline.ingest import ingest
 from batchgate.pipeline.reconcile import DeathWatch, reconcile_once
 from batchgate.pipeline.retention import sweep_expired_files, sweep_expired_uploads
 from batchgate.queueing import enqueue, queue_depths
-from batchgate.routing.reclaim import free_slots_of
+from batchgate.routing.reclaim import free_slots_of, slot_holders
 from batchgate.settings import Settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine
@@ -40,7 +40,10 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     faults.install_from_spec(settings.test_faults, settings.data_dir)
-    engine = make_engine(settings.resolved_database_url())
+    engine = make_engine(
+        settings.resolved_database_url(),
+        idle_transaction_seconds=settings.db_idle_transaction_seconds,
+    )
     migrate.upgrade(engine)
     files = FileStore(settings.files_dir)
     coordination = connect(settings.redis_url or "")
@@ -69,7 +72,13 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
             return
         log.info("reconciler: workers %s are dead; freed %d call slots", sorted(workers), freed)
 
-    deaths = DeathWatch(alive, on_dead)
+    def holders() -> set[str]:
+        try:
+            return slot_holders(coordination)
+        except redis.RedisError:
+            return set()
+
+    deaths = DeathWatch(alive, on_dead, holders)
     vendor_lane = Lane(engine, config, send)
 
     def reingest(batch_id: str) -> None:

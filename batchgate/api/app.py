@@ -43,7 +43,10 @@ def create_app(settings: Settings, config: Config) -> FastAPI:
         version=__version__,
         description="OpenAI Batch API compatible batch runner for LLM inference.",
     )
-    engine = make_engine(settings.resolved_database_url())
+    engine = make_engine(
+        settings.resolved_database_url(),
+        idle_transaction_seconds=settings.db_idle_transaction_seconds,
+    )
     migrate.upgrade(engine)
     celery = make_celery(settings, name="batchgate-api")
 

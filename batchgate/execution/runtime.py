@@ -206,7 +206,10 @@ def get_runtime() -> Runtime:
         if settings.config is None:
             raise RuntimeError("BATCHGATE_CONFIG is not set: workers need the config file")
         config = load_config(settings.config)
-        engine = make_engine(settings.resolved_database_url())
+        engine = make_engine(
+            settings.resolved_database_url(),
+            idle_transaction_seconds=settings.db_idle_transaction_seconds,
+        )
         migrate.upgrade(engine)  # a worker may be the first process to meet the database
         _runtime = Runtime(settings, config, engine)
         faults.install_from_spec(settings.test_faults, settings.data_dir)

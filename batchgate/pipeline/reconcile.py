@@ -59,13 +59,18 @@ class DeathWatch:
         self,
         alive: Callable[[list[str]], set[str] | None],
         on_dead: Callable[[set[str]], object] = lambda workers: None,
+        holders: Callable[[], set[str]] = set,
     ) -> None:
         self._alive = alive  # worker ids → those whose key exists; None if Redis did not answer
         self._on_dead = on_dead  # e.g. take back the call slots they held
+        # Workers holding call slots: watched even when they own no lease, so a worker whose
+        # leases lapsed (and were released) before it was declared dead still gets its slots
+        # taken back, instead of halving the vendor's limit until the slots' TTL.
+        self._holders = holders
         self._missing: dict[str, float] = {}
 
     def dead(self, owners: set[str], now: float) -> set[str]:
-        workers = {worker_of(o) for o in owners}
+        workers = {worker_of(o) for o in owners} | self._holders()
         alive = self._alive(sorted(workers)) if workers else set()
         if alive is None:
             return set()

@@ -29,6 +29,16 @@ return freed
 """
 
 
+def slot_holders(client: redis.Redis) -> set[str]:
+    """The worker processes holding a call slot now. A worker may die holding slots and no
+    lease (or after its leases lapsed and were released): the reconciler watches these too."""
+    holders: set[str] = set()
+    for key in client.scan_iter(match=names.slots_key("*"), count=1000):
+        for member in client.zrange(key, 0, -1):
+            holders.add(member.decode().split("|", 1)[0])
+    return holders
+
+
 def free_slots_of(client: redis.Redis, workers: set[str]) -> int:
     """Remove every slot held by the given worker processes; returns how many."""
     if not workers:

@@ -23,7 +23,11 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, idle_transaction_seconds: float = 60.0) -> Engine:
+    """`idle_transaction_seconds` (PostgreSQL): how long a writer's transaction may sit idle
+    before the server ends it. A host that dies mid-transaction without closing its socket
+    (power cut, partition) would otherwise keep its row locks until TCP keepalive notices,
+    hours later, and every other writer to that batch would wait on them."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -55,7 +59,22 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    idle_ms = max(1, int(idle_transaction_seconds * 1000))
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        connect_args={"options": f"-c idle_in_transaction_session_timeout={idle_ms}"},
+    )
+
+    @event.listens_for(engine, "begin")
+    def _pg_begin(conn):  # type: ignore[no-untyped-def]
+        # Reads hold no row locks, and a streamed download idles as long as its client is slow.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+
+    return engine
 
 
 @contextmanager

@@ -478,7 +478,7 @@ def test_no_rpm_or_tpm_means_no_wait(valkey_url: str) -> None:  # noqa: F811
 def test_the_slots_of_a_dead_worker_process_are_freed_at_once(valkey_url: str) -> None:  # noqa: F811
     import redis as sync_redis
 
-    from batchgate.routing.reclaim import free_slots_of
+    from batchgate.routing.reclaim import free_slots_of, slot_holders
 
     scope = f"vendor-{uuid.uuid4().hex[:6]}"
 
@@ -492,7 +492,9 @@ def test_the_slots_of_a_dead_worker_process_are_freed_at_once(valkey_url: str) -
     assert run(valkey_url, hold) == 4  # the vendor's limit is used up
     client = sync_redis.Redis.from_url(valkey_url)
     try:
+        assert {"host:111", "host:222"} <= slot_holders(client)
         assert free_slots_of(client, {"host:111"}) == 3
+        assert "host:111" not in slot_holders(client)
     finally:
         client.close()
 

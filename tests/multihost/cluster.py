@@ -31,7 +31,7 @@ class Cluster:
         limit: int,
         latency_ms: float,
         worker_hosts: int = 2,
-        lease_seconds: float = 4,
+        lease_seconds: float = 8,
     ) -> None:
         self.net, self.root = net, root
         self.a = net.add_host("a")
@@ -65,6 +65,9 @@ class Cluster:
             "BATCHGATE_DATA_DIR": str(root / "data"),
             # A dead host's leases lapse quickly, so the test does not wait a minute for them.
             "BATCHGATE_LEASE_SECONDS": str(lease_seconds),
+            # A host cut off mid-transaction keeps its PostgreSQL session (and row locks) open:
+            # the server ends it this soon, instead of the default minute.
+            "BATCHGATE_DB_IDLE_TRANSACTION_SECONDS": "3",
             "BATCHGATE_RECONCILE_INTERVAL": "1",
             "BATCHGATE_STALE_ENQUEUE_SECONDS": "3",
         }
@@ -74,7 +77,8 @@ class Cluster:
         host.start([sys.executable, "-m", "batchgate", *args], env, self.root / f"{name}.log")
 
     def start_workers(self, host: Host) -> None:
-        self.run(host, f"worker-{host.name}", "worker", "--vendor", "openai", "--concurrency", "2")
+        self.run(host, f"worker-{host.name}", "worker", "--vendor", "openai", "--concurrency", "2",
+                 "--loglevel", "INFO")  # fmt: skip
 
     def start(self) -> None:
         self.run(self.a, "simulator", "simulate", "--host", self.a.address, "--port", "8099",
