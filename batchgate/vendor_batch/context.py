@@ -25,6 +25,7 @@ from batchgate.store.items import BATCH
 # (batch_id, vendor, ids) → messages sent: how lines going online are enqueued at once.
 Enqueue = Callable[[str, str, list[int]], Any]
 HTTP_TIMEOUT = 120.0
+PRICE_CACHE_MAX = 256
 
 
 def wires() -> dict[str, BatchWire]:
@@ -85,6 +86,8 @@ class Lane:
     def prices(self, batch: Any) -> PriceTable:
         table = self._prices.get(batch.id)
         if table is None:
+            if len(self._prices) >= PRICE_CACHE_MAX:
+                self._prices.clear()  # a long-running reconciler sees many batches
             table = self._prices[batch.id] = PriceTable.from_json(
                 json.loads(batch.price_table_json)
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +37,6 @@ class Outcomes:
     updates: list[ItemUpdate] = field(default_factory=list)
     attempts: list[AttemptRow] = field(default_factory=list)
     online: list[JobItem] = field(default_factory=list)
-    succeeded: int = 0
-    failed: int = 0
 
 
 def custom_id(item_id: int) -> str:
@@ -77,7 +75,6 @@ def outcomes(ctx: JobContext, items: dict[int, JobItem], results: Iterable[LineR
         out.attempts.append(_attempt(item, ctx, now, completion, error, cost))
         item.attempts += 1
         if completion is not None:
-            out.succeeded += 1
             out.updates.append(
                 _update(
                     item,
@@ -101,7 +98,6 @@ def outcomes(ctx: JobContext, items: dict[int, JobItem], results: Iterable[LineR
                 )
             )
         elif error is not None and action_for(error.kind) == "fail":
-            out.failed += 1
             out.updates.append(
                 _update(
                     item,
@@ -210,6 +206,3 @@ def groups(results: Iterable[LineResult], size: int = GROUP) -> Iterable[list[Li
             group = []
     if group:
         yield group
-
-
-Enqueue = Callable[[str, str, list[int]], Any]
