@@ -79,7 +79,16 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
             return set()
 
     deaths = DeathWatch(alive, on_dead, holders)
-    vendor_lane = Lane(engine, config, send)
+    # The vendor batch lane runs beside the rounds, in its own thread, while this replica
+    # leads: ingesting a big job's results takes seconds, and must not delay lease releases.
+    lane_leads = threading.Event()
+    lane = threading.Thread(
+        target=_run_lane,
+        args=(Lane(engine, config, send), files, lane_leads, stop, settings.reconcile_interval),
+        name="vendor-batch-lane",
+        daemon=True,
+    )
+    lane.start()
 
     def reingest(batch_id: str) -> None:
         ingest(engine, settings, config, files, batch_id, send)
@@ -90,6 +99,10 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
         try:
             if lock.hold() != leading:
                 leading = not leading
+                if leading:
+                    lane_leads.set()
+                else:
+                    lane_leads.clear()
                 log.info("reconciler %s %s", lock.holder, "leads" if leading else "stands by")
             if leading:
                 depths = queue_depths(app, config.vendors)
@@ -105,9 +118,6 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
                 )
                 if any(vars(report).values()):
                     log.info("reconciler: %s", report)
-                lane_report = run_round(vendor_lane, files)
-                if any(vars(lane_report).values()):
-                    log.info("vendor batch lane: %s", lane_report)
                 if swept := sweep_expired_files(engine, files):
                     log.info("reconciler: %d expired files deleted", swept)
                 if swept := sweep_expired_uploads(engine, files):
@@ -115,7 +125,26 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
         except Exception:
             log.exception("reconciler round failed; retrying")
         stop.wait(settings.reconcile_interval)
-    vendor_lane.close()
+    lane_leads.clear()
+    lane.join(timeout=30)
     if leading:
         with contextlib.suppress(Exception):
             lock.release()  # hand over at once instead of after the lock's TTL
+
+
+def _run_lane(
+    lane: Lane, files: FileStore, leads: threading.Event, stop: threading.Event, interval: float
+) -> None:
+    try:
+        while not stop.is_set():
+            if leads.is_set():
+                try:
+                    report = run_round(lane, files)
+                except Exception:  # never end the thread: the next round retries
+                    log.exception("vendor batch lane round failed")
+                else:
+                    if any(vars(report).values()):
+                        log.info("vendor batch lane: %s", report)
+            stop.wait(interval)
+    finally:
+        lane.close()
