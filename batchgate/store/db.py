@@ -23,6 +23,16 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# The idle-transaction timeout does not cover a client that died between the statements of one
+# extended-protocol exchange (its server session waits for the Sync, holding its locks, and
+# counts as active). The server's TCP keepalive does: a silent peer is dropped in about a minute,
+# not the operating system's two hours; unacknowledged data gives up after a minute too.
+_PG_DEAD_PEER_OPTIONS = (
+    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+    " -c tcp_user_timeout=60000"
+)
+
+
 def make_engine(url: str, *, idle_transaction_seconds: float = 60.0) -> Engine:
     """`idle_transaction_seconds` (PostgreSQL): how long a writer's transaction may sit idle
     before the server ends it. A host that dies mid-transaction without closing its socket
@@ -60,12 +70,13 @@ def make_engine(url: str, *, idle_transaction_seconds: float = 60.0) -> Engine:
 
         return engine
     idle_ms = max(1, int(idle_transaction_seconds * 1000))
+    options = f"-c idle_in_transaction_session_timeout={idle_ms} {_PG_DEAD_PEER_OPTIONS}"
     engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
-        connect_args={"options": f"-c idle_in_transaction_session_timeout={idle_ms}"},
+        connect_args={"options": options},
     )
 
     @event.listens_for(engine, "begin")

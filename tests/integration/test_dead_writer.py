@@ -67,6 +67,12 @@ def test_a_writer_that_dies_holding_a_row_lock_does_not_stall_the_others(
         # The stalled writer: holds the batch row and never speaks again, as a host cut off
         # the network would (its socket stays open).
         stalled = engine.connect()
+        # A peer that died mid-statement is not idle: the server's keepalive finds it instead.
+        keys = ("tcp_keepalives_idle", "tcp_user_timeout", "idle_in_transaction_session_timeout")
+        show = {k: stalled.execute(text(f"SHOW {k}")).scalar() for k in keys}
+        assert show == {"tcp_keepalives_idle": "30", "tcp_user_timeout": "60000",
+                        "idle_in_transaction_session_timeout": "1s"}  # fmt: skip
+        stalled.commit()
         stalled.begin()
         stalled.execute(text("UPDATE batch SET priority = 1 WHERE id = 'b1'"))
         other = make_engine(database_url)

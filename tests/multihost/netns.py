@@ -16,6 +16,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import uuid
@@ -174,6 +175,15 @@ class TcpForwarder:
         self.loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The relay stands between the server and the host, so the server's own TCP keepalive
+        # (which batchgate turns on: `store/db.py`) would only ever see the live relay. Do what
+        # it would do: notice a host that went silent, and close the server's side for it.
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 3000)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
