@@ -9,11 +9,12 @@ from typing import Any
 
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
+from batchgate.providers.batch_base import VendorBatchError
 from batchgate.providers.registry import get_adapter
 from batchgate.store import vendor_jobs as store
 from batchgate.vendor_batch.context import Lane
 from batchgate.vendor_batch.ingest import JobContext, groups, outcomes
-from batchgate.vendor_batch.submit import send_online
+from batchgate.vendor_batch.submit import abandon, send_online
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ def poll_jobs(lane: Lane, now: float) -> int:
                 log.info("vendor batch %s: cancelled (deadline margin or batch stopped)", job.id)
         except Exception as exc:  # the vendor does not answer: look again later
             log.warning("vendor batch %s: polling failed: %s", job.id, exc)
+            gone = isinstance(exc, VendorBatchError) and exc.permanent
+            if gone or _unwanted(lane, job, now):
+                # The vendor refuses to tell us about the job (or can no longer, in time): its
+                # lines go online rather than wait for results that may never come.
+                abandon(lane, job.id, f"polling failed: {exc}")
+                continue
             store.update_job(
                 lane.engine,
                 job.id,

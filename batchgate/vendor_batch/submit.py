@@ -80,13 +80,13 @@ def submit_job(lane: Lane, job_id: str) -> None:
         line = wire.line(custom_id(item.id), job.endpoint, req)
         lines.append(json.dumps(line, ensure_ascii=False).encode("utf-8"))
     if not lines:
-        _give_up(lane, job_id, "no line of this job can be sent to the vendor's batch API")
+        abandon(lane, job_id, "no line of this job can be sent to the vendor's batch API")
         return
     try:
         state = wire.submit(lane.client, target, job.endpoint, b"\n".join(lines) + b"\n", job_id)
     except VendorBatchError as exc:
         if exc.permanent:
-            _give_up(lane, job_id, str(exc))
+            abandon(lane, job_id, str(exc))
         else:  # no answer: the job may exist; `recover` looks for it before submitting again
             log.warning("vendor batch %s: submitting failed, will look again: %s", job_id, exc)
         return
@@ -139,9 +139,10 @@ def recover(lane: Lane, now: float) -> int:
     return n
 
 
-def _give_up(lane: Lane, job_id: str, why: str) -> None:
-    """The vendor refused the job: its lines go online."""
-    log.warning("vendor batch %s refused, its lines go online: %s", job_id, why)
+def abandon(lane: Lane, job_id: str, why: str) -> None:
+    """Give a job up (the vendor refused it, or will not say how it went): its lines go
+    online."""
+    log.warning("vendor batch %s given up, its lines go online: %s", job_id, why)
     store.update_job(lane.engine, job_id, status="failed", error=why[:2000], ended_at=time.time())
     send_online(lane, store.release_to_online(lane.engine, job_id))
 
