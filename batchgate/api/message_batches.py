@@ -111,6 +111,8 @@ async def create(request: Request, caller: Caller = Depends(anthropic_caller)) -
             fallbacks=None,
             id_prefix=ID_PREFIX,
             total=len(lines),
+            # The Message Batches body has no room for it: the config's default decides.
+            vendor_batch=st.config.vendor_batch.default,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)

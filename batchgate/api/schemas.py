@@ -128,6 +128,10 @@ class BatchgateInfo(BaseModel):
     lost_calls: int | None = None
     duplicate_spend_usd: str | None = None
     unpriced: bool | None = None
+    # The vendor batch lane: lines waiting on vendor jobs, each job's status, spend by lane.
+    waiting_on_vendor: int | None = None
+    vendor_jobs: list[dict[str, Any]] | None = None
+    lanes: dict[str, Any] | None = None
 
 
 class BatchObject(BaseModel):
@@ -170,6 +174,9 @@ class BatchObject(BaseModel):
     validate_output: bool = Field(
         True, description="batchgate extension: answers to JSON lines are checked and re-asked."
     )
+    vendor_batch: bool = Field(
+        False, description="batchgate extension: lines go to the vendors' own batch APIs first."
+    )
     batchgate: BatchgateInfo
 
 
@@ -191,6 +198,9 @@ class BatchEstimate(BaseModel):
     cost_usd_low: str
     cost_usd_high: str
     models: dict[str, ModelEstimate]
+    # The same lines at their vendors' batch prices, as with `vendor_batch: true`.
+    vendor_batch_cost_usd_low: str | None = None
+    vendor_batch_cost_usd_high: str | None = None
     note: str
     errors: BatchErrors | None = None
 
