@@ -112,8 +112,26 @@ class _CacheSettings(_Lenient):
     max_entries: int = Field(default=100_000, ge=1)
 
 
+class _VendorBatch(_Lenient):
+    """`batchgate_settings.vendor_batch`: the vendor batch lane (issue 15)."""
+
+    default: bool = False  # a batch that does not say `vendor_batch` gets this
+    poll_interval: float = Field(default=30.0, gt=0)  # first poll of a job, then backing off
+    max_poll_interval: float = Field(default=300.0, gt=0)
+    # A job not ended this long before its batch's deadline is cancelled; its lines go online.
+    deadline_margin: float = Field(default=3600.0, ge=0)
+    # A job recorded but not known to be submitted is looked for at the vendor (and submitted
+    # if absent) only this long after it was recorded: another reconciler may still be
+    # submitting it (an HTTP call can take up to 120 s).
+    recover_after: float = Field(default=150.0, ge=0)
+    max_jobs_in_flight: dict[str, int] = {}  # per adapter (openai, anthropic); default 20
+    max_requests: dict[str, int] = {}  # per job, per adapter; the vendors' limits by default
+    max_bytes: dict[str, int] = {}
+
+
 class _BatchgateSettings(_Lenient):
     vendors: dict[str, _VendorSettings] = {}
+    vendor_batch: _VendorBatch = _VendorBatch()
     tenants: list[_Tenant] = []
     attempt_timeout: float = Field(default=120.0, gt=0)
     cache: _CacheSettings = _CacheSettings()
@@ -167,6 +185,44 @@ class VendorLimits:
         return self.chunk_size or max(32, min(500, self.max_concurrency))
 
 
+# The vendors' own limits per job (requests, bytes of the input file).
+VENDOR_BATCH_LIMITS: dict[str, tuple[int, int]] = {
+    "openai": (50_000, 200 * 1024 * 1024),
+    "anthropic": (100_000, 256 * 1024 * 1024),
+    "azure": (100_000, 200 * 1024 * 1024),  # global batch: per input file
+    # Batch Mode with inline requests: the whole request is at most 20 MB.
+    "gemini": (100_000, 20 * 1024 * 1024),
+}
+DEFAULT_JOBS_IN_FLIGHT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class VendorBatchSettings:
+    default: bool = False
+    poll_interval: float = 30.0
+    max_poll_interval: float = 300.0
+    deadline_margin: float = 3600.0
+    recover_after: float = 150.0
+    max_jobs_in_flight: dict[str, int] = field(default_factory=dict)
+    max_requests: dict[str, int] = field(default_factory=dict)
+    max_bytes: dict[str, int] = field(default_factory=dict)
+
+    def supports(self, adapter: str) -> bool:
+        """Whether the lane can submit to this adapter's vendor (others run online)."""
+        return adapter in VENDOR_BATCH_LIMITS
+
+    def job_limits(self, adapter: str) -> tuple[int, int]:
+        """(requests, bytes) per job: the vendor's, or lower when configured."""
+        requests, size = VENDOR_BATCH_LIMITS[adapter]
+        return (
+            min(requests, self.max_requests.get(adapter, requests)),
+            min(size, self.max_bytes.get(adapter, size)),
+        )
+
+    def jobs_in_flight(self, adapter: str) -> int:
+        return self.max_jobs_in_flight.get(adapter, DEFAULT_JOBS_IN_FLIGHT)
+
+
 @dataclass(frozen=True, slots=True)
 class TenantKey:
     name: str
@@ -205,6 +261,7 @@ class Config:
     vendor_limits: dict[str, VendorLimits] = field(default_factory=dict)
     attempt_timeout: float = 120.0
     cache: CacheSettings = CacheSettings()
+    vendor_batch: VendorBatchSettings = field(default_factory=VendorBatchSettings)
     source: str | None = None
     _by_alias: dict[str, list[Deployment]] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -383,8 +440,14 @@ def parse_config(data: dict[str, Any] | None, source: str | None = None) -> Conf
         },
         attempt_timeout=raw.batchgate_settings.attempt_timeout,
         cache=CacheSettings(cs.default, cs.ttl_seconds, cs.max_entries),
+        vendor_batch=_vendor_batch(raw.batchgate_settings.vendor_batch),
         source=source,
     )
+    if cfg.cache.default and cfg.vendor_batch.default:
+        raise ConfigError(
+            "batchgate_settings: cache.default and vendor_batch.default cannot both be true "
+            "(the response cache does not serve the vendor batch lane yet)"
+        )
     aliases = set(cfg.aliases)
     for kind, mapping in (
         ("fallbacks", cfg.fallbacks),
@@ -396,6 +459,19 @@ def parse_config(data: dict[str, Any] | None, source: str | None = None) -> Conf
                 if a not in aliases:
                     raise ConfigError(f"router_settings.{kind}: unknown model_name {a!r}")
     return cfg
+
+
+def _vendor_batch(raw: _VendorBatch) -> VendorBatchSettings:
+    return VendorBatchSettings(
+        default=raw.default,
+        poll_interval=raw.poll_interval,
+        max_poll_interval=max(raw.poll_interval, raw.max_poll_interval),
+        deadline_margin=raw.deadline_margin,
+        recover_after=raw.recover_after,
+        max_jobs_in_flight=dict(raw.max_jobs_in_flight),
+        max_requests=dict(raw.max_requests),
+        max_bytes=dict(raw.max_bytes),
+    )
 
 
 def _tenants(entries: list[_Tenant], master_key_ref: str | None) -> tuple[TenantKey, ...]:

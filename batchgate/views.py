@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from batchgate.money import usd_str
 from batchgate.store.cache import cache_savings
 from batchgate.store.items import ATTEMPT, ITEM, state_counts
+from batchgate.store.vendor_jobs import batch_jobs
 
 
 def file_object(row: Any) -> dict[str, Any]:
@@ -87,6 +88,7 @@ def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
         extra = {
             "queued": counts.get("queued", 0),
             "in_flight": counts.get("running", 0),
+            "waiting_on_vendor": counts.get("vendor", 0),
             "fallback_lines": live["fallback_lines"],
             "cache_hits": live["cache_hits"],
             "cache_saved_usd": live["cache_saved_usd"],
@@ -108,7 +110,10 @@ def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
             "duplicate_spend_usd": summary["duplicate_spend_usd"],
             "unpriced": summary["unpriced"],
             "models": summary["models"],
+            "lanes": summary.get("lanes"),
         }
+    if row.vendor_batch:
+        extra["vendor_jobs"] = batch_jobs(conn, row.id)
     return {
         "id": row.id,
         "object": "batch",
@@ -143,5 +148,6 @@ def batch_object(conn: Connection, row: Any) -> dict[str, Any]:
         "fallbacks": json.loads(row.fallbacks_json),
         "validate_output": bool(row.validate_output),
         "cache": bool(row.cache),
+        "vendor_batch": bool(row.vendor_batch),
         "batchgate": extra,
     }

@@ -14,6 +14,7 @@ import redis
 
 from batchgate.config import Config
 from batchgate.coordination import LeaderLock, connect
+from batchgate.execution import faults
 from batchgate.filestore import FileStore
 from batchgate.names import alive_key
 from batchgate.pipeline.ingest import ingest
@@ -28,6 +29,8 @@ from batchgate.routing.reclaim import free_slots_of, slot_holders
 from batchgate.settings import Settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine
+from batchgate.vendor_batch.context import Lane
+from batchgate.vendor_batch.lane import run_round
 from workers.celery import app
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
     stop = stop or threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    faults.install_from_spec(settings.test_faults, settings.data_dir)
     engine = make_engine(
         settings.resolved_database_url(),
         idle_transaction_seconds=settings.db_idle_transaction_seconds,
@@ -79,6 +83,16 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
             return set()
 
     deaths = DeathWatch(alive, on_dead, holders)
+    # The vendor batch lane runs beside the rounds, in its own thread, while this replica
+    # leads: ingesting a big job's results takes seconds, and must not delay lease releases.
+    lane_leads = threading.Event()
+    lane = threading.Thread(
+        target=_run_lane,
+        args=(Lane(engine, config, send), files, lane_leads, stop, settings.reconcile_interval),
+        name="vendor-batch-lane",
+        daemon=True,
+    )
+    lane.start()
 
     def reingest(batch_id: str) -> None:
         ingest(engine, settings, config, files, batch_id, send)
@@ -89,6 +103,10 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
         try:
             if lock.hold() != leading:
                 leading = not leading
+                if leading:
+                    lane_leads.set()
+                else:
+                    lane_leads.clear()
                 log.info("reconciler %s %s", lock.holder, "leads" if leading else "stands by")
             if leading:
                 depths = queue_depths(app, config.vendors)
@@ -113,6 +131,26 @@ def run_forever(settings: Settings, config: Config, stop: threading.Event | None
         except Exception:
             log.exception("reconciler round failed; retrying")
         stop.wait(settings.reconcile_interval)
+    lane_leads.clear()
+    lane.join(timeout=30)
     if leading:
         with contextlib.suppress(Exception):
             lock.release()  # hand over at once instead of after the lock's TTL
+
+
+def _run_lane(
+    lane: Lane, files: FileStore, leads: threading.Event, stop: threading.Event, interval: float
+) -> None:
+    try:
+        while not stop.is_set():
+            if leads.is_set():
+                try:
+                    report = run_round(lane, files)
+                except Exception:  # never end the thread: the next round retries
+                    log.exception("vendor batch lane round failed")
+                else:
+                    if any(vars(report).values()):
+                        log.info("vendor batch lane: %s", report)
+            stop.wait(interval)
+    finally:
+        lane.close()

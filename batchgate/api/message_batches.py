@@ -112,6 +112,8 @@ async def create(request: Request, caller: Caller = Depends(anthropic_caller)) -
             id_prefix=ID_PREFIX,
             total=len(lines),
             cache=st.config.cache.default,  # Anthropic's body has no place to say
+            # The Message Batches body has no room for it: the config's default decides.
+            vendor_batch=st.config.vendor_batch.default,
         ),
     )
     st.ingest_pool.submit(run_ingest, request.app, batch.id)

@@ -130,6 +130,10 @@ class BatchgateInfo(BaseModel):
     unpriced: bool | None = None
     cache_hits: int = Field(0, description="Lines served from the response cache (no call).")
     cache_saved_usd: str = Field("0", description="What those lines' calls would have cost.")
+    # The vendor batch lane: lines waiting on vendor jobs, each job's status, spend by lane.
+    waiting_on_vendor: int | None = None
+    vendor_jobs: list[dict[str, Any]] | None = None
+    lanes: dict[str, Any] | None = None
 
 
 class BatchObject(BaseModel):
@@ -175,6 +179,9 @@ class BatchObject(BaseModel):
     cache: bool = Field(
         False, description="batchgate extension: lines may be served from the response cache."
     )
+    vendor_batch: bool = Field(
+        False, description="batchgate extension: lines go to the vendors' own batch APIs first."
+    )
     batchgate: BatchgateInfo
 
 
@@ -196,6 +203,9 @@ class BatchEstimate(BaseModel):
     cost_usd_low: str
     cost_usd_high: str
     models: dict[str, ModelEstimate]
+    # The same lines at their vendors' batch prices, as with `vendor_batch: true`.
+    vendor_batch_cost_usd_low: str | None = None
+    vendor_batch_cost_usd_high: str | None = None
     note: str
     errors: BatchErrors | None = None
 

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from batchgate.cli.common import API_BASE, API_KEY, client, console, expected_failures, fail
-from batchgate.cli.progress import TERMINAL, summary_line, summary_table
+from batchgate.cli.progress import TERMINAL, summary_line, summary_table, vendor_jobs_table
 
 FOLLOW_INTERVAL = 1.0  # seconds between polls of `results --follow`
 
@@ -32,6 +32,8 @@ def status(
         console.print_json(json.dumps(batch))
     else:
         console.print(summary_table(batch))
+        if (jobs := vendor_jobs_table(batch)) is not None:
+            console.print(jobs)
         console.print(summary_line(batch), soft_wrap=True)
 
 

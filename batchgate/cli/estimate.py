@@ -56,7 +56,9 @@ def estimate(
             m["cost_high"] + (" (unpriced)" if m.get("unpriced") else ""),
         )
     table.caption = (
-        f"total {result['cost_usd_low']} – {result['cost_usd_high']} USD. {result['note']}"
+        f"total {result['cost_usd_low']} – {result['cost_usd_high']} USD online; "
+        f"{result['vendor_batch_cost_usd_low']} – {result['vendor_batch_cost_usd_high']} USD "
+        f"through the vendors' batch APIs (--vendor-batch). {result['note']}"
     )
     console.print(table)
 

@@ -26,7 +26,9 @@ def wait_with_progress(
         TextColumn("[bold]{task.fields[status]}"),
         BarColumn(),
         TextColumn("{task.fields[count]}"),
-        TextColumn("failed {task.fields[failed]}  in-flight {task.fields[in_flight]}"),
+        TextColumn(
+            "failed {task.fields[failed]}  in-flight {task.fields[in_flight]}{task.fields[vendor]}"
+        ),
         TextColumn("{task.fields[rate]}/s  ${task.fields[cost]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
@@ -39,6 +41,7 @@ def wait_with_progress(
             count="",
             failed=0,
             in_flight=0,
+            vendor="",
             rate="0",
             cost="0",
         )
@@ -55,6 +58,7 @@ def wait_with_progress(
                 status=batch["status"],
                 failed=counts["failed"],
                 in_flight=(batch.get("batchgate") or {}).get("in_flight", 0),
+                vendor=_vendor_waiting(batch),
                 rate=f"{done / elapsed:.0f}",
                 cost=_short(batch.get("cost_usd", "0")),
             )
@@ -64,6 +68,35 @@ def wait_with_progress(
                 raise TimeoutError(f"batch {batch['id']} still {batch['status']} after {timeout}s")
             time.sleep(interval)
             batch = fetch()
+
+
+def _vendor_waiting(batch: dict[str, Any]) -> str:
+    waiting = (batch.get("batchgate") or {}).get("waiting_on_vendor")
+    return f"  at vendor batch APIs {waiting}" if waiting else ""
+
+
+def vendor_jobs_table(batch: dict[str, Any]) -> Table | None:
+    """The batch's vendor jobs and the lines each still holds (None: it has none)."""
+    jobs = (batch.get("batchgate") or {}).get("vendor_jobs")
+    if not jobs:
+        return None
+    table = Table(title="vendor batch jobs")
+    for name, justify in (("job", "left"), ("vendor", "left"), ("vendor job", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("status")
+    table.add_column("lines", justify="right")
+    table.add_column("waiting", justify="right")
+    for j in jobs:
+        status = j["status"] + (f" ({j['vendor_status']})" if j.get("vendor_status") else "")
+        table.add_row(
+            j.get("id") or "-",
+            j.get("vendor") or "-",
+            j.get("vendor_job_id") or "-",
+            status,
+            str(j.get("lines", "")),
+            str(j["waiting"]),
+        )
+    return table
 
 
 def _short(usd: str) -> str:
@@ -112,4 +145,12 @@ def summary_line(batch: dict[str, Any]) -> str:
     if ext.get("duplicate_calls"):
         parts.append(f"duplicate calls {ext['duplicate_calls']}")
     parts.append(f"cost {batch.get('cost_usd', '0')} USD")
+    lanes = ext.get("lanes") or {}
+    if lanes.get("vendor_batch", {}).get("lines"):
+        vb, online = lanes["vendor_batch"], lanes["online"]
+        parts.append(
+            f"vendor batch lane {vb['lines']} lines {vb['cost_usd']} USD, online "
+            f"{online['lines']} lines {online['cost_usd']} USD, "
+            f"saved {lanes['vendor_batch_saving_usd']} USD"
+        )
     return ", ".join(parts)

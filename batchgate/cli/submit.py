@@ -58,6 +58,12 @@ def submit(
         help="Serve lines answered before from the response cache, and cache this batch's "
         "answers (default: the server config's cache.default).",
     ),
+    vendor_batch: bool | None = typer.Option(
+        None,
+        "--vendor-batch/--online",
+        help="Offer lines to their vendors' own batch APIs first (about half price, up to "
+        "24 hours); --online runs every line online. Default: the server's config.",
+    ),
     wait: bool = typer.Option(
         False, "--wait", help="Show progress until the batch ends, then a summary."
     ),
@@ -77,6 +83,7 @@ def submit(
     1 a request failed.
 
     Example:  batchgate submit samples/eval.jsonl --fallback claude-haiku --wait -o out.jsonl
+    Example:  batchgate submit samples/eval.jsonl --vendor-batch --wait
     """
     with expected_failures(), client(api_base, api_key) as c:
         f = c.upload(file)
@@ -87,6 +94,7 @@ def submit(
             fallbacks=list(fallback),
             max_cost_usd=str(max_cost) if max_cost is not None else None,
             cache=cache,
+            vendor_batch=vendor_batch,
         )
         console.print(f"batch [bold]{batch['id']}[/bold] created ({batch['status']})")
         if not wait:

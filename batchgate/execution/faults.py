@@ -9,6 +9,8 @@ tests reach real Celery workers:
 
 - `crash_after_response=<custom_id>,...`: die once per listed line between a paid response and
   its commit (a marker file under the data dir makes it once across restarts);
+- `crash_after_vendor_submit`: the vendor batch lane's process dies once right after a vendor
+  accepted a job and before its id is recorded (the job must be found again, not resubmitted);
 - `chaos:seed=<n>:db=<p>:redis=<p>:crash=<p>`: at every point, a fault of that point's kind
   with that probability, from a seeded random stream; each one is logged to
   `<data dir>/chaos-faults.log` (one line per fault) so a chaos run can count them.
@@ -29,6 +31,7 @@ from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, Operationa
 DB_POINTS = ("recorder.flush", "runner.claim", "runner.renew")
 REDIS_POINTS = ("runner.before_call", "runner.after_call")
 CRASH_POINT = "runner.before_commit"
+VENDOR_SUBMIT_POINT = "vendor_batch.after_submit"
 POINTS = (*DB_POINTS, *REDIS_POINTS, CRASH_POINT)
 
 Injector = Callable[[str, str], None]
@@ -52,7 +55,9 @@ def install_from_spec(spec: str | None, data_dir: Path) -> None:
     """Install the injector `BATCHGATE_TEST_FAULTS` describes; nothing when it is unset."""
     if not spec:
         return
-    if spec.startswith("crash_after_response="):
+    if spec == "crash_after_vendor_submit":
+        install(_crash_once_at(VENDOR_SUBMIT_POINT, data_dir))
+    elif spec.startswith("crash_after_response="):
         install(_crash_once(set(spec.split("=", 1)[1].split(",")), data_dir))
     elif spec.startswith("chaos:"):
         fields = dict(part.split("=", 1) for part in spec.split(":")[1:])
@@ -67,6 +72,17 @@ def _crash_once(custom_ids: set[str], data_dir: Path) -> Injector:
     def inject(point: str, key: str) -> None:
         if point == CRASH_POINT and key in custom_ids:
             marker = data_dir / f"crashed-{key}"
+            if not marker.exists():
+                marker.touch()
+                os._exit(137)
+
+    return inject
+
+
+def _crash_once_at(point: str, data_dir: Path) -> Injector:
+    def inject(fired: str, key: str) -> None:
+        if fired == point:
+            marker = data_dir / f"crashed-{point}"
             if not marker.exists():
                 marker.touch()
                 os._exit(137)

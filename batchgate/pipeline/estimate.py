@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO
 
-from batchgate.config import Config
-from batchgate.pricing import Estimate, pin_prices
+from batchgate.config import VENDOR_BATCH_LIMITS, Config
+from batchgate.pricing import Estimate, batch_key, pin_prices
 from batchgate.validation import Limits, iter_requests, validate_file
 
 
@@ -39,14 +39,22 @@ def estimate_file(
         )
     if not report.ok:
         raise InvalidFile(report.errors)
-    prices = pin_prices(config.deployments)
-    estimate = Estimate()
+    prices = pin_prices(config.deployments, None, VENDOR_BATCH_LIMITS)
+    estimate, batched = Estimate(), Estimate()
     endpoint = endpoint or report.endpoint or "/v1/chat/completions"
     with open_file() as fp:
         for line in iter_requests(fp, limits=limits, default_model=model):
             alias = model or line.body["model"]
-            entries = [prices.entry(d.id) for d in config.deployments_for(alias)]
+            deps = config.deployments_for(alias)
+            entries = [prices.entry(d.id) for d in deps]
             estimate.add(alias, line.body, endpoint, entries)
+            # With `vendor_batch`: a line whose deployment has a batch API is priced at its
+            # batch price (retries of failed or expired lines online are not included).
+            lane_entries = [
+                prices.entry(batch_key(d.id)) if batch_key(d.id) in prices else prices.entry(d.id)
+                for d in deps
+            ]
+            batched.add(alias, line.body, endpoint, lane_entries)
     return {
         "object": "batch.estimate",
         "endpoint": endpoint,
@@ -54,6 +62,8 @@ def estimate_file(
         "cost_usd_low": format(estimate.cost_low, "f"),
         "cost_usd_high": format(estimate.cost_high, "f"),
         "models": estimate.to_json().get("by_alias", estimate.to_json()),
+        "vendor_batch_cost_usd_low": format(batched.cost_low, "f"),
+        "vendor_batch_cost_usd_high": format(batched.cost_high, "f"),
         "note": "input tokens ≈ characters/4; output between 0 and max_tokens (1024 when unset); "
         "retries and fallbacks not included",
     }

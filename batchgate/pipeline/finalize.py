@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
+from batchgate.pipeline.lanes import lane_summary
 from batchgate.store.attempts import reasks_by_item
 from batchgate.store.cache import cache_savings
 from batchgate.store.db import reading
@@ -109,6 +110,8 @@ def output_line(row: Any, cost: str, reasks: int = 0) -> dict[str, Any]:
         "unpriced": bool(row.unpriced),
         # served from the response cache: no call, so no usage and no cost
         "cached": bool(row.cached),
+        # Which lane served (or ended) the line: a vendor's batch API, or our own calls.
+        "lane": ((result or error or {}).get("lane")) or "online",
     }
     line: dict[str, Any] = {"id": f"batch_req_{row.id:012d}", "custom_id": row.custom_id}
     if row.state == "succeeded" and result is not None:
@@ -329,7 +332,10 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
             "unpriced": bool(unp),
         }
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    with reading(engine) as conn:
+        lanes = lane_summary(conn, batch_id)
     return {
+        "lanes": lanes,
         "cost_usd": usd_str(total_pusd),
         "cost_pusd": total_pusd,
         "duplicate_spend_usd": usd_str(int(dup[0])),

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from batchgate.config import Config
+from batchgate.config import VENDOR_BATCH_LIMITS, Config
 from batchgate.filestore import FileStore, new_id
 from batchgate.pricing import pin_prices
 from batchgate.settings import Settings
@@ -52,6 +52,7 @@ class BatchRequest:
     validate_output: bool = True
     priority: int = 0
     cache: bool = False
+    vendor_batch: bool = False
 
 
 def window_seconds(window: str) -> int:
@@ -92,6 +93,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         validate_output=req.validate_output,
         priority=req.priority,
         cache=req.cache,
+        vendor_batch=req.vendor_batch,
         # The creating API holds the ingest from now: dead before it starts, it is redone soon.
         ingest_attempts=1,
         ingest_lease_until=now + INGEST_LEASE_SECONDS,
@@ -154,6 +156,9 @@ def ingest(
         return "failed"
 
     chains: dict[str, list[str]] = {}
+    # Lines a vendor batch API can serve wait for the vendor batch lane, never for a worker:
+    # stored so, so that no reconciler round can enqueue them in between.
+    lane_vendors = vendor_batch_vendors(config) if batch.vendor_batch else set()
 
     def rows() -> Iterator[dict[str, Any]]:
         with files.open(file.path) as fp:
@@ -165,14 +170,16 @@ def ingest(
                 chain = chains.get(alias)
                 if chain is None:
                     chain = chains[alias] = config.chain(alias, fallbacks)
+                vendor = config.vendor_for(alias, line.index)
                 yield {
                     "batch_id": batch_id,
                     "idx": line.index,
                     "custom_id": line.custom_id,
                     "body": json.dumps(body, ensure_ascii=False),
                     "alias": alias,
-                    "vendor": config.vendor_for(alias, line.index),
+                    "vendor": vendor,
                     "chain_json": json.dumps(chain),
+                    "state": "vendor" if vendor in lane_vendors else "queued",
                 }
 
     now = time.time()
@@ -190,6 +197,15 @@ def ingest(
 # (the API died mid-ingest) the reconciler takes the ingest over at once instead of waiting.
 INGEST_LEASE_SECONDS = 30.0
 INGEST_BYTES_PER_SECOND = 1_000_000  # measured 8.7 MB/s (benchmarks/RESULTS.md): 8x margin
+
+
+def lane_adapters(config: Config) -> list[str]:
+    return [a for a in VENDOR_BATCH_LIMITS if config.vendor_batch.supports(a)]
+
+
+def vendor_batch_vendors(config: Config) -> set[str]:
+    """Vendors (queues) whose deployments have a batch API the lane can submit to."""
+    return {d.vendor for d in config.deployments if config.vendor_batch.supports(d.adapter)}
 
 
 def ingest_lease(file_bytes: int, now: float) -> float:
@@ -222,7 +238,9 @@ def _store_items(
     total = insert_items(conn, rows)
     aliases = {a for chain in chains.values() for a in chain}
     aliases |= {a for alias in aliases for a in config.context_window_fallbacks.get(alias, ())}
-    prices = pin_prices([d for d in config.deployments if d.alias in aliases])
+    vendor_batch = conn.execute(select(BATCH.c.vendor_batch).where(BATCH.c.id == batch_id)).scalar()
+    batch_adapters = lane_adapters(config) if vendor_batch else ()
+    prices = pin_prices([d for d in config.deployments if d.alias in aliases], None, batch_adapters)
     moved = conn.execute(
         update(BATCH)
         .where(BATCH.c.id == batch_id, BATCH.c.status == "validating")

@@ -65,11 +65,12 @@ def _cancel_queued(conn: Connection, batch_id: str) -> int:
 
 
 def _end_queued(conn: Connection, batch_id: str, state: str, error_json: str) -> int:
-    """Every queued item of the batch ends in `state` with one error line; running ones are
-    left to their holders."""
+    """Every queued item of the batch (and every one waiting on a vendor job, whose late
+    results are then fenced off) ends in `state` with one error line; running ones are left
+    to their holders."""
     return conn.execute(
         update(ITEM)
-        .where(ITEM.c.batch_id == batch_id, ITEM.c.state == "queued")
+        .where(ITEM.c.batch_id == batch_id, ITEM.c.state.in_(("queued", "vendor")))
         .values(
             state=state,
             error_json=error_json,

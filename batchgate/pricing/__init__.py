@@ -40,6 +40,7 @@ from batchgate.pricing._table import (
     PriceEntry,
     PriceTable,
     PriceTier,
+    batch_key,
     unpriced_entry,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "PriceTable",
     "PriceTier",
     "TokenEstimate",
+    "batch_key",
     "cost_breakdown",
     "cost_of",
     "estimate_request",

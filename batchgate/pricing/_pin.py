@@ -27,6 +27,7 @@ from batchgate.pricing._table import (
     PriceEntry,
     PriceTable,
     PriceTier,
+    batch_key,
     unpriced_entry,
 )
 
@@ -84,9 +85,12 @@ def genai_model_ref(deployment: Deployment) -> str:
     return model
 
 
-def price_entry(deployment: Deployment, at: datetime | None = None) -> PriceEntry:
+def price_entry(
+    deployment: Deployment, at: datetime | None = None, processing: str | None = None
+) -> PriceEntry:
     """The price of one deployment at `at` (default now): config prices, else genai-prices, else
-    an `unpriced` zero entry."""
+    an `unpriced` zero entry. `processing="batch"`: the vendor batch API's price (genai-prices'
+    `price_context={'processing': 'batch'}`; config prices have no batch variant)."""
     at = _aware(at)
     if deployment.input_cost_per_token is not None or deployment.output_cost_per_token is not None:
         return _config_entry(deployment)
@@ -108,8 +112,13 @@ def price_entry(deployment: Deployment, at: datetime | None = None) -> PriceEntr
     except LookupError as exc:
         return unpriced_entry(deployment.alias, provider_id, model_ref, note=str(exc))
 
-    # Standard prices: we call the vendors' real-time APIs, so no batch or service-tier variant.
-    prices = model.get_prices(at)
+    # Standard prices for our real-time calls; the batch variant for vendor batch lines. As in
+    # genai-prices' calc_price, a model found through another provider's fallback gets no
+    # variant (its variants are that provider's).
+    context = {"processing": processing} if processing else None
+    if context and not any(model is m for m in provider.models):
+        context = None
+    prices = model.get_prices(at, context)
     if prices.input_mtok is None and prices.output_mtok is None:
         return unpriced_entry(
             deployment.alias,
@@ -120,14 +129,22 @@ def price_entry(deployment: Deployment, at: datetime | None = None) -> PriceEntr
     return _genai_entry(prices, deployment.alias, provider.id, model_ref, model.id)
 
 
-def pin_prices(deployments: Iterable[Deployment], at: datetime | None = None) -> PriceTable:
+def pin_prices(
+    deployments: Iterable[Deployment],
+    at: datetime | None = None,
+    batch_adapters: Iterable[str] = (),
+) -> PriceTable:
     """Pin the prices of every deployment a batch may use (all deployments of every alias in its
-    fallback chains), as they are at `at` (default now)."""
+    fallback chains), as they are at `at` (default now); for deployments of `batch_adapters`
+    also their vendor batch price, under `batch_key(id)`."""
     at = _aware(at)
     entries: dict[str, PriceEntry] = {}
+    batched = set(batch_adapters)
     for deployment in deployments:
         if deployment.id in entries:
             continue
+        if deployment.adapter in batched:
+            entries[batch_key(deployment.id)] = price_entry(deployment, at, "batch")
         entry = price_entry(deployment, at)
         if entry.unpriced:
             log.warning(

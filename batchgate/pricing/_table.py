@@ -145,6 +145,14 @@ def unpriced_entry(
     )
 
 
+# Vendor batch prices are pinned next to the online ones, under this prefix + deployment id.
+BATCH_PREFIX = "batch:"
+
+
+def batch_key(deployment_id: str) -> str:
+    return BATCH_PREFIX + deployment_id
+
+
 @dataclass(frozen=True)
 class PriceTable:
     """Deployment id → pinned `PriceEntry`, for every deployment a batch may use."""
@@ -178,7 +186,12 @@ class PriceTable:
         return unpriced_entry(note=f"deployment {deployment_id!r} was not pinned with the batch")
 
     def for_alias(self, alias: str) -> list[PriceEntry]:
-        return [e for e in self.entries.values() if e.alias == alias]
+        """The online prices of an alias's deployments (not their vendor batch prices)."""
+        return [
+            e
+            for key, e in self.entries.items()
+            if e.alias == alias and not key.startswith(BATCH_PREFIX)
+        ]
 
     def unpriced(self) -> list[str]:
         """Deployment ids priced at zero because no price was known."""

@@ -19,12 +19,16 @@ from typing import Any
 from aiohttp import web
 
 from batchgate.simulator import (
+    anthropic_batch_wire,
     anthropic_wire,
     azure_wire,
+    gemini_batch_wire,
     gemini_wire,
+    openai_batch_wire,
     openai_wire,
     responses_wire,
 )
+from batchgate.simulator.batch_jobs import BatchJobs, SimJob
 from batchgate.simulator.behaviour import (
     Behaviour,
     Decision,
@@ -32,7 +36,7 @@ from batchgate.simulator.behaviour import (
     FaultPlanner,
     parse_directives,
 )
-from batchgate.simulator.content import Answer, Call, PrefixCache, Reply, answer, spoil
+from batchgate.simulator.content import Answer, Call, PrefixCache, Reply, answer, dumps, spoil
 from batchgate.simulator.stats import Ledger, Stats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -147,6 +151,27 @@ _ROUTES = {
 }  # fmt: skip
 
 
+# (vendor, endpoint of a batch job) → the online route that answers its lines.
+_BATCH_ROUTES = {
+    ("openai", "/v1/chat/completions"): "openai.chat",
+    ("openai", "/v1/embeddings"): "openai.embeddings",
+    ("openai", "/v1/responses"): "openai.responses",
+    ("openai", "/v1/completions"): "openai.completions",
+    ("azure", "/chat/completions"): "azure.chat",
+    ("azure", "/embeddings"): "azure.embeddings",
+    ("anthropic", "/v1/messages"): "anthropic.messages",
+    ("gemini", "generateContent"): "gemini.generateContent",
+}
+
+
+def _prompt_of(vendor: str, body: dict[str, Any]) -> str:
+    name = {"anthropic": "anthropic.messages", "gemini": "gemini.generateContent"}.get(
+        vendor, "openai.chat"
+    )
+    route = _ROUTES[name]
+    return route.parse(Call(route.vendor, route.name, ""), dumps(body)).prompt
+
+
 def _response(reply: Reply) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
 
@@ -160,6 +185,8 @@ class Simulator:
         self.stats = Stats()
         self.ledger = Ledger(behaviour.ledger_size)
         self.cache = PrefixCache()
+        self.batch_jobs = BatchJobs()
+        self.gemini_batches = gemini_batch_wire.GeminiBatchRoutes(self)
         self.closing = False
 
     def set_behaviour(self, behaviour: Behaviour) -> None:
@@ -173,6 +200,72 @@ class Simulator:
         self.ledger.clear()
         self.planner.reset()
         self.cache.clear()
+        self.batch_jobs.clear()
+
+    # -- vendor batch jobs -------------------------------------------------------------------
+
+    def required_keys(self, vendor: str) -> frozenset[str] | None:
+        return self.behaviour.required_keys(vendor)
+
+    def advance(self, job: SimJob) -> None:
+        """End a job whose time has come, answering its lines as the online routes would."""
+        route = _ROUTES[_BATCH_ROUTES[(job.vendor, job.endpoint)]]
+        path = {
+            "anthropic": "/v1/messages/batches",
+            "azure": "/openai/batches",
+            "gemini": "/v1beta/batches",
+        }.get(job.vendor, "/v1/batches")
+
+        def render(body: dict[str, Any]) -> tuple[Call, Reply]:
+            # Azure names the deployment in the body's model (its URL has none in a batch).
+            model = str(body.get("model", "")) if job.vendor == "azure" else job.model
+            call = route.parse(Call(route.vendor, route.name, model), dumps(body))
+            if call.error is not None:
+                return call, call.error
+            dirs = parse_directives(call.prompt) or _NO_DIRECTIVES
+            # The batch line's own fate (fail, expire) is drawn by the job; no online faults.
+            mb = self.behaviour.for_model(call.model)
+            d = Decision(None, 0.0, 0.0, mb)
+            self.cache.apply(call)
+            return call, route.render(call, d, dirs, False)
+
+        def fail(call: Call) -> Reply:
+            return route.error(call, "server_error", 500)
+
+        def record(call: Call, status: int, fault: str | None) -> None:
+            now = time.time()
+            digest = hashlib.sha256(call.prompt.encode()).digest()
+            self.ledger.record(call.model, call.vendor, path, status, fault, now, now, digest)
+
+        self.batch_jobs.advance(job, self.behaviour, render, fail, record)
+        if job.status == "ended" and not job.published:
+            job.published = True
+            if job.vendor in ("openai", "azure"):
+                openai_batch_wire.write_results(self.batch_jobs, job)
+
+    async def get_batch_jobs(self, request: web.Request) -> web.Response:
+        """Tests: every job and the custom_ids of its lines, with each line's outcome."""
+        out = []
+        for job in self.batch_jobs.jobs.values():
+            outcomes = [k for k, _ in job.outcomes]
+            out.append(
+                {
+                    "id": job.id,
+                    "vendor": job.vendor,
+                    "status": job.status,
+                    "cancelled": job.cancelled,
+                    "created_at": job.created_at,
+                    "ended_at": job.ended_at,
+                    "metadata": job.metadata,
+                    "custom_ids": [c for c, _ in job.lines],
+                    "prompts": [
+                        hashlib.sha256(_prompt_of(job.vendor, b).encode()).hexdigest()
+                        for _, b in job.lines
+                    ],
+                    "outcomes": outcomes,
+                }
+            )
+        return web.json_response({"jobs": out})
 
     # -- vendor entry points ---------------------------------------------------------------
 
@@ -212,6 +305,8 @@ class Simulator:
 
     async def gemini(self, request: web.Request) -> web.StreamResponse:
         action = request.match_info["action"]
+        if action == "batchGenerateContent":
+            return await self.gemini_batches.create(request, request.match_info["model"])
         route = _ROUTES.get("gemini." + action)
         if route is None:
             return _response(gemini_wire.unknown_action(action))
@@ -401,6 +496,10 @@ def create_app(behaviour: Behaviour | None = None) -> web.Application:
     add(azure + "/chat/completions", sim.azure_handler(_ROUTES["azure.chat"]))
     add(azure + "/embeddings", sim.azure_handler(_ROUTES["azure.embeddings"]))
     add("/v1/messages", sim.anthropic_handler(_ROUTES["anthropic.messages"]))
+    openai_batch_wire.OpenAIBatchRoutes(sim).add_to(app)
+    openai_batch_wire.OpenAIBatchRoutes(sim, "azure").add_to(app)
+    anthropic_batch_wire.AnthropicBatchRoutes(sim).add_to(app)
+    sim.gemini_batches.add_to(app)
     add("/v1beta/models/{model:[^/:]+}:{action}", sim.gemini)
     add("/v1/models/{model:[^/:]+}:{action}", sim.gemini)
     app.router.add_get("/_sim/stats", sim.get_stats)
@@ -409,6 +508,7 @@ def create_app(behaviour: Behaviour | None = None) -> web.Application:
     app.router.add_get("/_sim/behaviour", sim.get_behaviour)
     app.router.add_post("/_sim/behaviour", sim.post_behaviour)
     app.router.add_get("/_sim/health", sim.health)
+    app.router.add_get("/_sim/batch_jobs", sim.get_batch_jobs)
     app.router.add_route("*", "/{tail:.*}", _not_found)
 
     async def on_shutdown(_app: web.Application) -> None:

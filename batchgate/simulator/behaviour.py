@@ -108,6 +108,11 @@ class ModelBehaviour(BaseModel):
     # not fit the schema (tool inputs too); on the first N calls per prompt, or every call.
     bad_json: Literal["broken", "invalid"] | None = None
     bad_json_first_n: int | None = Field(None, ge=1)
+    # Vendor batch APIs (OpenAI/Azure Batch, Anthropic Message Batches): a job ends this long
+    # after it was created; these fractions of its lines fail (a 500, retryable) or expire.
+    batch_delay_s: float = Field(0.0, ge=0)
+    batch_fail_rate: float = Field(0.0, ge=0, le=1)
+    batch_expire_rate: float = Field(0.0, ge=0, le=1)
 
     _always: Fault | None = PrivateAttr(None)
     _first_n: tuple[tuple[Fault, int], ...] = PrivateAttr(())  # (fault, cumulative attempts)

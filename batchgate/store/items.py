@@ -92,6 +92,7 @@ class AttemptRow:
     cost_pusd: int = 0
     unpriced: bool = False
     duplicate: bool = False
+    lane: str = "online"
 
 
 @dataclass(slots=True)
@@ -238,73 +239,81 @@ def apply(
     """Record attempts and item outcomes in one transaction, fenced by the lease owner; with
     them, the answers a caching batch keeps for the response cache (a commit per flush costs
     more than the rows: the cache adds none)."""
+    if not updates and not attempts:
+        return Applied()
+    with engine.begin() as conn:
+        applied = apply_in(conn, owner, updates, attempts)
+        put_cached(conn, cached)
+        return applied
+
+
+def apply_in(
+    conn: Connection, owner: str, updates: Sequence[ItemUpdate], attempts: Sequence[AttemptRow]
+) -> Applied:
+    """`apply` inside the caller's transaction (the vendor batch lane leases and applies in one)."""
     result = Applied()
     ids = list({u.id for u in updates} | {a.item_id for a in attempts})
     if not ids:
         return result
-    with engine.begin() as conn:
-        batch_of = {r.id: r.batch_id for r in conn.execute(_HELD, {"ids": ids, "b_owner": owner})}
-        held = set(batch_of)
-        result.stale = set(ids) - held
-        if attempts:
-            rows = []
-            for a in attempts:
-                row = {k: getattr(a, k) for k in AttemptRow.__slots__}
-                row["duplicate"] = a.duplicate or a.item_id not in held
-                rows.append(row)
-            executemany(conn, _INSERT_ATTEMPT, rows)
-        # Add this round's spend and tokens to the items we still hold.
-        spend: dict[int, list[int]] = {}
+    batch_of = {r.id: r.batch_id for r in conn.execute(_HELD, {"ids": ids, "b_owner": owner})}
+    held = set(batch_of)
+    result.stale = set(ids) - held
+    if attempts:
+        rows = []
         for a in attempts:
-            if a.item_id in held:
-                s = spend.setdefault(a.item_id, [0, 0, 0, 0, 0, 0])
-                s[0] += a.cost_pusd
-                s[1] += a.input_tokens
-                s[2] += a.output_tokens
-                s[3] += a.cache_read_tokens
-                s[4] += a.cache_write_tokens
-                s[5] |= int(a.unpriced)
-        ending = [u for u in updates if u.id in held and u.state in TERMINAL_ITEM_STATES]
-        seqs = next_seqs(conn, (batch_of[u.id] for u in ending))
-        params = []
-        for u in updates:
-            if u.id not in held:
-                continue
-            s = spend.get(u.id, [0, 0, 0, 0, 0, 0])
-            params.append(
-                {
-                    "b_id": u.id,
-                    "b_owner": owner,
-                    "b_state": u.state,
-                    "b_attempts": u.attempts,
-                    "b_model_attempts": u.model_attempts,
-                    "b_alias": u.alias,
-                    "b_vendor": u.vendor,
-                    "b_chain_pos": u.chain_pos,
-                    "b_tried": json.dumps(u.tried),
-                    "b_chain": json.dumps(u.chain),
-                    "b_result": json.dumps(u.result) if u.result is not None else None,
-                    "b_error": json.dumps(u.error) if u.error is not None else None,
-                    "b_served": u.served_deployment,
-                    "b_not_before": u.not_before,
-                    "b_enqueued_at": u.enqueued_at,
-                    "b_finished_at": u.finished_at,
-                    "b_finish_seq": (
-                        seqs[batch_of[u.id]] if u.state in TERMINAL_ITEM_STATES else None
-                    ),
-                    "b_cached": u.cached,
-                    "b_saved": u.saved_pusd,
-                    "d_cost": s[0],
-                    "d_in": s[1],
-                    "d_out": s[2],
-                    "d_cr": s[3],
-                    "d_cw": s[4],
-                    "d_unpriced": bool(s[5]),
-                }
-            )
-        if params:
-            executemany(conn, _APPLY_UPDATE, params)
-        put_cached(conn, cached)
+            row = {k: getattr(a, k) for k in AttemptRow.__slots__}
+            row["duplicate"] = a.duplicate or a.item_id not in held
+            rows.append(row)
+        executemany(conn, _INSERT_ATTEMPT, rows)
+    # Add this round's spend and tokens to the items we still hold.
+    spend: dict[int, list[int]] = {}
+    for a in attempts:
+        if a.item_id in held:
+            s = spend.setdefault(a.item_id, [0, 0, 0, 0, 0, 0])
+            s[0] += a.cost_pusd
+            s[1] += a.input_tokens
+            s[2] += a.output_tokens
+            s[3] += a.cache_read_tokens
+            s[4] += a.cache_write_tokens
+            s[5] |= int(a.unpriced)
+    ending = [u for u in updates if u.id in held and u.state in TERMINAL_ITEM_STATES]
+    seqs = next_seqs(conn, (batch_of[u.id] for u in ending))
+    params = []
+    for u in updates:
+        if u.id not in held:
+            continue
+        s = spend.get(u.id, [0, 0, 0, 0, 0, 0])
+        params.append(
+            {
+                "b_id": u.id,
+                "b_owner": owner,
+                "b_state": u.state,
+                "b_attempts": u.attempts,
+                "b_model_attempts": u.model_attempts,
+                "b_alias": u.alias,
+                "b_vendor": u.vendor,
+                "b_chain_pos": u.chain_pos,
+                "b_tried": json.dumps(u.tried),
+                "b_chain": json.dumps(u.chain),
+                "b_result": json.dumps(u.result) if u.result is not None else None,
+                "b_error": json.dumps(u.error) if u.error is not None else None,
+                "b_served": u.served_deployment,
+                "b_not_before": u.not_before,
+                "b_enqueued_at": u.enqueued_at,
+                "b_finished_at": u.finished_at,
+                "b_finish_seq": (seqs[batch_of[u.id]] if u.state in TERMINAL_ITEM_STATES else None),
+                "b_cached": u.cached,
+                "b_saved": u.saved_pusd,
+                "d_cost": s[0],
+                "d_in": s[1],
+                "d_out": s[2],
+                "d_cr": s[3],
+                "d_cw": s[4],
+                "d_unpriced": bool(s[5]),
+            }
+        )
+    if params:
+        executemany(conn, _APPLY_UPDATE, params)
     return result
 
 
@@ -345,8 +354,6 @@ _APPLY_UPDATE = (
         unpriced=ITEM.c.unpriced | bindparam("d_unpriced"),
     )
 )
-
-
 def has_pending(engine: Engine, batch_id: str) -> bool:
     """Whether any item of the batch is still queued or running. Asked after every chunk, so it
     stops at the first row (a COUNT would walk a million-line batch each time)."""

@@ -10,7 +10,8 @@ from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstrain
 from sqlmodel import Field, SQLModel
 
 TERMINAL_ITEM_STATES = ("succeeded", "failed", "cancelled", "expired")
-PENDING_ITEM_STATES = ("queued", "running")
+# `vendor`: offered to a vendor's own batch API (the vendor batch lane); no worker holds it.
+PENDING_ITEM_STATES = ("queued", "running", "vendor")
 
 BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 BATCH_TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -77,6 +78,8 @@ class Batch(SQLModel, table=True):
     # reconciler takes the ingest over, at most MAX_INGEST_ATTEMPTS times.
     ingest_attempts: int = 0
     ingest_lease_until: float | None = None
+    # The vendor batch lane: lines whose vendor has a batch API go there first (half price).
+    vendor_batch: bool = False
 
 
 class Item(SQLModel, table=True):
@@ -128,6 +131,8 @@ class Item(SQLModel, table=True):
     cache_saved_pusd: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, default=0)
     )
+    # The vendor job (vendor_job.id) the item was offered to, while and after it is there.
+    vendor_job_id: str | None = Field(default=None, index=True)
 
 
 class Attempt(SQLModel, table=True):
@@ -153,6 +158,34 @@ class Attempt(SQLModel, table=True):
     unpriced: bool = False
     # A paid call whose result was not used because the item was finished or re-leased meanwhile.
     duplicate: bool = False
+    # `online` (a call of ours) or `vendor_batch` (a line of a vendor's batch job).
+    lane: str = "online"
+
+
+class VendorJob(SQLModel, table=True):
+    """One job on a vendor's batch API. The row (an intent) is written, with its items assigned,
+    before the job is submitted; the submission carries the row id in the job's metadata, so a
+    job whose creation outcome was lost is found again, never submitted twice."""
+
+    __table_args__ = (Index("ix_vendor_job_status", "status"),)
+
+    id: str = Field(primary_key=True)  # vj_<hex>: ours, sent as metadata
+    batch_id: str = Field(index=True)
+    vendor: str  # the adapter: openai | anthropic
+    deployment_id: str
+    endpoint: str
+    lines: int = 0
+    # intent → submitted → ended → ingested; or cancelling → ended; or failed (never submitted)
+    status: str = "intent"
+    vendor_id: str | None = None  # the vendor's job id once known
+    vendor_status: str | None = None  # as the vendor last said
+    created_at: float
+    submitted_at: float | None = None
+    ended_at: float | None = None
+    next_poll_at: float = 0.0
+    polls: int = 0
+    ingested: int = 0  # result lines written to items so far
+    error: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class Upload(SQLModel, table=True):

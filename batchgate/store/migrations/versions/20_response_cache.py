@@ -2,8 +2,8 @@
 
 Existing batches do not cache; existing lines were not served from the cache.
 
-Revision ID: 19_response_cache
-Revises: 13_ingest_lease
+Revision ID: 20_response_cache
+Revises: 19_vendor_batch
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "19_response_cache"
-down_revision = "13_ingest_lease"
+revision = "20_response_cache"
+down_revision = "19_vendor_batch"
 branch_labels = None
 depends_on = None
 
