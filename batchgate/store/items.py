@@ -354,6 +354,8 @@ _APPLY_UPDATE = (
         unpriced=ITEM.c.unpriced | bindparam("d_unpriced"),
     )
 )
+
+
 def has_pending(engine: Engine, batch_id: str) -> bool:
     """Whether any item of the batch is still queued or running. Asked after every chunk, so it
     stops at the first row (a COUNT would walk a million-line batch each time)."""
