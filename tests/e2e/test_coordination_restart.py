@@ -83,11 +83,10 @@ def test_coordination_redis_restarted_empty_mid_batch(
         assert len(calls) == LINES
         # No call was repeated: the restart cost no worker its leases.
         assert sum(n - 1 for n in calls.values()) == done["batchgate"]["lost_calls"] == 0
-        # The slots held at the restart were registered again before any new one was granted.
+        # The slots held at the restart were registered again before any new one was granted
+        # (when calls outlive the restart; the mechanism itself: integration/test_slots_restart).
         peak = sim.stats()["total"]["peak_in_flight"]
         assert LIMIT // 2 <= peak <= LIMIT, f"peak in flight {peak} over the limit {LIMIT}"
-        log = (system.root / "logs" / "worker-openai.log").read_text(errors="replace")
-        assert "held slots again" in log, system.logs()
     finally:
         system.stop()
         proc.kill()
