@@ -18,10 +18,11 @@ def rfc3339(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def processing_status(status: str) -> str:
+def processing_status(status: str, cancel_initiated: bool = False) -> str:
     if status in ENDED:
         return "ended"
-    return "canceling" if status == "cancelling" else "in_progress"
+    # A cancelled batch passes through `finalizing` too: it is still canceling, not running.
+    return "canceling" if status == "cancelling" or cancel_initiated else "in_progress"
 
 
 def request_counts(total: int, states: dict[str, int], ended: bool) -> dict[str, int]:
@@ -47,7 +48,7 @@ def batch_object(row: Any, total: int, states: dict[str, int], base_url: str) ->
     return {
         "id": row.id,
         "type": "message_batch",
-        "processing_status": processing_status(row.status),
+        "processing_status": processing_status(row.status, row.cancelling_at is not None),
         "request_counts": request_counts(total, states, ended),
         "ended_at": rfc3339(ended_at) if ended else None,
         "created_at": rfc3339(row.created_at),

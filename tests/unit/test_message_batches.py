@@ -9,7 +9,7 @@ import pytest
 
 from batchgate.message_batches.convert import completion_to_message, error_object, params_to_chat
 from batchgate.message_batches.parse import InvalidBatch, parse_requests
-from batchgate.message_batches.views import request_counts
+from batchgate.message_batches.views import processing_status, request_counts
 
 MODELS = ["claude", "gpt"]
 
@@ -160,3 +160,12 @@ def test_request_counts_always_sum_to_the_requests() -> None:
     }
     # Cancelled while its requests were being stored: the unstored ones are canceled.
     assert request_counts(5, {}, ended=True)["canceled"] == 5
+
+
+def test_a_cancelled_batch_is_canceling_until_it_ends_also_while_finalizing() -> None:
+    assert processing_status("in_progress") == "in_progress"
+    assert processing_status("cancelling", True) == "canceling"
+    # The cancel's finalize writes the files in `finalizing`: not `in_progress` again.
+    assert processing_status("finalizing", True) == "canceling"
+    assert processing_status("finalizing") == "in_progress"
+    assert processing_status("cancelled", True) == "ended"
