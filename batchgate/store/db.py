@@ -84,7 +84,10 @@ def make_engine(url: str, *, idle_transaction_seconds: float = 60.0) -> Engine:
     def _pg_begin(conn):  # type: ignore[no-untyped-def]
         # Reads hold no row locks, and a streamed download idles as long as its client is slow.
         if conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+            # On the driver's own cursor: the connection's options may ask for a server-side
+            # cursor (`yield_per`), and a SET cannot be DECLAREd as one.
+            with conn.connection.dbapi_connection.cursor() as cur:
+                cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
 
     return engine
 

@@ -100,4 +100,8 @@ def test_a_slow_reader_is_not_cut_off(database_url: str) -> None:
         assert conn.execute(text("SELECT count(*) FROM batch")).scalar() == 1
         time.sleep(0.6)  # idle inside the read transaction, three times the writers' limit
         assert conn.execute(text("SELECT count(*) FROM batch")).scalar() == 1
+    # Streamed reads (a server-side cursor on PostgreSQL) too, as downloads and results are.
+    with reading(engine) as conn:
+        rows = conn.execution_options(yield_per=1).execute(text("SELECT id FROM batch"))
+        assert [r.id for r in rows] == ["b1"]
     engine.dispose()
