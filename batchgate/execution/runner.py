@@ -219,18 +219,8 @@ class ChunkRun:
 
     def _finish(self, item: ClaimedItem, state: str, **kw: Any) -> None:
         now = time.time()
-        update = ItemUpdate(
-            id=item.id,
-            state=state,
-            attempts=item.attempts,
-            model_attempts=item.model_attempts,
-            alias=item.alias,
-            vendor=item.vendor,
-            chain_pos=item.chain_pos,
-            tried=item.tried,
-            chain=item.chain,
-            finished_at=now if state in TERMINAL_ITEM_STATES else None,
-            **kw,
+        update = ItemUpdate.of(
+            item, state, finished_at=now if state in TERMINAL_ITEM_STATES else None, **kw
         )
         reroute = state == "queued" and kw.get("enqueued_at") is not None
         self._ended.add(item.id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -49,6 +49,19 @@ class ClaimedItem:
     tried: list[str]
 
 
+class Routed(Protocol):
+    """An item as a worker or the vendor batch lane holds it: where its routing stands."""
+
+    id: int
+    alias: str
+    vendor: str
+    chain: list[str]
+    chain_pos: int
+    attempts: int
+    model_attempts: int
+    tried: list[str]
+
+
 @dataclass(slots=True)
 class ItemUpdate:
     """The new state of one leased item; applied only while we still hold its lease."""
@@ -70,6 +83,22 @@ class ItemUpdate:
     finished_at: float | None = None
     cached: bool = False  # served from the response cache (no call)
     saved_pusd: int = 0  # what that call would have cost
+
+    @classmethod
+    def of(cls, item: Routed, state: str, **kw: Any) -> ItemUpdate:
+        """The update of a leased item, carrying its routing state as it stands now."""
+        return cls(
+            id=item.id,
+            state=state,
+            attempts=item.attempts,
+            model_attempts=item.model_attempts,
+            alias=item.alias,
+            vendor=item.vendor,
+            chain_pos=item.chain_pos,
+            tried=item.tried,
+            chain=item.chain,
+            **kw,
+        )
 
 
 @dataclass(slots=True)

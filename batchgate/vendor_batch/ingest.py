@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from batchgate import structured
 from batchgate.config import Deployment
@@ -68,7 +67,7 @@ def outcomes(ctx: JobContext, items: dict[int, JobItem], results: Iterable[LineR
             continue
         if res.kind in ("expired", "cancelled"):
             out.online.append(item)
-            out.updates.append(_update(item, ctx, "queued"))
+            out.updates.append(ItemUpdate.of(item, "queued"))
             continue
         completion, error = _parse(ctx, res, item)
         cost = _cost(ctx, completion, error)
@@ -76,9 +75,8 @@ def outcomes(ctx: JobContext, items: dict[int, JobItem], results: Iterable[LineR
         item.attempts += 1
         if completion is not None:
             out.updates.append(
-                _update(
+                ItemUpdate.of(
                     item,
-                    ctx,
                     "succeeded",
                     served_deployment=ctx.dep.id,
                     finished_at=now,
@@ -99,9 +97,8 @@ def outcomes(ctx: JobContext, items: dict[int, JobItem], results: Iterable[LineR
             )
         elif error is not None and action_for(error.kind) == "fail":
             out.updates.append(
-                _update(
+                ItemUpdate.of(
                     item,
-                    ctx,
                     "failed",
                     finished_at=now,
                     error={
@@ -116,7 +113,7 @@ def outcomes(ctx: JobContext, items: dict[int, JobItem], results: Iterable[LineR
             )
         else:
             out.online.append(item)
-            out.updates.append(_update(item, ctx, "queued"))
+            out.updates.append(ItemUpdate.of(item, "queued"))
     return out
 
 
@@ -179,21 +176,6 @@ def _attempt(
         cost_pusd=cost,
         unpriced=entry.unpriced,
         lane=LANE,
-    )
-
-
-def _update(item: JobItem, ctx: JobContext, state: str, **kw: Any) -> ItemUpdate:
-    return ItemUpdate(
-        id=item.id,
-        state=state,
-        attempts=item.attempts,
-        model_attempts=item.model_attempts,
-        alias=item.alias,
-        vendor=item.vendor,
-        chain_pos=item.chain_pos,
-        tried=item.tried,
-        chain=item.chain,
-        **kw,
     )
 
 
