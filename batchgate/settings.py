@@ -33,7 +33,8 @@ class Settings(BaseSettings):
 
     # Execution.
     lease_seconds: float = 60.0
-    # PostgreSQL ends a writer's transaction idle this long (its host died holding row locks).
+    # PostgreSQL ends a writer's transaction idle this long (its host died holding row locks);
+    # 0 sends no session options (for PgBouncer, which refuses them: set them on the server).
     db_idle_transaction_seconds: float = 60.0
     reconcile_interval: float = 5.0
     stale_enqueue_seconds: float = 30.0

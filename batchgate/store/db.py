@@ -70,20 +70,22 @@ def make_engine(url: str, *, idle_transaction_seconds: float = 60.0) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    idle_ms = max(1, int(idle_transaction_seconds * 1000))
+    # 0 sends no startup options at all, for a pooler that refuses them (PgBouncer): then set
+    # these on the server instead.
+    idle_ms = int(idle_transaction_seconds * 1000)
     options = f"-c idle_in_transaction_session_timeout={idle_ms} {_PG_DEAD_PEER_OPTIONS}"
     engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
-        connect_args={"options": options},
+        connect_args={"options": options} if idle_ms > 0 else {},
     )
 
     @event.listens_for(engine, "begin")
     def _pg_begin(conn):  # type: ignore[no-untyped-def]
         # Reads hold no row locks, and a streamed download idles as long as its client is slow.
-        if conn.get_execution_options().get(READ_ONLY):
+        if idle_ms > 0 and conn.get_execution_options().get(READ_ONLY):
             # On the driver's own cursor: the connection's options may ask for a server-side
             # cursor (`yield_per`), and a SET cannot be DECLAREd as one.
             with conn.connection.dbapi_connection.cursor() as cur:

@@ -105,3 +105,14 @@ def test_a_slow_reader_is_not_cut_off(database_url: str) -> None:
         rows = conn.execution_options(yield_per=1).execute(text("SELECT id FROM batch"))
         assert [r.id for r in rows] == ["b1"]
     engine.dispose()
+
+
+def test_zero_sends_no_session_options(database_url: str) -> None:
+    """Behind a pooler that refuses startup options (PgBouncer) the server's own settings rule."""
+    engine = make_engine(database_url, idle_transaction_seconds=0)
+    migrate.upgrade(engine)
+    with reading(engine) as conn:
+        assert conn.execute(text("SELECT count(*) FROM batch")).scalar() == 0
+        if not is_sqlite(engine):
+            assert conn.execute(text("SHOW tcp_keepalives_idle")).scalar() != "30"
+    engine.dispose()
