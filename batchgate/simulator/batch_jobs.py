@@ -3,7 +3,8 @@
 A job is processed all at once when its `batch_delay_s` (of its first line's model) has passed,
 the first time anyone looks at it: each line fails (a 500, `batch_fail_rate`), expires
 (`batch_expire_rate`) or is answered as the online route would answer it. Which lines fail is
-decided by a hash of the seed, job and custom_id, so a run can be repeated. The wire modules
+decided by a hash of the seed, model and prompt (not of job or custom ids, which differ on every
+run), so the same lines with the same seed fail the same way. The wire modules
 (`openai_batch_wire`, `anthropic_batch_wire`) only translate these jobs to each vendor's shape.
 """
 
@@ -92,12 +93,12 @@ class BatchJobs:
         cancelled = job.status == "cancelling"
         if not cancelled and now < job.created_at + mb.batch_delay_s:
             return
-        for custom_id, body in job.lines:
+        for _custom_id, body in job.lines:
             if cancelled:
                 job.outcomes.append(("cancelled", None))
                 continue
             call, reply = render(body)
-            draw = _draw(behaviour.seed, job.id, custom_id)
+            draw = _draw(behaviour.seed, call.model, call.prompt)
             mb = behaviour.for_model(call.model)
             if draw < mb.batch_fail_rate:
                 job.outcomes.append(("failed", fail(call)))
@@ -112,6 +113,6 @@ class BatchJobs:
         job.ended_at = now
 
 
-def _draw(seed: int, job_id: str, custom_id: str) -> float:
-    digest = hashlib.sha256(f"{seed}:{job_id}:{custom_id}".encode()).digest()
+def _draw(seed: int, model: str, prompt: str) -> float:
+    digest = hashlib.sha256(f"{seed}:{model}:{prompt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
