@@ -127,15 +127,7 @@ class Runtime:
         return client
 
     def target(self, dep: Deployment) -> Target:
-        # The key is read here, in the worker, at call time; it is never stored or sent anywhere.
-        return Target(
-            vendor=dep.vendor,
-            model=dep.model,
-            api_base=dep.api_base or "",
-            api_key=dep.api_key(),
-            api_version=dep.api_version,
-            deadline=dep.timeout or self.config.attempt_timeout,
-        )
+        return Target.of(dep, deadline=dep.timeout or self.config.attempt_timeout)
 
     async def batch(self, batch_id: str) -> BatchInfo | None:
         """The batch as the database said at most BATCH_CACHE_SECONDS ago. One load per batch

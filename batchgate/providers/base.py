@@ -10,9 +10,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchgate.errors import ProviderError
+
+if TYPE_CHECKING:
+    from batchgate.config import Deployment
 
 ENDPOINT_CHAT = "/v1/chat/completions"
 ENDPOINT_EMBEDDINGS = "/v1/embeddings"
@@ -38,6 +41,19 @@ class Target:
     api_key: str | None = field(default=None, repr=False)
     api_version: str | None = None
     deadline: float = 60.0  # seconds for one attempt, connect to last byte
+
+    @classmethod
+    def of(cls, dep: Deployment, deadline: float) -> Target:
+        """The deployment to call, its key read now, in the calling process: never stored,
+        logged or sent anywhere."""
+        return cls(
+            vendor=dep.vendor,
+            model=dep.model,
+            api_base=dep.api_base or "",
+            api_key=dep.api_key(),
+            api_version=dep.api_version,
+            deadline=deadline,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,15 +61,7 @@ class Lane:
         return None
 
     def target(self, dep: Deployment) -> Target:
-        # The key is read now, in this process; never stored or logged.
-        return Target(
-            vendor=dep.vendor,
-            model=dep.model,
-            api_base=dep.api_base or "",
-            api_key=dep.api_key(),
-            api_version=dep.api_version,
-            deadline=HTTP_TIMEOUT,
-        )
+        return Target.of(dep, deadline=HTTP_TIMEOUT)
 
     def batch(self, batch_id: str) -> Any:
         with reading(self.engine) as conn:
