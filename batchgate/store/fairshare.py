@@ -20,17 +20,14 @@ from sqlalchemy.engine import Engine
 from batchgate.store.db import reading
 from batchgate.store.items import BATCH, ITEM, ClaimedItem, claim_next
 
-_WAITING = (
-    select(BATCH.c.id, BATCH.c.tenant, BATCH.c.priority, BATCH.c.created_at)
-    .where(
-        BATCH.c.status == "in_progress",
-        exists().where(
-            ITEM.c.batch_id == BATCH.c.id,
-            ITEM.c.vendor == bindparam("vendor"),
-            ITEM.c.state == "queued",
-            (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= bindparam("now")),
-        ),
-    )
+_WAITING = select(BATCH.c.id, BATCH.c.tenant, BATCH.c.priority, BATCH.c.created_at).where(
+    BATCH.c.status == "in_progress",
+    exists().where(
+        ITEM.c.batch_id == BATCH.c.id,
+        ITEM.c.vendor == bindparam("vendor"),
+        ITEM.c.state == "queued",
+        (ITEM.c.not_before.is_(None)) | (ITEM.c.not_before <= bindparam("now")),
+    ),
 )
 _IN_PLAY = (
     select(ITEM.c.batch_id, func.count())
