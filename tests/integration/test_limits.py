@@ -60,6 +60,11 @@ def _queued(slots: Slots) -> bool:
     return state is not None and any(g.waiters for g in state.gates.values())
 
 
+def _waiting(slots: Slots) -> int:
+    state = slots._state
+    return 0 if state is None else sum(len(g.waiters) for g in state.gates.values())
+
+
 # -- slots within one process ----------------------------------------------------------------
 
 
@@ -127,7 +132,8 @@ def test_waiters_queue_in_fifo_order_locally(valkey_url: str) -> None:  # noqa: 
         tasks = []
         for i in range(10):
             tasks.append(asyncio.create_task(waiter(i)))
-            await asyncio.sleep(0.005)  # each one joins the queue before the next arrives
+            # each one joins the queue before the next arrives
+            await _eventually(lambda n=i + 1: _true(_waiting(slots) == n), timeout=5)
         await slots.release(scope, first)
         await asyncio.gather(*tasks)
         return order
