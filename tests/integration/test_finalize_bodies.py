@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import select, text, update
 
 from batchgate.config import parse_config
 from batchgate.filestore import FileStore
@@ -162,3 +164,24 @@ def test_rows_from_before_the_body_column_finalize_to_the_same_bytes(env) -> Non
     assert before == now
     assert hashlib.sha256(now["out"]).digest() != hashlib.sha256(b"").digest()
     assert len(now["out"].splitlines()) == 6 and len(now["err"].splitlines()) == 3
+
+
+def test_a_downgrade_puts_each_body_back_inside_result_json(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, _ = env
+    batch_id = _finished_batch(env, 3)
+    with engine.begin() as conn:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "20_response_cache")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT idx, result_json FROM item WHERE batch_id = :b ORDER BY idx"),
+            {"b": batch_id},
+        ).all()
+    assert json.loads(rows[0].result_json) == {
+        "status_code": 200,
+        "request_id": "r0",
+        "body": _body(0),
+    }
+    assert rows[2].result_json is None  # the failed line had no answer
