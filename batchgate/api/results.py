@@ -7,7 +7,6 @@ tails a running batch and sees each line exactly once (see `store/finished.py`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,8 +15,7 @@ from fastapi.responses import StreamingResponse
 from batchgate.api.auth import Caller, current_caller, owned_row
 from batchgate.api.errors import not_found
 from batchgate.api.schemas import json_errors
-from batchgate.money import usd_str
-from batchgate.pipeline.finalize import output_line
+from batchgate.pipeline.output_lines import LineWriter
 from batchgate.store.db import reading
 from batchgate.store.finished import finished_since, head
 from batchgate.store.items import BATCH
@@ -65,15 +63,15 @@ def live_results(
         raise not_found("batch", batch_id)  # deleted in the meantime
 
     def stream() -> Iterator[bytes]:
-        block: list[bytes] = []
+        block: list[str] = []
+        line = LineWriter().line
         with reading(engine) as conn:
             for row in finished_since(conn, batch_id, since, top.seq):
-                line = output_line(row, usd_str(row.cost_pusd))
-                block.append((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+                block.append(line(row))
                 if len(block) >= 500:
-                    yield b"".join(block)
+                    yield "".join(block).encode("utf-8")
                     block = []
-        yield b"".join(block)
+        yield "".join(block).encode("utf-8")
 
     cursor = str(max(top.seq, since))
     return JSONLines(stream(), headers={CURSOR_HEADER: cursor, STATUS_HEADER: top.status})

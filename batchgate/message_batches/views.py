@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from batchgate.message_batches.convert import completion_to_message, error_object
+from batchgate.store.answers import full_result
 
 ID_PREFIX = "msgbatch_"
 ENDED = ("completed", "failed", "expired", "cancelled")
@@ -62,7 +63,7 @@ def batch_object(row: Any, total: int, states: dict[str, int], base_url: str) ->
 def result_line(row: Any) -> dict[str, Any]:
     """One request's result, from its item row."""
     if row.state == "succeeded":
-        body = json.loads(row.result_json)["body"]
+        body = full_result(row.result_json, row.response_body)["body"]  # type: ignore[index]
         usage = {
             "input_tokens": row.input_tokens,
             "output_tokens": row.output_tokens,

@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import Engine
@@ -23,6 +23,8 @@ from sqlalchemy.engine import Engine
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
 from batchgate.pipeline.lanes import lane_summary
+from batchgate.pipeline.output_lines import LineWriter
+from batchgate.store.answers import LINE_COLUMNS, line_rows
 from batchgate.store.attempts import reasks_by_item
 from batchgate.store.cache import cache_savings
 from batchgate.store.db import reading
@@ -30,6 +32,7 @@ from batchgate.store.items import ATTEMPT, BATCH, ITEM, has_pending
 from batchgate.store.models import File
 
 FILE = File.__table__  # type: ignore[attr-defined]
+ID, STATE = LINE_COLUMNS.index(ITEM.c.id), LINE_COLUMNS.index(ITEM.c.state)
 
 
 # The finalizer's lease: `finalizing_at`, renewed while it writes, fencing its last write.
@@ -86,62 +89,6 @@ def _renew(engine: Engine, batch_id: str, lease: int) -> int:
     return new
 
 
-def output_line(row: Any, cost: str, reasks: int = 0) -> dict[str, Any]:
-    result = json.loads(row.result_json) if row.result_json else None
-    error = json.loads(row.error_json) if row.error_json else None
-    tried = json.loads(row.tried_json)
-    meta = {
-        "index": row.idx,  # the line's 0-based position in the input file
-        "model": row.alias,
-        "vendor": row.vendor,
-        "deployment": row.served_deployment,
-        "provider_model": result.get("provider_model") if result else None,
-        "attempts": row.attempts,
-        # calls answered with invalid structured output (re-asked or fallen back from)
-        "reasks": reasks,
-        "tried": tried,
-        "usage": {
-            "input_tokens": row.input_tokens,
-            "output_tokens": row.output_tokens,
-            "cache_read_tokens": row.cache_read_tokens,
-            "cache_write_tokens": row.cache_write_tokens,
-        },
-        "cost_usd": cost,
-        "unpriced": bool(row.unpriced),
-        # served from the response cache: no call, so no usage and no cost
-        "cached": bool(row.cached),
-        # Which lane served (or ended) the line: a vendor's batch API, or our own calls.
-        "lane": ((result or error or {}).get("lane")) or "online",
-    }
-    line: dict[str, Any] = {"id": f"batch_req_{row.id:012d}", "custom_id": row.custom_id}
-    if row.state == "succeeded" and result is not None:
-        line["response"] = {
-            "status_code": result.get("status_code", 200),
-            "request_id": result.get("request_id"),
-            "body": result["body"],
-        }
-        line["error"] = None
-    else:
-        error = error or {"code": row.state, "message": f"request {row.state}"}
-        if error.get("status_code"):
-            line["response"] = {
-                "status_code": error["status_code"],
-                "request_id": error.get("request_id"),
-                "body": {
-                    "error": {
-                        "message": error["message"],
-                        "type": error["code"],
-                        "code": error.get("vendor_code"),
-                    }
-                },
-            }
-        else:
-            line["response"] = None
-        line["error"] = {"code": error["code"], "message": error["message"]}
-    line["batchgate"] = meta
-    return line
-
-
 @dataclass
 class _Written:
     """The two result files as written, before the batch's end is committed."""
@@ -171,21 +118,18 @@ def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -
     ):
         w.rels = {"out": out_rel, "err": err_rel}
         reasks = reasks_by_item(conn, batch_id)
-        rows = conn.execution_options(yield_per=2000).execute(
-            select(ITEM).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
-        )
-        for row in rows:
-            line = output_line(row, usd_str(row.cost_pusd), reasks.get(row.id, 0))
-            data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
-            key = "out" if row.state == "succeeded" else "err"
-            (out_fp if key == "out" else err_fp).write(data)
-            w.shas[key].update(data)
-            w.sizes[key] += len(data)
-            w.lines[key] += 1
-            w.expired = w.expired or row.state == "expired"
-            w.cancelled = w.cancelled or row.state == "cancelled"
-            if time.monotonic() - renewed > FINALIZE_RENEW_SECONDS:
-                lease, renewed = _renew(engine, batch_id, lease), time.monotonic()
+        blocks: dict[str, list[str]] = {"out": [], "err": []}
+        line = LineWriter().line
+        for rows in line_rows(conn, batch_id):
+            for row in rows:
+                state = row[STATE]
+                key = "out" if state == "succeeded" else "err"
+                blocks[key].append(line(row, reasks.get(row[ID], 0)))
+                w.expired = w.expired or state == "expired"
+                w.cancelled = w.cancelled or state == "cancelled"
+                if time.monotonic() - renewed > FINALIZE_RENEW_SECONDS:
+                    lease, renewed = _renew(engine, batch_id, lease), time.monotonic()
+            _flush(w, blocks, {"out": out_fp, "err": err_fp})
     summary = summarize(engine, batch_id)
     try:
         _commit_end(engine, batch, lease, w, summary)
@@ -198,6 +142,19 @@ def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -
         with engine.begin() as conn:
             conn.execute(FILE.delete().where(FILE.c.id == w.ids["err"]))
     refresh_summary(engine, batch_id, seen=summary["attempt_rows"])
+
+
+def _flush(w: _Written, blocks: dict[str, list[str]], fps: dict[str, BinaryIO]) -> None:
+    """Write a block of lines to each file: one encode, write and hash per block, not per line."""
+    for key, texts in blocks.items():
+        if not texts:
+            continue
+        data = "".join(texts).encode("utf-8")
+        fps[key].write(data)
+        w.shas[key].update(data)
+        w.sizes[key] += len(data)
+        w.lines[key] += len(texts)
+        texts.clear()
 
 
 def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: dict) -> None:
@@ -257,9 +214,9 @@ def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: di
 def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> bool:
     """Recompute a finished batch's totals from its attempt rows (rows landed after it was
     summarised). With `seen`, only if the ledger no longer has that many rows. True if written."""
+    if seen is not None and attempt_rows(engine, batch_id) == seen:
+        return False  # the usual case, asked after every finalize: one count, not a summary
     summary = summarize(engine, batch_id)
-    if seen is not None and summary["attempt_rows"] == seen:
-        return False
     with engine.begin() as conn:
         return bool(
             conn.execute(
@@ -267,6 +224,14 @@ def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> b
                 .where(BATCH.c.id == batch_id, BATCH.c.summary_json.is_not(None))
                 .values(summary_json=json.dumps(summary))
             ).rowcount
+        )
+
+
+def attempt_rows(engine: Engine, batch_id: str) -> int:
+    """How many attempt rows the batch's ledger holds (what `summarize` counts as attempt_rows)."""
+    with reading(engine) as conn:
+        return int(
+            conn.execute(select(func.count()).where(ATTEMPT.c.batch_id == batch_id)).scalar_one()
         )
 
 

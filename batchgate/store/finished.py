@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection
 
+from batchgate.store.answers import LINE_COLUMNS
 from batchgate.store.models import TERMINAL_ITEM_STATES, Batch, Item
 
 ITEM = Item.__table__  # type: ignore[attr-defined]
@@ -52,7 +53,8 @@ def head(conn: Connection, batch_id: str) -> Head | None:
 
 
 def finished_since(conn: Connection, batch_id: str, since: int, upto: int) -> Iterator[Any]:
-    """Item rows that turned terminal after `since`, up to `upto`, in finish order."""
+    """Item rows (`LINE_COLUMNS`) that turned terminal after `since`, up to `upto`, in finish
+    order."""
     window = and_(ITEM.c.finish_seq > since, ITEM.c.finish_seq <= upto)
     if since == 0:
         # Lines finished before the sequence existed (an upgraded database) come first.
@@ -60,7 +62,7 @@ def finished_since(conn: Connection, batch_id: str, since: int, upto: int) -> It
             window, and_(ITEM.c.finish_seq.is_(None), ITEM.c.state.in_(TERMINAL_ITEM_STATES))
         )
     rows = conn.execution_options(yield_per=1000).execute(
-        select(ITEM)
+        select(*LINE_COLUMNS)
         .where(ITEM.c.batch_id == batch_id, window)
         .order_by(ITEM.c.finish_seq, ITEM.c.idx)
     )

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from batchgate.store.answers import body_text, result_text
 from batchgate.store.cache import CacheRow
 from batchgate.store.cache import put as put_cached
 from batchgate.store.db import executemany, reading
@@ -324,7 +325,8 @@ def apply_in(
                 "b_chain_pos": u.chain_pos,
                 "b_tried": json.dumps(u.tried),
                 "b_chain": json.dumps(u.chain),
-                "b_result": json.dumps(u.result) if u.result is not None else None,
+                "b_result": result_text(u.result),
+                "b_body": body_text(u.result),
                 "b_error": json.dumps(u.error) if u.error is not None else None,
                 "b_served": u.served_deployment,
                 "b_not_before": u.not_before,
@@ -365,6 +367,7 @@ _APPLY_UPDATE = (
         tried_json=bindparam("b_tried"),
         chain_json=bindparam("b_chain"),
         result_json=bindparam("b_result"),
+        response_body=bindparam("b_body"),
         error_json=bindparam("b_error"),
         served_deployment=bindparam("b_served"),
         not_before=bindparam("b_not_before"),

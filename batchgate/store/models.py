@@ -113,7 +113,11 @@ class Item(SQLModel, table=True):
     attempts: int = 0
     model_attempts: int = 0
     tried_json: str = "[]"
+    # The answer without its body; the body is `response_body` (see `store/answers.py`).
     result_json: str | None = Field(default=None, sa_column=Column(Text))
+    # The vendor's response body as JSON text, written once with the outcome and spliced into
+    # output lines as stored. NULL on rows written before it: their body is in `result_json`.
+    response_body: str | None = Field(default=None, sa_column=Column(Text))
     error_json: str | None = Field(default=None, sa_column=Column(Text))
     served_deployment: str | None = None
     input_tokens: int = 0

@@ -17,6 +17,7 @@ from batchgate.pipeline import finalize
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, BatchRequest, create_batch, ingest
 from batchgate.pipeline.lifecycle import cancel
+from batchgate.pipeline.output_lines import LineWriter
 from batchgate.pipeline.reconcile import (
     DEAD_AFTER_SECONDS,
     MAX_INGEST_ATTEMPTS,
@@ -25,6 +26,7 @@ from batchgate.pipeline.reconcile import (
 )
 from batchgate.settings import Settings
 from batchgate.store import migrate
+from batchgate.store.answers import LINE_COLUMNS
 from batchgate.store.db import make_engine
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, AttemptRow, ItemUpdate, apply, claim
 from batchgate.store.models import File
@@ -484,15 +486,15 @@ def test_a_slow_finalizer_renews_its_lease_and_is_not_finalized_twice(  # type: 
     started = int(time.time()) - 200  # a finalizer writing for 200 s already (a huge batch)
     _finalizing_since(engine, batch_id, started)
     monkeypatch.setattr(finalize, "FINALIZE_RENEW_SECONDS", -1.0)  # renew after every line
-    real_line, takeovers = finalize.output_line, []
+    real_line, takeovers = LineWriter.line, []
 
-    def line_then_reconciler_looks(row, cost, *rest):  # type: ignore[no-untyped-def]
-        if row.idx == 2:  # mid-write, the reconciler looks for dead finalizers
+    def line_then_reconciler_looks(self, row, *rest):  # type: ignore[no-untyped-def]
+        if row[LINE_COLUMNS.index(ITEM.c.idx)] == 2:  # mid-write, the reconciler looks
             stale = int(time.time()) - 120
             takeovers.append(finalize.try_finalize(engine, files, batch_id, stale_before=stale))
-        return real_line(row, cost, *rest)
+        return real_line(self, row, *rest)
 
-    monkeypatch.setattr(finalize, "output_line", line_then_reconciler_looks)
+    monkeypatch.setattr(LineWriter, "line", line_then_reconciler_looks)
     finalize.write_results(engine, files, batch_id, lease=started)
     assert takeovers == [False]  # the renewed lease said: alive
     with engine.connect() as conn:

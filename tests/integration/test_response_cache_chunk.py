@@ -5,7 +5,6 @@ cache."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from batchgate.execution.runner import ChunkRun
 from batchgate.execution.runtime import Runtime
 from batchgate.pipeline.finalize import summarize
 from batchgate.simulator.server import RunningSimulator
+from batchgate.store.answers import full_result
 from batchgate.store.cache import CACHE
 from batchgate.store.db import reading
 from batchgate.store.items import ITEM
@@ -33,6 +33,11 @@ def _items(rt: Runtime, batch_id: str) -> list[Any]:
         return conn.execute(
             select(ITEM).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
         ).all()
+
+
+def _body(row: Any) -> Any:
+    answer = full_result(row.result_json, row.response_body)
+    return answer["body"] if answer else None
 
 
 @pytest.fixture
@@ -67,10 +72,10 @@ def test_a_second_caching_batch_is_served_from_the_first_without_a_call(
         rt.run(rt.redis.aclose())
     assert report.succeeded == 20
     assert sim.stats()["total"]["calls"] == 20  # not one more call
-    before = {r.custom_id: json.loads(r.result_json)["body"] for r in _items(rt, first)}
+    before = {r.custom_id: _body(r) for r in _items(rt, first)}
     rows = _items(rt, second)
     assert all(r.cached and r.cost_pusd == 0 and r.attempts == 0 for r in rows)
-    assert {r.custom_id: json.loads(r.result_json)["body"] for r in rows} == before
+    assert {r.custom_id: _body(r) for r in rows} == before
     summary = summarize(rt.engine, second)
     assert summary["cost_pusd"] == 0 and summary["cache_hits"] == 20
     # The saving is what the first batch paid: same usage, same pinned prices.
