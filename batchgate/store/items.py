@@ -348,10 +348,18 @@ def apply_in(
     return result
 
 
-_HELD = select(ITEM.c.id, ITEM.c.batch_id).where(
-    ITEM.c.id.in_(bindparam("ids", expanding=True)),
-    ITEM.c.lease_owner == bindparam("b_owner"),
-    ITEM.c.state == "running",
+# Locked (PostgreSQL; SQLite's write lock does it there) until the outcome is written: a lease
+# released in between would leave attempts counted as the item's while its outcome and spend
+# are dropped by the fenced UPDATE. In id order, one lock order for every writer.
+_HELD = (
+    select(ITEM.c.id, ITEM.c.batch_id)
+    .where(
+        ITEM.c.id.in_(bindparam("ids", expanding=True)),
+        ITEM.c.lease_owner == bindparam("b_owner"),
+        ITEM.c.state == "running",
+    )
+    .order_by(ITEM.c.id)
+    .with_for_update()
 )
 _INSERT_ATTEMPT = insert(ATTEMPT).values({k: bindparam(k) for k in AttemptRow.__slots__})
 _APPLY_UPDATE = (
