@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from batchgate.config import parse_config
@@ -102,6 +104,16 @@ def _batch(rt: Runtime, n: int) -> tuple[str, list[int]]:
     return batch.id, chunks[0][: rt.config.limits("openai").effective_chunk_size()]
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads by name (the event loop is MainThread)."""
+    names = {t.native_id: t.name.split("_")[0] for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for t in psutil.Process().threads():
+        name = names.get(t.id, "other")
+        out[name] = out.get(name, 0.0) + t.user_time + t.system_time
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=20_000)
@@ -118,9 +130,11 @@ def main() -> None:
         rt = _runtime(Path(tmp), url, redis_url, sim_url)
         batch_id, first = _batch(rt, args.lines)
         run = ChunkRun(rt, "openai", lambda *a: None)
+        threads0 = _thread_cpu()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         report = rt.run(run.run(batch_id, first))
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        threads = {k: v - threads0.get(k, 0.0) for k, v in _thread_cpu().items()}
         rt.run(rt.client("openai").close())
         rt.run(rt.redis.aclose())
         rt.engine.dispose()
@@ -131,6 +145,10 @@ def main() -> None:
         f"{done} lines, C={CONCURRENCY}, {url.split(':')[0]}: "
         f"{cpu / done * 1000:.3f} CPU ms/line (this process), "
         f"{done / wall:,.0f} lines/s wall ({cpu:.1f} CPU s over {wall:.1f} s)"
+    )
+    print(
+        "  by thread, CPU ms/line: "
+        + ", ".join(f"{k} {v / done * 1000:.3f}" for k, v in sorted(threads.items()) if v > 0)
     )
 
 
