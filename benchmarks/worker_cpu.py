@@ -5,7 +5,7 @@ simulator runs in a child process and Valkey in its own, so this process's CPU t
 (`time.process_time`, every thread: event loop and database thread) is the worker's alone.
 Wall-clock lines/s are printed too, but on a loaded machine only the CPU figure is comparable.
 
-    python benchmarks/worker_cpu.py --lines 20000 [--database-url postgresql://…]
+    python benchmarks/worker_cpu.py --lines 20000
     py-spy record -o flame.svg -- python benchmarks/worker_cpu.py     # a profile of the same
 """
 
@@ -66,12 +66,6 @@ def _runtime(tmp: Path, database_url: str, redis_url: str, sim_url: str) -> Runt
         data_dir=tmp, database_url=database_url, redis_url=redis_url, refill_seconds=3600
     )
     engine = make_engine(database_url)
-    if engine.dialect.name == "postgresql":
-        from batchgate.store.models import SQLModel
-
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-            SQLModel.metadata.drop_all(conn)
     migrate.upgrade(engine)
     return Runtime(settings, config, engine)
 
@@ -117,7 +111,6 @@ def _thread_cpu() -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=20_000)
-    ap.add_argument("--database-url", default=None)
     args = ap.parse_args()
     ports: Any = multiprocessing.get_context("spawn").Queue()
     sim = multiprocessing.get_context("spawn").Process(
@@ -126,7 +119,7 @@ def main() -> None:
     sim.start()
     sim_url = f"http://127.0.0.1:{ports.get(timeout=60)}"
     with tempfile.TemporaryDirectory() as tmp, running_valkey() as redis_url:
-        url = args.database_url or f"sqlite:///{tmp}/bg.db"
+        url = f"sqlite:///{tmp}/bg.db"
         rt = _runtime(Path(tmp), url, redis_url, sim_url)
         batch_id, first = _batch(rt, args.lines)
         run = ChunkRun(rt, "openai", lambda *a: None)
