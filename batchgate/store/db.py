@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,7 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-_DRIVER_SQL: dict[tuple[Any, str], tuple[str, tuple[str, ...] | None]] = {}
+_DRIVER_SQL: dict[tuple[Any, str], tuple[str, Callable[[dict[str, Any]], Any] | None]] = {}
 
 
 def executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
@@ -118,10 +119,17 @@ def executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None
     sql = _DRIVER_SQL.get(key)
     if sql is None:
         compiled = stmt.compile(dialect=conn.dialect)
-        order = tuple(compiled.positiontup) if compiled.positional else None
-        sql = _DRIVER_SQL[key] = (str(compiled), order)
-    text, order = sql
-    if order is None:
-        conn.exec_driver_sql(text, rows)
-    else:
-        conn.exec_driver_sql(text, [tuple(r[k] for k in order) for r in rows])
+        sql = _DRIVER_SQL[key] = (str(compiled), _positional(compiled))
+    text, values = sql
+    conn.exec_driver_sql(text, rows if values is None else [values(r) for r in rows])
+
+
+def _positional(compiled: Any) -> Callable[[dict[str, Any]], Any] | None:
+    """A row's values in the compiled statement's order (None: the driver takes the dict).
+    One C-level itemgetter per statement: a generator per row cost as much as the write."""
+    if not compiled.positional:
+        return None
+    order = tuple(compiled.positiontup)
+    if len(order) == 1:  # itemgetter of one key returns the value, not a 1-tuple
+        return lambda row: (row[order[0]],)
+    return itemgetter(*order)
