@@ -243,7 +243,7 @@ class _Rows:
             self.batch_id,
             line.index,
             line.custom_id,
-            json.dumps(body, ensure_ascii=False),
+            json.dumps(body, ensure_ascii=False) if self.override else line.body_json(),
             alias,
             vendor,
             chain_json,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +48,7 @@ MALFORMED: list[tuple[str, bytes, dict[str, Any], list[tuple[str, int | None]]]]
         jsonl(
             *good(6),
             b'{"custom_id":"r7","method":"POST","url":"/v1/chat/completions",'
-            b'"body":{"model":"m","messages":[{"role":"user","content":"\xff"}]}}',
+            b'"body":{"model":"m","messages":[{"role":"user","content":"hi"}],"messages":[{"role":"user","content":"\xff"}]}}',
             *good(2, 8),
         ),
         {},
@@ -178,7 +179,7 @@ MALFORMED: list[tuple[str, bytes, dict[str, Any], list[tuple[str, int | None]]]]
         "duplicate_keys",
         jsonl(
             b'{"custom_id":"a","custom_id":"b","method":"POST","url":"/v1/embeddings",'
-            b'"body":{"model":"m","input":"x"}}'
+            b'"body":{"model":"m","messages":[{"role":"user","content":"hi"}],"input":"x"}}'
         ),
         {},
         [("duplicate_key", 1)],
@@ -437,3 +438,32 @@ def test_file_pass_of_a_valid_file_yields_every_request_once() -> None:
     checked = FilePass(io.BytesIO(data))
     assert list(checked) == list(iter_requests(io.BytesIO(data)))
     assert checked.report is not None and checked.report.ok
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}',
+        b' { "custom_id" : "a" , "method":"POST","url":"/v1/chat/completions",'
+        b' "body" :\t{"model":"m","messages":[{"role":"user","content":"hi"}], "x": "}\\"body\\": 1"} }\r',
+        # "body" is not the last field, or the id looks like it: encoded anew
+        b'{"body":{"model":"m","messages":[{"role":"user","content":"hi"}]},"custom_id":"a","method":"POST","url":"/v1/chat/completions"}',
+        b'{"custom_id":"\\"body\\":","method":"POST","url":"/v1/chat/completions",'
+        b'"body":{"model":"m","messages":[{"role":"user","content":"hi"}],"body":{"body":1}}}',
+        b'{"custom_id":"body","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}',
+    ],
+)
+def test_body_json_is_the_body_as_written_or_encoded_anew(raw: bytes) -> None:
+    checked = FilePass(io.BytesIO(raw + b"\n"))
+    (request,) = checked
+    assert checked.report is not None and checked.report.ok
+    text = request.body_json()
+    assert json.loads(text) == request.body
+    if raw.rstrip().endswith(b"}}") or raw.rstrip().endswith(b"} }\r"):
+        assert text.encode() in raw  # a slice of the line, not re-encoded
+
+
+def test_a_default_model_is_encoded_into_the_body() -> None:
+    data = jsonl(without(chat("a"), "model", inner=True))
+    (request,) = FilePass(io.BytesIO(data), default_model="m9")
+    assert json.loads(request.body_json())["model"] == "m9"
