@@ -95,9 +95,12 @@ class WriteTimer:
 
     def __init__(self, engine: Engine) -> None:
         self.longest = 0.0
+        self.longest_sql = ""  # its last statement, to tell which transaction it was
         self.commits = 0
         self._open: dict[int, float] = {}
+        self._last: dict[int, str] = {}
         event.listen(engine, "begin", self._begin)
+        event.listen(engine, "before_cursor_execute", self._statement)
         event.listen(engine, "commit", self._end)
         event.listen(engine, "rollback", self._end)
 
@@ -105,11 +108,18 @@ class WriteTimer:
         if not conn.get_execution_options().get(READ_ONLY):
             self._open[id(conn)] = time.perf_counter()
 
+    def _statement(self, conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if id(conn) in self._open:
+            self._last[id(conn)] = sql
+
     def _end(self, conn: Any) -> None:
         start = self._open.pop(id(conn), None)
+        sql = self._last.pop(id(conn), "")
         if start is not None:
             self.commits += 1
-            self.longest = max(self.longest, time.perf_counter() - start)
+            took = time.perf_counter() - start
+            if took > self.longest:
+                self.longest, self.longest_sql = took, " ".join(sql.split())[:60]
 
 
 class OtherWriter(threading.Thread):
@@ -202,7 +212,8 @@ def main() -> None:
             f"CPU {cpu:.1f}s = {args.lines / cpu:,.0f} lines per CPU second"
         )
         print(
-            f"write transactions: {timer.commits}, longest {timer.longest:.2f}s; "
+            f"write transactions: {timer.commits}, longest {timer.longest:.2f}s "
+            f"({timer.longest_sql}...); "
             f"another connection's writes: {other.writes}, longest wait {other.longest:.2f}s, "
             f"{other.errors} failed"
         )
@@ -212,7 +223,9 @@ def main() -> None:
             pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
         if args.database_url:  # leave a shared database as it was
             with engine.begin() as conn:
-                conn.execute(delete(ITEM).where(ITEM.c.batch_id == batch_id))
+                conn.execute(delete(ITEM).where(ITEM.c.batch_id.in_([batch_id, other.batch_id])))
+                conn.execute(delete(BATCH).where(BATCH.c.id.in_([batch_id, other.batch_id])))
+                conn.execute(delete(File.__table__).where(File.__table__.c.id == fid))  # type: ignore[attr-defined]
         engine.dispose()
 
 

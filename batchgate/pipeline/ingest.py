@@ -336,6 +336,7 @@ def clear_abandoned(engine: Engine, files: FileStore, batch_id: str, attempt: in
 
 
 ENQUEUE_PAGE = 10_000
+MARK_GROUP = 2000
 
 
 def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueue) -> int:
@@ -368,9 +369,12 @@ def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueu
 
 
 def mark_enqueued(engine: Engine, ids: list[int]) -> None:
+    """Record that these items' messages were sent: a transaction per MARK_GROUP ids, so that
+    no other writer waits long behind a big page (enqueued_at is a per-item hint, and a crash
+    between groups only means a duplicate message, which a claim ignores)."""
     now = time.time()
-    with engine.begin() as conn:
-        for i in range(0, len(ids), 5000):
+    for i in range(0, len(ids), MARK_GROUP):
+        with engine.begin() as conn:
             conn.execute(
-                update(ITEM).where(ITEM.c.id.in_(ids[i : i + 5000])).values(enqueued_at=now)
+                update(ITEM).where(ITEM.c.id.in_(ids[i : i + MARK_GROUP])).values(enqueued_at=now)
             )

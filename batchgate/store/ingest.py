@@ -21,10 +21,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from batchgate.store.items import BATCH, ITEM
 
-# Rows per committed group: ~50 ms of SQLite time on an idle machine, far under the 1 s a
-# write transaction may last, and large enough that commits cost little (benchmarks/RESULTS.md).
-INGEST_GROUP = 5000
-CLEAR_GROUP = 5000
+# Rows per committed group: 5,000 took up to 0.7 s (SQLite) and 1.0 s (PostgreSQL) on a loaded
+# 2-core machine, against the 1 s a write transaction may last; 2,000 keep a margin, and commits
+# still cost little (benchmarks/RESULTS.md, "Ingest rate").
+INGEST_GROUP = 2000
+CLEAR_GROUP = 2000
 
 # The columns an ingest fills, in the order of each row tuple.
 ITEM_COLUMNS = ("batch_id", "idx", "custom_id", "body", "alias", "vendor", "chain_json", "state")
