@@ -140,8 +140,12 @@ def ingest(
     files: FileStore,
     batch_id: str,
     enqueue: Enqueue,
+    attempt: int | None = None,
 ) -> str:
     """Validate and store the items in one pass, then enqueue; returns the batch's new status.
+
+    `attempt`: the ingest attempt the caller was given (the creating API: the batch's first);
+    None: whichever attempt holds the batch now (the reconciler, right after taking it over).
 
     The items are stored in committed groups as the file is read (no write transaction lasts
     longer than a group) while the batch stays `validating`, where nothing runs them. A bad
@@ -152,7 +156,10 @@ def ingest(
         if batch is None:
             return "missing"
         file = conn.execute(select(FILE).where(FILE.c.id == batch.input_file_id)).first()
-    attempt = batch.ingest_attempts  # our fencing token: a takeover increments it
+    if attempt is None:
+        attempt = batch.ingest_attempts  # our fencing token: a takeover increments it
+    elif attempt != batch.ingest_attempts:
+        return batch.status  # taken over while this ingest waited to start: not ours
     if batch.status != "validating":
         # Cancelled or expired before this ingest began: end what it owns (nothing, or a dead
         # attempt's items the reconciler handed over).

@@ -17,7 +17,7 @@ from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
 from batchgate.pipeline.lifecycle import cancel
-from batchgate.pipeline.reconcile import due_items, reconcile_once
+from batchgate.pipeline.reconcile import due_items, reconcile_once, take_over_ingests
 from batchgate.settings import Settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine
@@ -244,3 +244,21 @@ def test_items_of_a_batch_expired_mid_ingest_are_cleared_after_its_owner_died(
     later = max(batch.expires_at, _lease_end(engine, batch.id)) + 1
     _reconcile(engine, files, later)  # expires it; its lapsed ingest's items are removed
     assert _status(engine, batch.id) == "expired" and _items(engine, batch.id) == []
+
+
+def test_an_api_ingest_that_starts_after_a_takeover_stores_nothing(env) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    batch = _batch(engine, files, [_line(i) for i in range(25)])
+    # The API's ingest waited in its pool past its lease: the reconciler takes the batch over.
+    assert take_over_ingests(engine, _lease_end(engine, batch.id) + 1) == [batch.id]
+    late: list[int] = []
+    status = ingest(
+        engine, settings, CONFIG, files, batch.id, lambda b, v, ids: late.extend(ids) or 1, 1
+    )
+    assert status == "validating" and late == [] and _items(engine, batch.id) == []
+    sent: list[int] = []  # the takeover's ingest (attempt 2) runs as if alone
+    status = ingest(
+        engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.extend(ids) or 1
+    )
+    assert status == "in_progress" and len(sent) == 25
+    assert sorted(r.idx for r in _items(engine, batch.id)) == list(range(25))
