@@ -445,7 +445,8 @@ def test_file_pass_of_a_valid_file_yields_every_request_once() -> None:
     [
         b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}',
         b' { "custom_id" : "a" , "method":"POST","url":"/v1/chat/completions",'
-        b' "body" :\t{"model":"m","messages":[{"role":"user","content":"hi"}], "x": "}\\"body\\": 1"} }\r',
+        b' "body" :\t{"model":"m","messages":[{"role":"user","content":"hi"}],'
+        b' "x": "}\\"body\\": 1"} }\r',
         # "body" is not the last field, or the id looks like it: encoded anew
         b'{"body":{"model":"m","messages":[{"role":"user","content":"hi"}]},"custom_id":"a","method":"POST","url":"/v1/chat/completions"}',
         b'{"custom_id":"\\"body\\":","method":"POST","url":"/v1/chat/completions",'
