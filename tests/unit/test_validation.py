@@ -48,7 +48,7 @@ MALFORMED: list[tuple[str, bytes, dict[str, Any], list[tuple[str, int | None]]]]
         jsonl(
             *good(6),
             b'{"custom_id":"r7","method":"POST","url":"/v1/chat/completions",'
-            b'"body":{"model":"m","messages":[{"role":"user","content":"hi"}],"messages":[{"role":"user","content":"\xff"}]}}',
+            b'"body":{"model":"m","messages":[{"role":"user","content":"\xff"}]}}',
             *good(2, 8),
         ),
         {},
@@ -179,7 +179,7 @@ MALFORMED: list[tuple[str, bytes, dict[str, Any], list[tuple[str, int | None]]]]
         "duplicate_keys",
         jsonl(
             b'{"custom_id":"a","custom_id":"b","method":"POST","url":"/v1/embeddings",'
-            b'"body":{"model":"m","messages":[{"role":"user","content":"hi"}],"input":"x"}}'
+            b'"body":{"model":"m","input":"x"}}'
         ),
         {},
         [("duplicate_key", 1)],
