@@ -22,17 +22,20 @@ Error codes (stable): see `ERROR_CODES`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from batchgate.body_checks import ENDPOINTS, check_body
+from batchgate.custom_ids import FirstLines
 from batchgate.jsonl import JSONLineError, LineTooLong, scan_lines, strict_loads
 
 __all__ = [
     "ENDPOINTS",
     "ERROR_CODES",
+    "FilePass",
     "InvalidBatchFile",
     "Limits",
     "LineError",
@@ -41,7 +44,6 @@ __all__ = [
     "iter_requests",
     "validate_file",
 ]
-
 
 
 def canonical_url(url: Any) -> Any:
@@ -127,12 +129,47 @@ class Report:
 
 @dataclass(frozen=True, slots=True)
 class RequestLine:
-    """One request of a validated file: `index` from 0 in file order, `line` from 1."""
+    """One request of a validated file: `index` from 0 in file order, `line` from 1; `raw`,
+    when known, the line's bytes as read."""
 
     index: int
     line: int
     custom_id: str
     body: dict[str, Any]
+    raw: bytes | None = field(default=None, compare=False, repr=False)
+
+    def body_json(self) -> str:
+        """The body as JSON text: as written in the file when it is the line's last field (no
+        re-encoding: it was ~a third of the cost of storing a line), else encoded anew."""
+        if self.raw is not None and (text := _last_body_text(self.raw.decode("utf-8"))):
+            return text
+        return json.dumps(self.body, ensure_ascii=False)
+
+
+_BODY_KEY = re.compile(r'"body"\s*:\s*')
+_PLAIN_SCAN = json.JSONDecoder().scan_once  # the line passed strict_loads already
+_JSON_SPACE = " \t\r\n"
+
+
+def _last_body_text(text: str) -> str | None:
+    """The text of a valid request line's `body` value when `body` is the last of its four
+    top-level fields, else None. The head up to the first `"body":` is parsed with a stand-in
+    value: if that gives the four fields, the parser stood at a top-level key there (the head
+    is the line's own text), so what follows up to the closing brace is the body's value."""
+    found = _BODY_KEY.search(text)
+    if found is None:
+        return None
+    head = text[: found.start()] + '"body":0}'
+    try:
+        value, end = _PLAIN_SCAN(head, 0)
+    except (StopIteration, ValueError):
+        return None
+    if end != len(head) or type(value) is not dict or len(value) != 4 or list(value)[-1] != "body":
+        return None
+    rest = text[found.end() :].rstrip(_JSON_SPACE)
+    if not rest.endswith("}"):
+        return None
+    return rest[:-1].rstrip(_JSON_SPACE)
 
 
 class InvalidBatchFile(ValueError):
@@ -186,8 +223,7 @@ class _Validator:
             self.known is None or default_model in self.known
         )
         self.default_reported = False
-        # custom_id -> first line. About 130 bytes per id: ~7 MB at 50,000 lines.
-        self.seen: dict[str, int] = {}
+        self.seen = FirstLines()  # custom_id -> first line, ~35 bytes per id
         self.models: dict[str, int] = {}
         self.errors: list[LineError] = []
         self.requests = 0  # non-blank lines
@@ -195,19 +231,21 @@ class _Validator:
     def add(self, line: int | None, code: str, message: str) -> None:
         self.errors.append(LineError(line, code, message))
 
-    def check(self, line: int, data: bytes) -> None:
+    def check(self, line: int, data: bytes) -> dict[str, Any] | None:
+        """Check one line; its request object if the line is valid, else None."""
         if not data.strip():
             self.add(line, "blank_line", "blank line (blank lines are not allowed)")
-            return
+            return None
         self.requests += 1
         try:
             obj = strict_loads(data)
         except JSONLineError as exc:
             self.add(line, exc.code, exc.message)
-            return
+            return None
         if type(obj) is not dict:
             self.add(line, "not_an_object", f"line is a JSON {_json_type(obj)}, not an object")
-            return
+            return None
+        before = len(self.errors)
         if len(obj) != 4 or obj.keys() != _TOP_KEYS:
             extra = sorted(k for k in obj if k not in _TOP_KEYS)
             if extra:
@@ -221,14 +259,15 @@ class _Validator:
         url_ok = self._check_url(line, url)
         if "body" not in obj:
             self.add(line, "missing_body", "body is missing")
-            return
+            return None
         body = obj["body"]
         if type(body) is not dict:
             self.add(line, "invalid_body", "body must be an object")
-            return
+            return None
         self._check_model(line, body)
         if url_ok and (problem := check_body(url, body)):
             self.add(line, "invalid_body", problem)
+        return obj if len(self.errors) == before else None
 
     def _check_custom_id(self, line: int, obj: dict[str, Any]) -> None:
         if "custom_id" not in obj:
@@ -246,7 +285,7 @@ class _Validator:
                 "characters or line separators",
             )
             return
-        first = self.seen.setdefault(cid, line)
+        first = self.seen.first(cid, line)
         if first != line:
             self.add(
                 line,
@@ -305,6 +344,85 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:40] + "..."
 
 
+class FilePass:
+    """One streaming pass over a batch file: checks every line under the rules of
+    `validate_file`, and yields the requests of the file's lines for as long as none has failed
+    (a consumer stores them as they come, and drops them if `report` ends not ok). Iterate it
+    once; `report` is set when the iteration ends. `fp` need not be seekable.
+
+    `endpoint` is the batch's endpoint (None: the first line's url fixes it); `known_models`, if
+    given, is the set of allowed models; `default_model` stands in for a missing `body.model`
+    (in the yielded body too, as a new dict).
+    """
+
+    def __init__(
+        self,
+        fp: BinaryIO,
+        *,
+        endpoint: str | None = None,
+        known_models: Collection[str] | None = None,
+        default_model: str | None = None,
+        limits: Limits = Limits(),
+    ) -> None:
+        self._v = _Validator(endpoint, known_models, default_model)
+        self._endpoint = endpoint
+        self._default_model = default_model
+        self._limits = limits
+        self.report: Report | None = None
+        self._reader = _CappedReader(fp, limits.max_file_bytes + 1)
+
+    @property
+    def bytes_read(self) -> int:
+        return self._reader.count
+
+    def __iter__(self) -> Iterator[RequestLine]:
+        v, limits, default_model = self._v, self._limits, self._default_model
+        if self._endpoint is not None and self._endpoint not in ENDPOINTS:
+            v.add(None, "invalid_url", f"endpoint must be one of {', '.join(sorted(ENDPOINTS))}")
+            v.endpoint = None  # still check the lines, against each other
+        errors = v.errors
+        reader = self._reader
+        line_count = 0
+        stopped = False  # reading ended before the end of the file
+        for line, data, end in scan_lines(reader, max_line_bytes=limits.max_line_bytes):
+            if end > limits.max_file_bytes:
+                v.add(line, "file_too_large", f"file is over {limits.max_file_bytes:,} bytes")
+                stopped = True
+                break
+            if line > limits.max_lines:
+                v.add(line, "too_many_lines", f"file has more than {limits.max_lines:,} lines")
+                stopped = True
+                break
+            line_count = line
+            if type(data) is LineTooLong:
+                v.requests += 1
+                errors.append(_too_long(data, limits.max_line_bytes))
+            else:
+                obj = v.check(line, data)
+                if line == 1 and data[:2] in _UTF16_BOMS:
+                    stopped = True  # every later line would be noise from the same cause
+                    break
+                if obj is not None and not errors:
+                    body, raw = obj["body"], data
+                    if default_model is not None and body.get("model") is None:
+                        body, raw = {**body, "model": default_model}, None  # not as written
+                    yield RequestLine(line - 1, line, obj["custom_id"], body, raw)
+            if len(errors) >= limits.max_errors:
+                stopped = True
+                break
+        if not stopped and v.requests == 0:
+            v.add(None, "empty_file", "the file has no requests (blank lines do not count)")
+        kept = errors[: limits.max_errors]
+        self.report = Report(
+            ok=not kept,
+            line_count=line_count,
+            errors=kept,
+            models=v.models,
+            endpoint=v.endpoint,
+            bytes=reader.count,
+        )
+
+
 def validate_file(
     fp: BinaryIO,
     *,
@@ -315,49 +433,15 @@ def validate_file(
 ) -> Report:
     """Validate a whole batch file in one streaming pass; `fp` is any binary stream (it need
     not be seekable). Never raises for bad content: every problem is a `LineError` in the report.
-
-    `endpoint` is the batch's endpoint (None: the first line's url fixes it); `known_models`, if
-    given, is the set of allowed models; `default_model` stands in for a missing `body.model`.
+    The arguments are `FilePass`'s.
     """
-    v = _Validator(endpoint, known_models, default_model)
-    if endpoint is not None and endpoint not in ENDPOINTS:
-        v.add(None, "invalid_url", f"endpoint must be one of {', '.join(sorted(ENDPOINTS))}")
-        v.endpoint = None  # still check the lines, against each other
-    reader = _CappedReader(fp, limits.max_file_bytes + 1)
-    line_count = 0
-    stopped = False  # reading ended before the end of the file
-    for line, data, end in scan_lines(reader, max_line_bytes=limits.max_line_bytes):
-        if end > limits.max_file_bytes:
-            v.add(line, "file_too_large", f"file is over {limits.max_file_bytes:,} bytes")
-            stopped = True
-            break
-        if line > limits.max_lines:
-            v.add(line, "too_many_lines", f"file has more than {limits.max_lines:,} lines")
-            stopped = True
-            break
-        line_count = line
-        if type(data) is LineTooLong:
-            v.requests += 1
-            v.errors.append(_too_long(data, limits.max_line_bytes))
-        else:
-            v.check(line, data)
-            if line == 1 and data[:2] in _UTF16_BOMS:
-                stopped = True  # every later line would be noise from the same cause
-                break
-        if len(v.errors) >= limits.max_errors:
-            stopped = True
-            break
-    if not stopped and v.requests == 0:
-        v.add(None, "empty_file", "the file has no requests (blank lines do not count)")
-    errors = v.errors[: limits.max_errors]
-    return Report(
-        ok=not errors,
-        line_count=line_count,
-        errors=errors,
-        models=v.models,
-        endpoint=v.endpoint,
-        bytes=reader.count,
+    checked = FilePass(
+        fp, endpoint=endpoint, known_models=known_models, default_model=default_model, limits=limits
     )
+    for _ in checked:
+        pass
+    assert checked.report is not None
+    return checked.report
 
 
 def iter_requests(

@@ -156,10 +156,11 @@ def _object(request: Request, row: Any) -> dict[str, Any]:
         return batch_object(conn, row)
 
 
-def run_ingest(app: Any, batch_id: str) -> None:
+def run_ingest(app: Any, batch_id: str, attempt: int = 1) -> None:
+    """The creating API's ingest (attempt 1: a takeover while it waits in the pool fences it)."""
     st = app.state
     try:
-        ingest(st.engine, st.settings, st.config, st.files, batch_id, st.enqueue)
+        ingest(st.engine, st.settings, st.config, st.files, batch_id, st.enqueue, attempt)
     except Exception:
         log.exception("ingest of %s failed", batch_id)
 

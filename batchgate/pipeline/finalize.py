@@ -28,6 +28,7 @@ from batchgate.store.answers import LINE_COLUMNS, line_rows
 from batchgate.store.attempts import reasks_by_item
 from batchgate.store.cache import cache_savings
 from batchgate.store.db import reading
+from batchgate.store.ingest import open_ingest
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, has_pending
 from batchgate.store.models import File
 
@@ -51,7 +52,8 @@ def try_finalize(
     if has_pending(engine, batch_id):
         return False
     now = int(time.time())
-    claimable = BATCH.c.status.in_(["in_progress", "cancelling"])
+    # A batch cancelled mid-ingest waits for its partial items to be removed (store/ingest.py).
+    claimable = BATCH.c.status.in_(["in_progress", "cancelling"]) & ~open_ingest()
     if stale_before is not None:
         claimable = claimable | (
             (BATCH.c.status == "finalizing") & (BATCH.c.finalizing_at < stale_before)

@@ -9,22 +9,32 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from batchgate.config import VENDOR_BATCH_LIMITS, Config
 from batchgate.filestore import FileStore, new_id
+from batchgate.pipeline.finalize import try_finalize
 from batchgate.pricing import pin_prices
 from batchgate.settings import Settings
 from batchgate.store.db import reading
-from batchgate.store.items import BATCH, ITEM, insert_items
+from batchgate.store.ingest import (
+    INGEST_GROUP,
+    clear_group,
+    conclude,
+    hold,
+    hold_in,
+    insert_rows,
+    store_group,
+)
+from batchgate.store.items import BATCH, ITEM
 from batchgate.store.models import Batch, File
-from batchgate.validation import Limits, LineError, iter_requests, validate_file
+from batchgate.validation import FilePass, Limits, LineError, RequestLine
 
 log = logging.getLogger(__name__)
 FILE = File.__table__  # type: ignore[attr-defined]
@@ -103,98 +113,9 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
     return batch
 
 
-def _fail(engine: Engine, batch_id: str, errors: list[LineError]) -> None:
-    data = [{"code": e.code, "message": e.message, "line": e.line, "param": None} for e in errors]
-    with engine.begin() as conn:
-        conn.execute(
-            update(BATCH)
-            .where(BATCH.c.id == batch_id)
-            .values(
-                status="failed",
-                failed_at=int(time.time()),
-                errors_json=json.dumps({"object": "list", "data": data}),
-            )
-        )
-
-
-def ingest(
-    engine: Engine,
-    settings: Settings,
-    config: Config,
-    files: FileStore,
-    batch_id: str,
-    enqueue: Enqueue,
-) -> str:
-    """Validate, store items and enqueue; returns the batch's new status."""
-    with reading(engine) as conn:
-        batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).first()
-        if batch is None or batch.status != "validating":
-            return batch.status if batch else "missing"
-        file = conn.execute(select(FILE).where(FILE.c.id == batch.input_file_id)).first()
-    if file is not None:
-        hold_ingest(engine, batch_id, file.bytes, time.time())
-    if file is None:
-        _fail(engine, batch_id, [LineError(None, "file_not_found", "input file not found")])
-        return "failed"
-    fallbacks = json.loads(batch.fallbacks_json)
-    named = [batch.model_override, *(fallbacks or ())]
-    unknown = [a for a in named if a and not config.deployments_for(a)]
-    if unknown:
-        _fail(engine, batch_id, [LineError(None, "unknown_model", f"unknown model {unknown[0]!r}")])
-        return "failed"
-    limits = limits_from(settings)
-    with files.open(file.path) as fp:
-        report = validate_file(
-            fp,
-            endpoint=batch.endpoint,
-            known_models=None if batch.model_override else config.aliases,
-            default_model=batch.model_override,
-            limits=limits,
-        )
-    if not report.ok:
-        _fail(engine, batch_id, report.errors)
-        return "failed"
-
-    chains: dict[str, list[str]] = {}
-    # Lines a vendor batch API can serve wait for the vendor batch lane, never for a worker:
-    # stored so, so that no reconciler round can enqueue them in between.
-    lane_vendors = vendor_batch_vendors(config) if batch.vendor_batch else set()
-
-    def rows() -> Iterator[dict[str, Any]]:
-        with files.open(file.path) as fp:
-            for line in iter_requests(fp, limits=limits, default_model=batch.model_override):
-                body = line.body
-                if batch.model_override:
-                    body = {**body, "model": batch.model_override}
-                alias = body["model"]
-                chain = chains.get(alias)
-                if chain is None:
-                    chain = chains[alias] = config.chain(alias, fallbacks)
-                vendor = config.vendor_for(alias, line.index)
-                yield {
-                    "batch_id": batch_id,
-                    "idx": line.index,
-                    "custom_id": line.custom_id,
-                    "body": json.dumps(body, ensure_ascii=False),
-                    "alias": alias,
-                    "vendor": vendor,
-                    "chain_json": json.dumps(chain),
-                    "state": "vendor" if vendor in lane_vendors else "queued",
-                }
-
-    now = time.time()
-    try:
-        with engine.begin() as conn:
-            _store_items(conn, batch_id, rows(), chains, config, now)
-    except _NoLongerValidating:
-        # Cancelled while we read the file: the items were rolled back with the transaction.
-        return "cancelled"
-    enqueue_batch(engine, config, batch_id, enqueue)
-    return "in_progress"
-
-
-# The ingest's owner lease: long enough to read and store a file at a slow pace; when it lapses
-# (the API died mid-ingest) the reconciler takes the ingest over at once instead of waiting.
+# The ingest's owner lease, renewed by every stored group: long enough to read the rest of the
+# file at a slow pace; when it lapses (the API died mid-ingest) the reconciler takes the ingest
+# over at once instead of waiting.
 INGEST_LEASE_SECONDS = 30.0
 INGEST_BYTES_PER_SECOND = 1_000_000  # measured 8.7 MB/s (benchmarks/RESULTS.md): 8x margin
 
@@ -209,54 +130,220 @@ def vendor_batch_vendors(config: Config) -> set[str]:
 
 
 def ingest_lease(file_bytes: int, now: float) -> float:
-    return now + INGEST_LEASE_SECONDS + file_bytes / INGEST_BYTES_PER_SECOND
+    return now + INGEST_LEASE_SECONDS + max(file_bytes, 0) / INGEST_BYTES_PER_SECOND
 
 
-def hold_ingest(engine: Engine, batch_id: str, file_bytes: int, now: float) -> None:
-    """Mark this ingest as the batch's owner until its lease ends."""
+def ingest(
+    engine: Engine,
+    settings: Settings,
+    config: Config,
+    files: FileStore,
+    batch_id: str,
+    enqueue: Enqueue,
+    attempt: int | None = None,
+) -> str:
+    """Validate and store the items in one pass, then enqueue; returns the batch's new status.
+
+    `attempt`: the ingest attempt the caller was given (the creating API: the batch's first);
+    None: whichever attempt holds the batch now (the reconciler, right after taking it over).
+
+    The items are stored in committed groups as the file is read (no write transaction lasts
+    longer than a group) while the batch stays `validating`, where nothing runs them. A bad
+    line, a cancel or an expiry on the way removes them again before the batch ends.
+    """
+    with reading(engine) as conn:
+        batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).first()
+        if batch is None:
+            return "missing"
+        file = conn.execute(select(FILE).where(FILE.c.id == batch.input_file_id)).first()
+    if attempt is None:
+        attempt = batch.ingest_attempts  # our fencing token: a takeover increments it
+    elif attempt != batch.ingest_attempts:
+        return batch.status  # taken over while this ingest waited to start: not ours
+    if batch.status != "validating":
+        # Cancelled or expired before this ingest began: end what it owns (nothing, or a dead
+        # attempt's items the reconciler handed over).
+        return clear_abandoned(engine, files, batch_id, attempt)
+    size = file.bytes if file is not None else 0
+    if not hold(engine, batch_id, attempt, ingest_lease(size, time.time())):
+        return clear_abandoned(engine, files, batch_id, attempt)
+    # A takeover redoes the ingest from the start: first remove what the dead attempt stored.
+    if not _clear(engine, batch_id, attempt):
+        return clear_abandoned(engine, files, batch_id, attempt)
+    if file is None:
+        return _give_up(engine, files, batch_id, attempt, "file_not_found", "input file not found")
+    fallbacks = json.loads(batch.fallbacks_json)
+    named = [batch.model_override, *(fallbacks or ())]
+    unknown = [a for a in named if a and not config.deployments_for(a)]
+    if unknown:
+        msg = f"unknown model {unknown[0]!r}"
+        return _give_up(engine, files, batch_id, attempt, "unknown_model", msg)
+
+    # Lines a vendor batch API can serve wait for the vendor batch lane, never for a worker:
+    # stored so, so that no reconciler round can enqueue them in between.
+    lane_vendors = vendor_batch_vendors(config) if batch.vendor_batch else set()
+    rows = _Rows(batch_id, batch.model_override, fallbacks, config, lane_vendors)
+    with files.open(file.path) as fp:
+        checked = FilePass(
+            fp,
+            endpoint=batch.endpoint,
+            known_models=None if batch.model_override else config.aliases,
+            default_model=batch.model_override,
+            limits=limits_from(settings),
+        )
+        group: list[tuple[Any, ...]] = []
+        for line in checked:
+            group.append(rows.row(line))
+            if len(group) >= INGEST_GROUP:
+                # The lease covers the rest of the file at a slow pace: also the part read
+                # without storing anything, after a bad line.
+                lease = ingest_lease(size - checked.bytes_read, time.time())
+                if not store_group(engine, batch_id, attempt, lease, group):
+                    return clear_abandoned(engine, files, batch_id, attempt)
+                group = []
+    report = checked.report
+    assert report is not None
+    if not report.ok:
+        if _clear(engine, batch_id, attempt) and _fail(engine, batch_id, attempt, report.errors):
+            return "failed"
+        return clear_abandoned(engine, files, batch_id, attempt)
     with engine.begin() as conn:
-        conn.execute(
-            update(BATCH)
-            .where(BATCH.c.id == batch_id, BATCH.c.status == "validating")
-            .values(ingest_lease_until=ingest_lease(file_bytes, now))
+        moved = _finish(conn, batch_id, attempt, group, rows, config, batch.vendor_batch)
+    if not moved:
+        return clear_abandoned(engine, files, batch_id, attempt)
+    enqueue_batch(engine, config, batch_id, enqueue)
+    return "in_progress"
+
+
+class _Rows:
+    """Item rows (tuples in `ITEM_COLUMNS` order) from a file's request lines."""
+
+    def __init__(
+        self,
+        batch_id: str,
+        model_override: str | None,
+        fallbacks: list[str] | None,
+        config: Config,
+        lane_vendors: set[str],
+    ) -> None:
+        self.batch_id = batch_id
+        self.override = model_override
+        self.fallbacks = fallbacks
+        self.config = config
+        self.lane_vendors = lane_vendors
+        self.total = 0
+        self.chains: dict[str, list[str]] = {}
+        self._chain_json: dict[str, str] = {}  # encoded once per alias, not once per line
+
+    def row(self, line: RequestLine) -> tuple[Any, ...]:
+        body = line.body
+        if self.override:
+            body = {**body, "model": self.override}
+        alias = body["model"]
+        chain_json = self._chain_json.get(alias)
+        if chain_json is None:
+            chain = self.chains[alias] = self.config.chain(alias, self.fallbacks)
+            chain_json = self._chain_json[alias] = json.dumps(chain)
+        vendor = self.config.vendor_for(alias, line.index)
+        self.total += 1
+        return (
+            self.batch_id,
+            line.index,
+            line.custom_id,
+            json.dumps(body, ensure_ascii=False) if self.override else line.body_json(),
+            alias,
+            vendor,
+            chain_json,
+            "vendor" if vendor in self.lane_vendors else "queued",
         )
 
 
-class _NoLongerValidating(Exception):
-    pass
-
-
-def _store_items(
-    conn: Any,
+def _finish(
+    conn: Connection,
     batch_id: str,
-    rows: Iterator[dict[str, Any]],
-    chains: dict[str, list[str]],
+    attempt: int,
+    group: list[tuple[Any, ...]],
+    rows: _Rows,
     config: Config,
-    now: float,
-) -> int:
-    """Insert the items and move the batch to in_progress in one transaction, or neither."""
-    total = insert_items(conn, rows)
-    aliases = {a for chain in chains.values() for a in chain}
+    vendor_batch: bool,
+) -> bool:
+    """Store the last group and move the batch to in_progress, in one transaction, or neither
+    (False: the batch is no longer ours to fill)."""
+    now = time.time()
+    if not hold_in(conn, batch_id, attempt, now + INGEST_LEASE_SECONDS):
+        return False
+    if group:
+        insert_rows(conn, group)
+    aliases = {a for chain in rows.chains.values() for a in chain}
     aliases |= {a for alias in aliases for a in config.context_window_fallbacks.get(alias, ())}
-    vendor_batch = conn.execute(select(BATCH.c.vendor_batch).where(BATCH.c.id == batch_id)).scalar()
     batch_adapters = lane_adapters(config) if vendor_batch else ()
     prices = pin_prices([d for d in config.deployments if d.alias in aliases], None, batch_adapters)
-    moved = conn.execute(
+    conn.execute(
         update(BATCH)
-        .where(BATCH.c.id == batch_id, BATCH.c.status == "validating")
+        .where(BATCH.c.id == batch_id)
         .values(
             status="in_progress",
             in_progress_at=int(now),
-            total=total,
+            total=rows.total,
             price_table_json=json.dumps(prices.to_json()),
         )
-    ).rowcount
-    if not moved:
-        raise _NoLongerValidating
-    return total
+    )
+    return True
+
+
+def _fail(engine: Engine, batch_id: str, attempt: int, errors: list[LineError]) -> bool:
+    """End a batch whose items were cleared as `failed`; False if it was no longer ours."""
+    data = [{"code": e.code, "message": e.message, "line": e.line, "param": None} for e in errors]
+    with engine.begin() as conn:
+        moved = conn.execute(
+            update(BATCH)
+            .where(
+                BATCH.c.id == batch_id,
+                BATCH.c.status == "validating",
+                BATCH.c.ingest_attempts == attempt,
+            )
+            .values(
+                status="failed",
+                failed_at=int(time.time()),
+                errors_json=json.dumps({"object": "list", "data": data}),
+                ingest_lease_until=None,  # concluded: it left no items
+            )
+        ).rowcount
+    return moved == 1
+
+
+def _give_up(
+    engine: Engine, files: FileStore, batch_id: str, attempt: int, code: str, message: str
+) -> str:
+    if _fail(engine, batch_id, attempt, [LineError(None, code, message)]):
+        return "failed"
+    return clear_abandoned(engine, files, batch_id, attempt)
+
+
+def _clear(engine: Engine, batch_id: str, attempt: int) -> bool:
+    """Delete the batch's items a group at a time; False once the ingest is no longer ours."""
+    while True:
+        n = clear_group(engine, batch_id, attempt, time.time() + INGEST_LEASE_SECONDS)
+        if n is None:
+            return False
+        if n == 0:
+            return True
+
+
+def clear_abandoned(engine: Engine, files: FileStore, batch_id: str, attempt: int) -> str:
+    """End an ingest whose batch was cancelled, expired or failed before it finished: remove its
+    items, conclude it, and finalize the batch if cancelled (with no lines). For the owner
+    `attempt` only: nothing happens if another attempt holds the batch (a takeover carries on)
+    or the ingest already ended. Returns the batch's status."""
+    if _clear(engine, batch_id, attempt) and conclude(engine, batch_id, attempt):
+        try_finalize(engine, files, batch_id)  # finalizes a `cancelling` batch only
+    with reading(engine) as conn:
+        status = conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch_id)).scalar()
+    return status or "missing"
 
 
 ENQUEUE_PAGE = 10_000
+MARK_GROUP = 2000
 
 
 def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueue) -> int:
@@ -289,9 +376,12 @@ def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueu
 
 
 def mark_enqueued(engine: Engine, ids: list[int]) -> None:
+    """Record that these items' messages were sent: a transaction per MARK_GROUP ids, so that
+    no other writer waits long behind a big page (enqueued_at is a per-item hint, and a crash
+    between groups only means a duplicate message, which a claim ignores)."""
     now = time.time()
-    with engine.begin() as conn:
-        for i in range(0, len(ids), 5000):
+    for i in range(0, len(ids), MARK_GROUP):
+        with engine.begin() as conn:
             conn.execute(
-                update(ITEM).where(ITEM.c.id.in_(ids[i : i + 5000])).values(enqueued_at=now)
+                update(ITEM).where(ITEM.c.id.in_(ids[i : i + MARK_GROUP])).values(enqueued_at=now)
             )

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.store.finished import next_seq
+from batchgate.store.ingest import conclude_in, has_items
 from batchgate.store.items import BATCH, ITEM
 
 CANCELLED = {
@@ -33,10 +34,20 @@ def cancel(engine: Engine, files: FileStore, batch_id: str) -> bool:
             update(BATCH)
             .where(BATCH.c.id == batch_id, BATCH.c.status.in_(("validating", "in_progress")))
             .values(status="cancelling", cancelling_at=now)
-        ).rowcount
-        if not moved:
+            .returning(BATCH.c.in_progress_at, BATCH.c.ingest_lease_until)
+        ).first()
+        if moved is None:
             return False
-        _cancel_queued(conn, batch_id)
+        if moved.in_progress_at is None and moved.ingest_lease_until is not None:
+            # Cancelled mid-ingest: no ingest can store more items now (each group checks the
+            # status first). With none stored yet the ingest is over; otherwise it removes
+            # them (or the reconciler does, if it died) and then finalizes.
+            if not has_items(conn, batch_id):
+                conclude_in(conn, batch_id)
+            else:
+                return True
+        else:
+            _cancel_queued(conn, batch_id)
     try_finalize(engine, files, batch_id)
     return True
 

@@ -18,14 +18,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
-from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, mark_enqueued
+from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, clear_abandoned, mark_enqueued
 from batchgate.pipeline.lifecycle import cancel_queued_items, expire_items
 from batchgate.store.db import reading
+from batchgate.store.ingest import open_ingest
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
 
 log = logging.getLogger(__name__)
@@ -210,19 +211,26 @@ def reconcile_once(
     if now - files.swept_at >= SWEEP_INTERVAL_SECONDS:
         report.swept = files.sweep_partial(now)
     if reingest is not None:
-        # An API that died while ingesting leaves a batch `validating` with no items (ingest is
-        # one transaction): once its lease lapses, run it again so the batch still ends.
+        # An API that died while ingesting leaves a batch `validating`, perhaps with some of its
+        # items stored: once its lease lapses, run it again (it clears them first).
         for batch_id in take_over_ingests(engine, now):
             try:
                 reingest(batch_id)
                 report.reingested += 1
             except Exception:
                 log.exception("reconciler: re-ingest of %s failed", batch_id)
+    # One that died after its batch was cancelled, expired or failed left items to remove.
+    for batch_id, attempt in take_over_abandoned(engine, now):
+        try:
+            clear_abandoned(engine, files, batch_id, attempt)
+        except Exception:
+            log.exception("reconciler: clearing the ingest of %s failed", batch_id)
 
     with reading(engine) as conn:
         active = conn.execute(
             select(BATCH.c.id, BATCH.c.status, BATCH.c.expires_at, BATCH.c.finalizing_at).where(
-                BATCH.c.status.in_(("in_progress", "cancelling", "finalizing"))
+                BATCH.c.status.in_(("in_progress", "cancelling", "finalizing")),
+                ~open_ingest(),  # cancelled mid-ingest: its ingest removes the items first
             )
         ).all()
     for batch_id, status, expires_at, finalizing_at in active:
@@ -291,3 +299,31 @@ def take_over_ingests(engine: Engine, now: float) -> list[str]:
                 .returning(BATCH.c.id)
             ).scalars()
         )
+
+
+def take_over_abandoned(engine: Engine, now: float) -> list[tuple[str, int]]:
+    """Claim the open ingests of batches that left `validating` (cancelled, expired, failed)
+    whose lease lapsed: (batch id, the new attempt that owns the clearing). Those with no items
+    are concluded at once."""
+    lapsed = and_(
+        open_ingest(),
+        BATCH.c.status.in_(("cancelling", "expired", "failed")),
+        BATCH.c.ingest_lease_until < now,
+    )
+    empty = ~exists().where(ITEM.c.batch_id == BATCH.c.id)
+    with engine.begin() as conn:
+        conn.execute(
+            update(BATCH)
+            .where(lapsed, BATCH.c.status != "cancelling", empty)
+            .values(ingest_lease_until=None)
+        )
+        rows = conn.execute(
+            update(BATCH)
+            .where(lapsed)
+            .values(
+                ingest_attempts=BATCH.c.ingest_attempts + 1,
+                ingest_lease_until=now + INGEST_LEASE_SECONDS,
+            )
+            .returning(BATCH.c.id, BATCH.c.ingest_attempts)
+        ).all()
+    return [(r.id, r.ingest_attempts) for r in rows]

@@ -7,7 +7,7 @@ everything here works on a chunk of ids per statement or per transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,8 +30,6 @@ from batchgate.store.models import (
 ITEM = Item.__table__  # type: ignore[attr-defined]
 ATTEMPT = Attempt.__table__  # type: ignore[attr-defined]
 BATCH = Batch.__table__  # type: ignore[attr-defined]
-
-INSERT_GROUP = 1000
 
 
 @dataclass(slots=True)
@@ -128,22 +126,6 @@ class AttemptRow:
 @dataclass(slots=True)
 class Applied:
     stale: set[int] = field(default_factory=set)  # lease lost: outcome dropped, attempts duplicate
-
-
-def insert_items(conn: Connection, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert item rows in groups; returns how many."""
-    n = 0
-    group: list[dict[str, Any]] = []
-    for row in rows:
-        group.append(row)
-        if len(group) >= INSERT_GROUP:
-            conn.execute(insert(ITEM), group)
-            n += len(group)
-            group = []
-    if group:
-        conn.execute(insert(ITEM), group)
-        n += len(group)
-    return n
 
 
 def claim(

@@ -307,7 +307,7 @@ def test_an_ingest_that_keeps_dying_is_retried_a_few_times_then_fails_the_batch(
     assert row.status == "failed" and "ingest_failed" in row.errors_json
 
 
-def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env) -> None:  # type: ignore[no-untyped-def]
+def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from batchgate.pipeline import lifecycle
 
     settings, engine, files = env
@@ -317,20 +317,18 @@ def test_a_cancel_during_ingest_leaves_no_items_and_sends_nothing(env) -> None: 
 
     import batchgate.pipeline.ingest as ingest_mod
 
-    real_validate = ingest_mod.validate_file
+    real_store = ingest_mod.store_group
 
-    def validate_then_cancel(*args, **kwargs):  # type: ignore[no-untyped-def]
-        report = real_validate(*args, **kwargs)
+    def store_then_cancel(*args, **kwargs):  # type: ignore[no-untyped-def]
+        stored = real_store(*args, **kwargs)
         assert original(engine, files, batch.id)  # the user cancels while the file is read
-        return report
+        return stored
 
-    ingest_mod.validate_file = validate_then_cancel
-    try:
-        status = ingest(
-            engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1
-        )
-    finally:
-        ingest_mod.validate_file = real_validate
+    monkeypatch.setattr(ingest_mod, "INGEST_GROUP", 2)  # a first group is stored, then cancel
+    monkeypatch.setattr(ingest_mod, "store_group", store_then_cancel)
+    status = ingest(
+        engine, settings, CONFIG, files, batch.id, lambda b, v, ids: sent.append(ids) or 1
+    )
     assert status == "cancelled" and sent == []
     with engine.connect() as conn:
         assert conn.execute(select(ITEM.c.id).where(ITEM.c.batch_id == batch.id)).all() == []

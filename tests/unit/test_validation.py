@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from batchgate.validation import (
     ERROR_CODES,
+    FilePass,
     InvalidBatchFile,
     Limits,
     RequestLine,
@@ -413,3 +415,56 @@ def test_urls_without_v1_mean_the_same_endpoint_as_litellm_writes_them() -> None
     assert error.code == "mismatched_url"  # /v1/completions, not this file's chat endpoint
     (error,) = validate_file(io.BytesIO(jsonl({**chat("d"), "url": "/images/generations"}))).errors
     assert error.code == "invalid_url"
+
+
+def test_file_pass_yields_requests_until_the_first_bad_line_and_reports_them_all() -> None:
+    requests = good(5)
+    data = jsonl(*requests[:3], with_top(chat("r9"), method="GET"), *requests[3:], chat("r2"))
+    checked = FilePass(io.BytesIO(data))
+    got = list(checked)
+    assert [r.custom_id for r in got] == ["r1", "r2", "r3"]  # nothing after line 4
+    assert [r.body for r in got] == [r["body"] for r in requests[:3]]
+    assert checked.report == validate_file(io.BytesIO(data))
+    assert [(e.code, e.line) for e in checked.report.errors] == [
+        ("invalid_method", 4),
+        ("duplicate_custom_id", 7),
+    ]
+    assert checked.bytes_read == len(data)
+
+
+def test_file_pass_of_a_valid_file_yields_every_request_once() -> None:
+    requests = chat_file_requests()
+    data = jsonl(*requests)
+    checked = FilePass(io.BytesIO(data))
+    assert list(checked) == list(iter_requests(io.BytesIO(data)))
+    assert checked.report is not None and checked.report.ok
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}',
+        b' { "custom_id" : "a" , "method":"POST","url":"/v1/chat/completions",'
+        b' "body" :\t{"model":"m","messages":[{"role":"user","content":"hi"}],'
+        b' "x": "}\\"body\\": 1"} }\r',
+        # "body" is not the last field, or the id looks like it: encoded anew
+        b'{"body":{"model":"m","messages":[{"role":"user","content":"hi"}]},"custom_id":"a","method":"POST","url":"/v1/chat/completions"}',
+        b'{"custom_id":"\\"body\\":","method":"POST","url":"/v1/chat/completions",'
+        b'"body":{"model":"m","messages":[{"role":"user","content":"hi"}],"body":{"body":1}}}',
+        b'{"custom_id":"body","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}]}}',
+    ],
+)
+def test_body_json_is_the_body_as_written_or_encoded_anew(raw: bytes) -> None:
+    checked = FilePass(io.BytesIO(raw + b"\n"))
+    (request,) = checked
+    assert checked.report is not None and checked.report.ok
+    text = request.body_json()
+    assert json.loads(text) == request.body
+    if raw.rstrip().endswith(b"}}") or raw.rstrip().endswith(b"} }\r"):
+        assert text.encode() in raw  # a slice of the line, not re-encoded
+
+
+def test_a_default_model_is_encoded_into_the_body() -> None:
+    data = jsonl(without(chat("a"), "model", inner=True))
+    (request,) = FilePass(io.BytesIO(data), default_model="m9")
+    assert json.loads(request.body_json())["model"] == "m9"

@@ -1,0 +1,156 @@
+"""Ingest queries: items stored in committed groups under the ingest's lease, and cleared again.
+
+An ingest owns its batch through `ingest_attempts` (its fencing token: a takeover increments it)
+and `ingest_lease_until` (renewed by every group). Each group is one short write transaction
+that first checks the token (and, while storing, that the batch is still `validating`), so an
+ingest that was taken over, cancelled or expired stops at its next group instead of writing
+on. Items of a batch still `validating` are never run: every claim, enqueue and vendor-job
+query selects `in_progress` batches only.
+
+An ingest is *open* until its batch reaches `in_progress` (`in_progress_at` set) or the ingest
+is concluded (`ingest_lease_until` cleared) after its partial items were removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, false, insert, literal_column, select, true, update
+from sqlalchemy.engine import Connection, Engine
+
+from batchgate.store.items import BATCH, ITEM
+
+# Rows per committed group: 5,000 took up to 0.7 s (SQLite) and 1.0 s (PostgreSQL) on a loaded
+# 2-core machine, against the 1 s a write transaction may last; 2,000 keep a margin, and commits
+# still cost little (benchmarks/RESULTS.md, "Ingest rate").
+INGEST_GROUP = 2000
+CLEAR_GROUP = 2000
+
+# The columns an ingest fills, in the order of each row tuple.
+ITEM_COLUMNS = ("batch_id", "idx", "custom_id", "body", "alias", "vendor", "chain_json", "state")
+
+
+def _constant(value: Any) -> Any:
+    """A column default as SQL text: the insert goes to the driver, which applies no defaults."""
+    if isinstance(value, bool):
+        return true() if value else false()
+    if isinstance(value, int):
+        return literal_column(str(value))
+    if isinstance(value, str):
+        return literal_column("'" + value.replace("'", "''") + "'")
+    raise TypeError(f"no SQL constant for {value!r}")
+
+
+def _defaults() -> dict[str, Any]:
+    out = {}
+    for col in ITEM.columns:
+        default = col.default
+        if col.name in ITEM_COLUMNS or col.primary_key or default is None:
+            continue
+        if default.is_scalar and default.arg is not None:
+            out[col.name] = _constant(default.arg)
+    return out
+
+
+_INSERT = insert(ITEM).inline().values({**{c: bindparam(c) for c in ITEM_COLUMNS}, **_defaults()})
+_COMPILED: dict[str, tuple[str, bool]] = {}
+
+
+def open_ingest() -> Any:
+    """A batch whose ingest has not ended: not yet `in_progress`, not concluded."""
+    return and_(BATCH.c.in_progress_at.is_(None), BATCH.c.ingest_lease_until.is_not(None))
+
+
+def _owned(batch_id: str, attempt: int) -> Any:
+    return and_(BATCH.c.id == batch_id, BATCH.c.ingest_attempts == attempt)
+
+
+def hold_in(conn: Connection, batch_id: str, attempt: int, lease_until: float) -> bool:
+    """Renew the lease of a storing ingest, in the caller's transaction; False once the batch is
+    no longer ours to fill (taken over, cancelled, expired, deleted). Run first in a group's
+    transaction: on PostgreSQL it locks the batch row, so a cancel waits at most one group."""
+    moved = conn.execute(
+        update(BATCH)
+        .where(_owned(batch_id, attempt), BATCH.c.status == "validating")
+        .values(ingest_lease_until=lease_until)
+    )
+    return moved.rowcount == 1
+
+
+def hold(engine: Engine, batch_id: str, attempt: int, lease_until: float) -> bool:
+    with engine.begin() as conn:
+        return hold_in(conn, batch_id, attempt, lease_until)
+
+
+def store_group(
+    engine: Engine, batch_id: str, attempt: int, lease_until: float, rows: Sequence[tuple]
+) -> bool:
+    """Insert one group of item rows (tuples in ITEM_COLUMNS order) in its own transaction;
+    False, and nothing stored, once the batch is no longer ours to fill."""
+    with engine.begin() as conn:
+        if not hold_in(conn, batch_id, attempt, lease_until):
+            return False
+        insert_rows(conn, rows)
+    return True
+
+
+def insert_rows(conn: Connection, rows: Sequence[tuple]) -> None:
+    """One executemany at the driver: SQLAlchemy's per-row parameter handling cost more than
+    SQLite's insert itself."""
+    compiled = _COMPILED.get(conn.dialect.name)
+    if compiled is None:
+        stmt = _INSERT.compile(dialect=conn.dialect)
+        # Positional (SQLite's qmark): the binds come in ITEM_COLUMNS order, so tuples go as
+        # they are; named (psycopg's pyformat): one dict per row.
+        positional = bool(stmt.positional)
+        if positional:
+            assert tuple(stmt.positiontup or ()) == ITEM_COLUMNS, stmt.positiontup
+        compiled = _COMPILED[conn.dialect.name] = (str(stmt), positional)
+    sql, positional = compiled
+    if positional:
+        conn.exec_driver_sql(sql, list(rows))
+    else:
+        conn.exec_driver_sql(sql, [dict(zip(ITEM_COLUMNS, r, strict=True)) for r in rows])
+
+
+def clear_group(engine: Engine, batch_id: str, attempt: int, lease_until: float) -> int | None:
+    """Delete up to CLEAR_GROUP items of the batch of an open ingest, renewing its lease; how
+    many (0: none left), or None when the ingest is not, or no longer, ours."""
+    with engine.begin() as conn:
+        moved = conn.execute(
+            update(BATCH)
+            .where(_owned(batch_id, attempt), open_ingest())
+            .values(ingest_lease_until=lease_until)
+        ).rowcount
+        if moved != 1:
+            return None
+        ids = select(ITEM.c.id).where(ITEM.c.batch_id == batch_id).limit(CLEAR_GROUP)
+        return conn.execute(delete(ITEM).where(ITEM.c.id.in_(ids.scalar_subquery()))).rowcount
+
+
+def has_items(conn: Connection, batch_id: str) -> bool:
+    found = conn.execute(select(ITEM.c.id).where(ITEM.c.batch_id == batch_id).limit(1)).first()
+    return found is not None
+
+
+def conclude_in(conn: Connection, batch_id: str) -> None:
+    """Conclude the open ingest of a batch that left `validating` with no items, whoever owns
+    it: its owner's next write is refused, and it finds nothing left to remove."""
+    conn.execute(
+        update(BATCH)
+        .where(BATCH.c.id == batch_id, open_ingest(), BATCH.c.status != "validating")
+        .values(ingest_lease_until=None)
+    )
+
+
+def conclude(engine: Engine, batch_id: str, attempt: int) -> bool:
+    """Mark the ingest of a batch that left `validating` (cancelled, expired, failed) as over,
+    once its items are gone: from then on the batch may be finalized."""
+    with engine.begin() as conn:
+        moved = conn.execute(
+            update(BATCH)
+            .where(_owned(batch_id, attempt), open_ingest(), BATCH.c.status != "validating")
+            .values(ingest_lease_until=None)
+        ).rowcount
+    return moved == 1
