@@ -1,9 +1,9 @@
 """Finalize rate of `write_results`: lines/s (wall and CPU) writing a finished batch's files.
 
-The batch is built through the real store: migrations, `insert_items`, then `claim` and `apply`
-as the recorder does (so every column is written the way production writes it). 96% of lines
-succeed with a ~600-byte chat completion, 3% fail (a vendor 400 with its error), 1% expire; each
-line has one attempt row, and 1 in 50 an extra re-asked one.
+The batch is built through the real store: migrations, the ingest's `insert_rows`, then `claim`
+and `apply` as the recorder does (so every column is written the way production writes it).
+96% of lines succeed with a ~600-byte chat completion, 3% fail (a vendor 400 with its error),
+1% expire; each line has one attempt row, and 1 in 50 an extra re-asked one.
 
 Usage: python benchmarks/finalize_rate.py --lines 1000000 [--database-url URL] [--db PATH]
        [--profile]   (`--db` keeps the built SQLite database there and reuses it next time)
@@ -26,6 +26,7 @@ from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import write_results
 from batchgate.store import migrate
 from batchgate.store.db import make_engine
+from batchgate.store.ingest import insert_rows
 from batchgate.store.items import (
     BATCH,
     ITEM,
@@ -33,7 +34,6 @@ from batchgate.store.items import (
     ItemUpdate,
     apply,
     claim,
-    insert_items,
 )
 
 BATCH_ID = "batch_finalize_rate"
@@ -161,22 +161,15 @@ def build(engine, lines: int) -> None:  # type: ignore[no-untyped-def]
                 total=lines,
             )
         )
-        insert_items(
-            conn,
-            (
-                {
-                    "batch_id": BATCH_ID,
-                    "idx": i,
-                    "custom_id": f"request-{i:07d}",
-                    "body": REQUEST,
-                    "alias": "gpt-4o-mini",
-                    "vendor": "openai",
-                    "chain_json": '["gpt-4o-mini"]',
-                    "state": "queued",
-                }
-                for i in range(lines)
-            ),
-        )
+        row = (BATCH_ID, 0, "", REQUEST, "gpt-4o-mini", "openai", '["gpt-4o-mini"]', "queued")
+        for start in range(0, lines, GROUP):
+            insert_rows(
+                conn,
+                [
+                    (BATCH_ID, i, f"request-{i:07d}", *row[3:])
+                    for i in range(start, min(start + GROUP, lines))
+                ],
+            )
     with engine.connect() as conn:
         ids = conn.execute(
             select(ITEM.c.id).where(ITEM.c.batch_id == BATCH_ID).order_by(ITEM.c.idx)
