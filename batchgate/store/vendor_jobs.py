@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Integer, func, insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
 
 from batchgate.store.db import reading
 from batchgate.store.items import BATCH, ITEM, Applied, AttemptRow, ItemUpdate, apply_in
@@ -19,6 +21,18 @@ from batchgate.store.models import VendorJob
 JOB = VendorJob.__table__  # type: ignore[attr-defined]
 LIVE = ("intent", "submitted", "cancelling", "ended")  # not yet fully on the books
 IN_FLIGHT = ("intent", "submitted", "cancelling")  # counted against a vendor's cap
+
+
+class octet_length(GenericFunction):
+    """A text's size in bytes, as a vendor counts a job file (`length` counts characters)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(octet_length, "sqlite")
+def _octet_length_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +81,7 @@ def waiting_ids(engine: Engine, w: Waiting, limit: int) -> list[tuple[int, int]]
     """(id, body bytes) of the first `limit` unassigned lines of a group, in input order."""
     with reading(engine) as conn:
         rows = conn.execute(
-            select(ITEM.c.id, func.length(ITEM.c.body))
+            select(ITEM.c.id, octet_length(ITEM.c.body))
             .where(
                 ITEM.c.batch_id == w.batch_id,
                 ITEM.c.alias == w.alias,

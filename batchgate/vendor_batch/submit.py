@@ -78,7 +78,9 @@ def submit_job(lane: Lane, job_id: str) -> None:
         except ProviderError:
             continue  # it cannot be sent as is: the online lane gives it its proper error line
         line = wire.line(custom_id(item.id), job.endpoint, req)
-        lines.append(json.dumps(line, ensure_ascii=False).encode("utf-8"))
+        # Compact, so a line is never longer than the stored body it was sized by (a body is
+        # stored as the client wrote it, compact or not).
+        lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if not lines:
         abandon(lane, job_id, "no line of this job can be sent to the vendor's batch API")
         return

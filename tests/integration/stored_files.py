@@ -14,7 +14,7 @@ from batchgate.store.models import File
 
 def upload(engine: Engine, files: FileStore, lines: list[dict[str, Any]]) -> str:
     """Store `lines` as a JSONL batch input file of tenant "t"; returns its file id."""
-    data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+    data = b"".join(json.dumps(x, ensure_ascii=False).encode() + b"\n" for x in lines)
     fid = "file-test" + str(time.time_ns())
     with files.atomic_writer(fid) as (rel, fp):
         fp.write(data)

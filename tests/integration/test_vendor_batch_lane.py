@@ -47,14 +47,14 @@ def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
-def _batch(env: Any, n: int) -> str:
+def _batch(env: Any, n: int, text: str = "hi") -> str:
     settings, engine, files = env
     lines = [
         {
             "custom_id": f"c{i}",
             "method": "POST",
             "url": "/v1/chat/completions",
-            "body": {"model": "gpt", "messages": [{"role": "user", "content": f"hi {i}"}]},
+            "body": {"model": "gpt", "messages": [{"role": "user", "content": f"{text} {i}"}]},
         }
         for i in range(n)
     ]
@@ -121,6 +121,20 @@ class Vendor:
 def _lane(env: Any, vendor: Vendor, enqueued: list[Any]) -> Lane:
     client = httpx.Client(transport=httpx.MockTransport(vendor))
     return Lane(env[1], CONFIG, lambda *a: enqueued.append(a), client=client)
+
+
+def test_jobs_are_sized_in_bytes_not_characters(env) -> None:
+    # A vendor's job limit is in bytes: a Japanese prompt is three bytes a character.
+    _, engine, _ = env
+    batch_id = _batch(env, 3, text="日本語の質問" * 50)
+    [waiting] = store.waiting(engine)
+    sizes = store.waiting_ids(engine, waiting, 10)
+    with engine.connect() as conn:
+        bodies = conn.execute(
+            select(ITEM.c.id, ITEM.c.body).where(ITEM.c.batch_id == batch_id).order_by(ITEM.c.idx)
+        ).all()
+    assert sizes == [(r.id, len(r.body.encode("utf-8"))) for r in bodies]
+    assert all(size > 2 * len(r.body) for (_, size), r in zip(sizes, bodies, strict=True))
 
 
 def test_a_lost_creation_answer_is_found_by_its_metadata_not_submitted_again(env) -> None:
