@@ -11,10 +11,23 @@ from fastapi.testclient import TestClient
 
 from batchgate.api.app import create_app
 from batchgate.config import parse_config
+from batchgate.filestore import FileStore
 from batchgate.settings import Settings
+from batchgate.store import migrate
+from batchgate.store.db import make_engine
 from tests.integration.chunk_harness import rt, sim  # noqa: F401  (pytest fixtures)
 
 MAX_FILE_BYTES = 64 * 1024
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    """A migrated store of one test: its settings, engine and file store (no broker)."""
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    yield settings, engine, FileStore(settings.files_dir)
+    engine.dispose()
 
 
 @pytest.fixture

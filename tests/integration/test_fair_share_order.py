@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from batchgate.config import parse_config
-from batchgate.filestore import FileStore
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
-from batchgate.settings import Settings
-from batchgate.store import migrate
-from batchgate.store.db import make_engine
 from batchgate.store.fairshare import claim_fair, fair_order
 from tests.integration.stored_files import upload
 
@@ -29,15 +24,6 @@ CONFIG = parse_config(
         ]
     }
 )
-
-
-@pytest.fixture
-def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield settings, engine, FileStore(settings.files_dir)
-    engine.dispose()
 
 
 def _batch(env: Any, tenant: str, n: int, priority: int = 0) -> str:

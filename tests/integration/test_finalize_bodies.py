@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -18,9 +17,7 @@ from batchgate.config import parse_config
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import write_results
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
-from batchgate.settings import Settings
 from batchgate.store import migrate
-from batchgate.store.db import make_engine
 from batchgate.store.items import BATCH, ITEM, ItemUpdate, apply, claim
 from tests.integration.stored_files import upload
 
@@ -36,15 +33,6 @@ CONFIG = parse_config(
         ]
     }
 )
-
-
-@pytest.fixture
-def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield settings, engine, FileStore(settings.files_dir)
-    engine.dispose()
 
 
 def _body(i: int) -> dict:

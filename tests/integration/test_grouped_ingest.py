@@ -5,7 +5,6 @@ API that died mid-ingest never leaves partial items behind."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +17,6 @@ from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
 from batchgate.pipeline.lifecycle import cancel
 from batchgate.pipeline.reconcile import due_items, reconcile_once, take_over_ingests
-from batchgate.settings import Settings
-from batchgate.store import migrate
-from batchgate.store.db import make_engine
 from batchgate.store.ingest import store_group
 from batchgate.store.items import BATCH, ITEM, claim
 from tests.integration.stored_files import upload
@@ -45,13 +41,10 @@ class APIDied(Exception):
 
 
 @pytest.fixture
-def env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def env(env, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The conftest's store, with small ingest groups."""
     monkeypatch.setattr(ingest_mod, "INGEST_GROUP", GROUP)
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield settings, engine, FileStore(settings.files_dir)
-    engine.dispose()
+    return env
 
 
 def _line(i: int) -> dict[str, Any]:

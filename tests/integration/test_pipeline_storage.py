@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -24,10 +23,7 @@ from batchgate.pipeline.reconcile import (
     DeathWatch,
     reconcile_once,
 )
-from batchgate.settings import Settings
-from batchgate.store import migrate
 from batchgate.store.answers import LINE_COLUMNS
-from batchgate.store.db import make_engine
 from batchgate.store.items import ATTEMPT, BATCH, ITEM, AttemptRow, ItemUpdate, apply, claim
 from batchgate.store.models import File
 from tests.integration.stored_files import upload
@@ -46,16 +42,6 @@ CONFIG = parse_config(
         "router_settings": {"fallbacks": [{"m1": ["m2"]}]},
     }
 )
-
-
-@pytest.fixture
-def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    files = FileStore(settings.files_dir)
-    yield settings, engine, files
-    engine.dispose()
 
 
 def _lines(n: int) -> list[dict]:

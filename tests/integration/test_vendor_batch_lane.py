@@ -4,7 +4,6 @@ what happens to lines when a job is submitted, lost, refused or gone."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,12 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from batchgate.config import parse_config
-from batchgate.filestore import FileStore
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
-from batchgate.settings import Settings
-from batchgate.store import migrate
 from batchgate.store import vendor_jobs as store
-from batchgate.store.db import make_engine
 from batchgate.store.items import ITEM
 from batchgate.vendor_batch.context import Lane
 from batchgate.vendor_batch.lane import run_round
@@ -36,15 +31,6 @@ CONFIG = parse_config(
         "batchgate_settings": {"vendor_batch": {"recover_after": 0}},
     }
 )
-
-
-@pytest.fixture
-def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield settings, engine, FileStore(settings.files_dir)
-    engine.dispose()
 
 
 def _batch(env: Any, n: int, text: str = "hi") -> str:
