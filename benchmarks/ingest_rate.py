@@ -38,6 +38,7 @@ from batchgate.store import migrate  # noqa: E402
 from batchgate.store.db import READ_ONLY, make_engine  # noqa: E402
 from batchgate.store.items import BATCH, ITEM  # noqa: E402
 from batchgate.store.models import File  # noqa: E402
+from benchmarks._system import chat_line  # noqa: E402
 
 MODEL = "gpt-4o-mini"
 CONFIG = parse_config(
@@ -45,34 +46,12 @@ CONFIG = parse_config(
 )
 
 
-def chat_line(i: int) -> dict[str, Any]:
-    """The scale scenario's line (benchmarks/_system.py `chat_line`)."""
-    return {
-        "custom_id": f"item-{i:07d}",
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {
-            "model": MODEL,
-            "messages": [
-                {"role": "system", "content": "You are a concise assistant."},
-                {
-                    "role": "user",
-                    "content": f"Classify the sentiment of review #{i}: "
-                    "'The battery lasts two days.'",
-                },
-            ],
-            "max_tokens": 16,
-            "temperature": 0.0,
-        },
-    }
-
-
 def store_file(engine: Engine, files: FileStore, lines: int) -> tuple[str, int]:
     fid = f"file-bench{time.time_ns()}"
     size = 0
     with files.atomic_writer(fid) as (rel, fp):
         for i in range(lines):
-            data = json.dumps(chat_line(i), separators=(",", ":")).encode() + b"\n"
+            data = json.dumps(chat_line(i, MODEL), separators=(",", ":")).encode() + b"\n"
             fp.write(data)
             size += len(data)
     with engine.begin() as conn:
