@@ -600,6 +600,12 @@ def scale(ctx: Context) -> None:
         ctx.sim.configure(behaviour)
         with system.client() as c:
             probe_file = c.upload(probe_path)["id"]
+        # Alone first: after the big batch, the chunk messages of its cancelled lines would
+        # still queue ahead of the probe's.
+        alone = ProbeBatch(system, probe_file, probe_lines)
+        alone.start()
+        time.sleep(5 if ctx.quick else 10)  # the window measured, not a wait for an event
+        alone.finish()
         during = ProbeBatch(system, probe_file, probe_lines)
         run, sampler = batch_with_sampling(
             ctx,
@@ -613,11 +619,6 @@ def scale(ctx: Context) -> None:
             then_in_progress=during.finish,
         )
         stats = ctx.sim.stats()
-        # Alone: after the big batch ended, so that both windows run on a warm system.
-        alone = ProbeBatch(system, probe_file, probe_lines)
-        alone.start()
-        time.sleep(5 if ctx.quick else 10)  # the window measured, not a wait for an event
-        alone.finish()
     finally:
         system.stop()
     counts = run.batch.get("request_counts", {})
