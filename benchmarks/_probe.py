@@ -18,6 +18,7 @@ PROBE_ALIAS = "probe"
 PROBE_TARGET = "openai/gpt-4o"  # the simulator sees model "gpt-4o"
 PROBE_LATENCY_S = 0.5
 POLL_S = 0.25
+RAMP_S = 2 * PROBE_LATENCY_S
 
 
 def probe_behaviour(base: dict[str, Any]) -> dict[str, Any]:
@@ -28,9 +29,11 @@ def probe_behaviour(base: dict[str, Any]) -> dict[str, Any]:
 
 
 def steady_rate(points: list[tuple[float, int]], total: int) -> float:
-    """Lines/s between the first poll that saw a line done and the last poll before all were:
-    the ramp-up (first calls in flight) and the end do not count."""
-    inside = [(t, n) for t, n in points if 0 < n < total]
+    """Lines/s from one second after the first poll that saw a line done to the last poll before
+    all were: the ramp-up (first calls in flight, a fresh process's first connections) and the
+    end do not count."""
+    started = [(t, n) for t, n in points if 0 < n < total]
+    inside = [(t, n) for t, n in started if t >= started[0][0] + RAMP_S] if started else []
     if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
         return float("nan")
     return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])

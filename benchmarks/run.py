@@ -182,6 +182,7 @@ def start_system(
             system.database_url = stack.enter_context(fresh_postgres(ctx.args.database_url))
         if ctx.args.redis_url:
             flush_redis(ctx.args.redis_url)
+            stack.callback(flush_redis, ctx.args.redis_url)
         system.cleanups.append(stack.pop_all().close)
     system.start()
     log(
@@ -604,7 +605,7 @@ def scale(ctx: Context) -> None:
         # still queue ahead of the probe's.
         alone = ProbeBatch(system, probe_file, probe_lines)
         alone.start()
-        time.sleep(5 if ctx.quick else 10)  # the window measured, not a wait for an event
+        time.sleep(10 if ctx.quick else 20)  # the window measured, not a wait for an event
         alone.finish()
         during = ProbeBatch(system, probe_file, probe_lines)
         run, sampler = batch_with_sampling(
@@ -978,7 +979,7 @@ def compare(ctx: Context, path: str) -> None:
     figures": every row with a target, against the same row of an earlier run's --json."""
     earlier = json.loads(Path(path).read_text())
     base = {(r["scenario"], r["metric"]): r for r in earlier["rows"]}
-    for r in [r for r in ctx.rows if r.target]:
+    for r in [r for r in ctx.rows if r.target[:1] in ("≥", "≤")]:  # performance targets
         b = base.get((r.scenario, r.metric))
         x, y = first_number(r.value), first_number(b["value"]) if b else None
         if x is None or not y:
