@@ -303,11 +303,15 @@ class Sampler:
 
 @dataclass
 class System:
-    """API, per-vendor Celery workers, reconciler, embedded Valkey and SQLite in `root`."""
+    """API, per-vendor Celery workers, reconciler, and embedded Valkey and SQLite in `root`
+    unless `redis_url` / `database_url` name external ones."""
 
     root: Path
     config: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
+    redis_url: str | None = None
+    database_url: str | None = None
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # run after stop, in order
     sup: Supervisor | None = None
     port: int = 0
 
@@ -316,7 +320,10 @@ class System:
         config_path = self.root / "config.yaml"
         config_path.write_text(yaml.safe_dump(self.config))
         settings = Settings(
-            data_dir=self.root / "data", redis_url=None, database_url=None, config=config_path
+            data_dir=self.root / "data",
+            redis_url=self.redis_url,
+            database_url=self.database_url,
+            config=config_path,
         )
         self.port = free_port()
         self.sup = Supervisor(
@@ -368,8 +375,12 @@ class System:
         return {c.name: c.restarts for c in self.sup.children if c.restarts} if self.sup else {}
 
     def stop(self) -> None:
-        if self.sup is not None:
-            self.sup.stop()
+        try:
+            if self.sup is not None:
+                self.sup.stop()
+        finally:
+            while self.cleanups:
+                self.cleanups.pop(0)()
 
     def logs_tail(self, chars: int = 3000) -> str:
         out = []
@@ -423,6 +434,7 @@ class BatchRun:
     t_in_progress: float = 0.0
     t_done: float = 0.0
     t_cancel: float = 0.0  # when run_cap cancelled the batch (0: it ran to the end)
+    t_finalizing: float = 0.0  # first poll that saw `finalizing` (0: none did)
     t_download1: float = 0.0
     batch: dict[str, Any] = field(default_factory=dict)
     download_bytes: int = 0
@@ -431,6 +443,7 @@ class BatchRun:
     download_bytes_errors: int = 0
     download_errors_s: float = 0.0
     progress: list[tuple[float, int]] = field(default_factory=list)  # (t, lines done)
+    statuses: list[tuple[float, str]] = field(default_factory=list)  # (t seen, new status)
     api_errors: list[str] = field(default_factory=list)  # failed polls (retried)
 
     @property
@@ -444,6 +457,11 @@ class BatchRun:
     @property
     def run_s(self) -> float:
         return self.t_done - self.t_in_progress
+
+    @property
+    def finalize_s(self) -> float:
+        """First poll seeing `finalizing` → first poll seeing the batch terminal (0: unseen)."""
+        return self.t_done - self.t_finalizing if self.t_finalizing else 0.0
 
     @property
     def download_s(self) -> float:
@@ -461,11 +479,14 @@ def run_batch(
     *,
     timeout: float,
     poll: float = 0.1,
+    on_created: Callable[[], None] | None = None,
     on_in_progress: Callable[[], None] | None = None,
     run_cap: float = 0.0,
     **extra: Any,
 ) -> BatchRun:
-    """Upload → create → (validating → in_progress) → terminal → download, timing each phase."""
+    """Upload → create → (validating → in_progress) → terminal → download, timing each phase.
+    Once the batch is cancelling or finalizing, it is polled at least every 0.5 s, so that the
+    finalize time (first poll seeing `finalizing` → terminal) is not lost between slow polls."""
     size = path.stat().st_size
     with open(path, "rb") as fp:
         n = sum(1 for _ in fp)
@@ -494,6 +515,8 @@ def run_batch(
         run.t_upload1 = time.perf_counter()
         b = c.create_batch(f["id"], "/v1/chat/completions", **extra)
         run.t_created = time.perf_counter()
+        if on_created is not None:
+            on_created()
         deadline = time.monotonic() + timeout
         while b["status"] == "validating":
             if time.monotonic() > deadline:
@@ -501,6 +524,7 @@ def run_batch(
             time.sleep(min(poll, 0.1))
             b = poll_batch(b["id"])
         run.t_in_progress = time.perf_counter()
+        run.statuses.append((run.t_in_progress, b["status"]))
         if on_in_progress is not None:
             on_in_progress()
         cancelled = False
@@ -513,8 +537,14 @@ def run_batch(
                 run.t_cancel = time.perf_counter()
                 c.cancel(b["id"])
                 cancelled = True
-            time.sleep(poll)
+            ending = cancelled or b["status"] in ("cancelling", "finalizing")
+            time.sleep(min(poll, 0.5) if ending else poll)
             b = poll_batch(b["id"])
+            t_seen = time.perf_counter()
+            if b["status"] != run.statuses[-1][1]:
+                run.statuses.append((t_seen, b["status"]))
+            if b["status"] == "finalizing" and not run.t_finalizing:
+                run.t_finalizing = t_seen
             counts = b.get("request_counts") or {}
             run.progress.append(
                 (time.perf_counter(), counts.get("completed", 0) + counts.get("failed", 0))

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,28 +130,44 @@ class OtherWriter(threading.Thread):
             self.longest = max(self.longest, time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
-    parser.add_argument("--profile", help="write a cProfile of the ingest here, print its top")
-    parser.add_argument("--no-writer", action="store_true", help="no concurrent small writes")
-    args = parser.parse_args()
+@dataclass
+class IngestResult:
+    """One ingest's figures (wall and CPU seconds, write transactions, another writer's waits)."""
 
+    dialect: str
+    lines: int
+    bytes: int
+    wall_s: float
+    cpu_s: float
+    commits: int
+    longest_write_s: float
+    longest_write_sql: str
+    other_writes: int
+    other_longest_wait_s: float
+    other_errors: int
+    rss_before_mb: float
+    peak_rss_mb: float
+
+
+def measure(
+    lines: int, database_url: str | None = None, *, writer: bool = True, profile: str | None = None
+) -> IngestResult:
+    """Ingest a fresh `lines`-line file into `database_url` (default: a SQLite file in a temp
+    dir); on a given database, the rows it wrote are deleted afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url or f"sqlite:///{tmp}/bench.db"
+        url = database_url or f"sqlite:///{tmp}/bench.db"
         settings = Settings(
             data_dir=Path(tmp),
             database_url=url,
-            max_lines=args.lines,
-            max_file_bytes=400 * args.lines + 1024,
+            max_lines=lines,
+            max_file_bytes=400 * lines + 1024,
         )
         engine = make_engine(url)
         migrate.upgrade(engine)
         files = FileStore(settings.files_dir)
         t = time.perf_counter()
-        fid, size = store_file(engine, files, args.lines)
-        print(f"wrote {args.lines:,} lines, {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f}s")
+        fid, size = store_file(engine, files, lines)
+        print(f"wrote {lines:,} lines, {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f}s")
 
         def new_batch() -> str:
             request = BatchRequest(
@@ -167,9 +184,9 @@ def main() -> None:
             return 1
 
         timer = WriteTimer(engine)
-        profiler = cProfile.Profile() if args.profile else None
+        profiler = cProfile.Profile() if profile else None
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if not args.no_writer:
+        if writer:
             other.start()
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler:
@@ -183,29 +200,54 @@ def main() -> None:
             other.join()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         assert status == "in_progress", status
-        assert enqueued[0] == args.lines, enqueued[0]
-
-        print(
-            f"{engine.dialect.name}: {args.lines:,} lines in {wall:.1f}s = "
-            f"{args.lines / wall:,.0f} lines/s ({size / 1e6 / wall:.1f} MB/s); "
-            f"CPU {cpu:.1f}s = {args.lines / cpu:,.0f} lines per CPU second"
-        )
-        print(
-            f"write transactions: {timer.commits}, longest {timer.longest:.2f}s "
-            f"({timer.longest_sql}...); "
-            f"another connection's writes: {other.writes}, longest wait {other.longest:.2f}s, "
-            f"{other.errors} failed"
-        )
-        print(f"peak RSS {peak:.0f} MB (before the ingest {rss_before:.0f} MB)")
-        if profiler:
-            profiler.dump_stats(args.profile)
-            pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
-        if args.database_url:  # leave a shared database as it was
+        assert enqueued[0] == lines, enqueued[0]
+        if profiler and profile:
+            profiler.dump_stats(profile)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        if database_url:  # leave a shared database as it was
             with engine.begin() as conn:
                 conn.execute(delete(ITEM).where(ITEM.c.batch_id.in_([batch_id, other.batch_id])))
                 conn.execute(delete(BATCH).where(BATCH.c.id.in_([batch_id, other.batch_id])))
                 conn.execute(delete(File.__table__).where(File.__table__.c.id == fid))  # type: ignore[attr-defined]
+        dialect = engine.dialect.name
         engine.dispose()
+    return IngestResult(
+        dialect=dialect,
+        lines=lines,
+        bytes=size,
+        wall_s=wall,
+        cpu_s=cpu,
+        commits=timer.commits,
+        longest_write_s=timer.longest,
+        longest_write_sql=timer.longest_sql,
+        other_writes=other.writes,
+        other_longest_wait_s=other.longest,
+        other_errors=other.errors,
+        rss_before_mb=rss_before,
+        peak_rss_mb=peak,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
+    parser.add_argument("--profile", help="write a cProfile of the ingest here, print its top")
+    parser.add_argument("--no-writer", action="store_true", help="no concurrent small writes")
+    args = parser.parse_args()
+    r = measure(args.lines, args.database_url, writer=not args.no_writer, profile=args.profile)
+    print(
+        f"{r.dialect}: {r.lines:,} lines in {r.wall_s:.1f}s = "
+        f"{r.lines / r.wall_s:,.0f} lines/s ({r.bytes / 1e6 / r.wall_s:.1f} MB/s); "
+        f"CPU {r.cpu_s:.1f}s = {r.lines / r.cpu_s:,.0f} lines per CPU second"
+    )
+    print(
+        f"write transactions: {r.commits}, longest {r.longest_write_s:.2f}s "
+        f"({r.longest_write_sql}...); "
+        f"another connection's writes: {r.other_writes}, longest wait "
+        f"{r.other_longest_wait_s:.2f}s, {r.other_errors} failed"
+    )
+    print(f"peak RSS {r.peak_rss_mb:.0f} MB (before the ingest {r.rss_before_mb:.0f} MB)")
 
 
 if __name__ == "__main__":
