@@ -94,6 +94,16 @@ def _die() -> None:
     raise APIDied
 
 
+def _ingest_dying_after(env: Any, monkeypatch: pytest.MonkeyPatch, groups: int) -> Any:
+    """A 45-line batch whose API dies right after storing `groups` groups; returns the batch."""
+    settings, engine, files = env
+    batch = _batch(engine, files, [_line(i) for i in range(45)])
+    _after_groups(monkeypatch, groups, _die)
+    with pytest.raises(APIDied):
+        ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: 1)
+    return batch
+
+
 def test_ingest_commits_each_group_and_nothing_runs_them_while_validating(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
     batch = _batch(engine, files, [_line(i) for i in range(35)])
@@ -167,10 +177,7 @@ def test_a_takeover_after_a_partial_ingest_leaves_exactly_one_item_per_line(
     env, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     settings, engine, files = env
-    batch = _batch(engine, files, [_line(i) for i in range(45)])
-    _after_groups(monkeypatch, 2, _die)
-    with pytest.raises(APIDied):
-        ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: 1)
+    batch = _ingest_dying_after(env, monkeypatch, 2)
     assert len(_items(engine, batch.id)) == 2 * GROUP and _status(engine, batch.id) == "validating"
 
     monkeypatch.setattr(ingest_mod, "store_group", store_group)
@@ -196,11 +203,8 @@ def test_a_takeover_after_a_partial_ingest_leaves_exactly_one_item_per_line(
 def test_a_cancel_mid_ingest_is_finalized_only_once_its_partial_items_are_gone(
     env, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    settings, engine, files = env
-    batch = _batch(engine, files, [_line(i) for i in range(45)])
-    _after_groups(monkeypatch, 2, _die)
-    with pytest.raises(APIDied):
-        ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: 1)
+    _, engine, files = env
+    batch = _ingest_dying_after(env, monkeypatch, 2)
     assert cancel(engine, files, batch.id)
     assert _status(engine, batch.id) == "cancelling"
     assert not try_finalize(engine, files, batch.id)  # its 20 items are not the batch's lines
@@ -229,11 +233,8 @@ def test_an_ingest_cancelled_between_groups_clears_its_items_and_ends_cancelled(
 def test_items_of_a_batch_expired_mid_ingest_are_cleared_after_its_owner_died(
     env, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    settings, engine, files = env
-    batch = _batch(engine, files, [_line(i) for i in range(45)])
-    _after_groups(monkeypatch, 1, _die)
-    with pytest.raises(APIDied):
-        ingest(engine, settings, CONFIG, files, batch.id, lambda b, v, ids: 1)
+    _, engine, files = env
+    batch = _ingest_dying_after(env, monkeypatch, 1)
     later = max(batch.expires_at, _lease_end(engine, batch.id)) + 1
     _reconcile(engine, files, later)  # expires it; its lapsed ingest's items are removed
     assert _status(engine, batch.id) == "expired" and _items(engine, batch.id) == []
