@@ -17,19 +17,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
 from batchgate.pipeline.lanes import lane_summary
 from batchgate.pipeline.output_lines import LineWriter
+from batchgate.store import summary as summary_store
 from batchgate.store.answers import LINE_COLUMNS, line_rows
 from batchgate.store.attempts import reasks_by_item
 from batchgate.store.cache import cache_savings
 from batchgate.store.db import reading
 from batchgate.store.ingest import open_ingest
-from batchgate.store.items import ATTEMPT, BATCH, ITEM, has_pending
+from batchgate.store.items import BATCH, ITEM, has_pending
 from batchgate.store.models import File
 
 FILE = File.__table__  # type: ignore[attr-defined]
@@ -216,8 +217,10 @@ def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: di
 def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> bool:
     """Recompute a finished batch's totals from its attempt rows (rows landed after it was
     summarised). With `seen`, only if the ledger no longer has that many rows. True if written."""
-    if seen is not None and attempt_rows(engine, batch_id) == seen:
-        return False  # the usual case, asked after every finalize: one count, not a summary
+    if seen is not None:
+        with reading(engine) as conn:
+            if summary_store.attempt_rows(conn, batch_id) == seen:
+                return False  # the usual case, asked after every finalize: one count, no summary
     summary = summarize(engine, batch_id)
     with engine.begin() as conn:
         return bool(
@@ -229,48 +232,11 @@ def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> b
         )
 
 
-def attempt_rows(engine: Engine, batch_id: str) -> int:
-    """How many attempt rows the batch's ledger holds (what `summarize` counts as attempt_rows)."""
-    with reading(engine) as conn:
-        return int(
-            conn.execute(select(func.count()).where(ATTEMPT.c.batch_id == batch_id)).scalar_one()
-        )
-
-
 def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
-    """Cost and usage totals from the attempts (the ledger of what was paid for). One pass over
-    each table: on a million-line batch every extra pass costs about a second."""
-    paid = ATTEMPT.c.status != "lost"
-    dup = ATTEMPT.c.duplicate.is_(True)
-    succeeded = ITEM.c.state == "succeeded"
+    """Cost and usage totals from the attempts (the ledger of what was paid for)."""
     with reading(engine) as conn:
-        ledger = conn.execute(
-            select(
-                ATTEMPT.c.alias,
-                _count(paid),
-                _sum(paid, ATTEMPT.c.input_tokens),
-                _sum(paid, ATTEMPT.c.output_tokens),
-                _sum(paid, ATTEMPT.c.cache_read_tokens),
-                _sum(paid, ATTEMPT.c.cost_pusd),
-                _count(paid & ATTEMPT.c.unpriced.is_(True)),
-                _sum(dup, ATTEMPT.c.cost_pusd),
-                _count(dup),
-                _count(~paid),
-                func.count(),
-            )
-            .where(ATTEMPT.c.batch_id == batch_id)
-            .group_by(ATTEMPT.c.alias)
-        ).all()
-        lines = conn.execute(
-            select(
-                ITEM.c.alias,
-                _count(succeeded),
-                _count(ITEM.c.error_json.like('%"budget_exceeded"%')),
-                _count(succeeded & (ITEM.c.chain_pos > 0)),
-            )
-            .where(ITEM.c.batch_id == batch_id)
-            .group_by(ITEM.c.alias)
-        ).all()
+        ledger = summary_store.ledger_by_model(conn, batch_id)
+        lines = summary_store.lines_by_model(conn, batch_id)
         hits, saved = cache_savings(conn, batch_id)
     by_model = [r[:7] for r in ledger if r[1]]  # models with paid calls (not only lost ones)
     dup_pusd, dup_calls, lost, rows = (sum(int(r[i]) for r in ledger) for i in range(7, 11))
@@ -314,11 +280,3 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
         "usage": usage,
         "models": models,
     }
-
-
-def _count(condition: Any) -> Any:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
-def _sum(condition: Any, column: Any) -> Any:
-    return func.coalesce(func.sum(case((condition, column), else_=0)), 0)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore
@@ -26,7 +26,7 @@ from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, clear_abandoned, mark_enqueued
 from batchgate.pipeline.lifecycle import cancel_queued_items, expire_items
 from batchgate.store.db import reading
-from batchgate.store.ingest import open_ingest
+from batchgate.store.ingest import open_ingest, take_over_abandoned
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def reconcile_once(
             except Exception:
                 log.exception("reconciler: re-ingest of %s failed", batch_id)
     # One that died after its batch was cancelled, expired or failed left items to remove.
-    for batch_id, attempt in take_over_abandoned(engine, now):
+    for batch_id, attempt in take_over_abandoned(engine, now, now + INGEST_LEASE_SECONDS):
         try:
             clear_abandoned(engine, files, batch_id, attempt)
         except Exception:
@@ -299,31 +299,3 @@ def take_over_ingests(engine: Engine, now: float) -> list[str]:
                 .returning(BATCH.c.id)
             ).scalars()
         )
-
-
-def take_over_abandoned(engine: Engine, now: float) -> list[tuple[str, int]]:
-    """Claim the open ingests of batches that left `validating` (cancelled, expired, failed)
-    whose lease lapsed: (batch id, the new attempt that owns the clearing). Those with no items
-    are concluded at once."""
-    lapsed = and_(
-        open_ingest(),
-        BATCH.c.status.in_(("cancelling", "expired", "failed")),
-        BATCH.c.ingest_lease_until < now,
-    )
-    empty = ~exists().where(ITEM.c.batch_id == BATCH.c.id)
-    with engine.begin() as conn:
-        conn.execute(
-            update(BATCH)
-            .where(lapsed, BATCH.c.status != "cancelling", empty)
-            .values(ingest_lease_until=None)
-        )
-        rows = conn.execute(
-            update(BATCH)
-            .where(lapsed)
-            .values(
-                ingest_attempts=BATCH.c.ingest_attempts + 1,
-                ingest_lease_until=now + INGEST_LEASE_SECONDS,
-            )
-            .returning(BATCH.c.id, BATCH.c.ingest_attempts)
-        ).all()
-    return [(r.id, r.ingest_attempts) for r in rows]

@@ -16,7 +16,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, false, insert, literal_column, select, true, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from batchgate.store.items import BATCH, ITEM
@@ -154,3 +165,31 @@ def conclude(engine: Engine, batch_id: str, attempt: int) -> bool:
             .values(ingest_lease_until=None)
         ).rowcount
     return moved == 1
+
+
+def take_over_abandoned(engine: Engine, now: float, lease_until: float) -> list[tuple[str, int]]:
+    """Claim the open ingests of batches that left `validating` (cancelled, expired, failed)
+    whose lease lapsed: (batch id, the new attempt that owns the clearing). Those with no items
+    are concluded at once."""
+    lapsed = and_(
+        open_ingest(),
+        BATCH.c.status.in_(("cancelling", "expired", "failed")),
+        BATCH.c.ingest_lease_until < now,
+    )
+    empty = ~exists().where(ITEM.c.batch_id == BATCH.c.id)
+    with engine.begin() as conn:
+        conn.execute(
+            update(BATCH)
+            .where(lapsed, BATCH.c.status != "cancelling", empty)
+            .values(ingest_lease_until=None)
+        )
+        rows = conn.execute(
+            update(BATCH)
+            .where(lapsed)
+            .values(
+                ingest_attempts=BATCH.c.ingest_attempts + 1,
+                ingest_lease_until=lease_until,
+            )
+            .returning(BATCH.c.id, BATCH.c.ingest_attempts)
+        ).all()
+    return [(r.id, r.ingest_attempts) for r in rows]
