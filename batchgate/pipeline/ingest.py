@@ -14,30 +14,29 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from batchgate.config import VENDOR_BATCH_LIMITS, Config
 from batchgate.filestore import FileStore, new_id
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pricing import pin_prices
 from batchgate.settings import Settings
-from batchgate.store.db import reading
+from batchgate.store.batches import batch_and_file, batch_status, insert_batch
 from batchgate.store.ingest import (
     INGEST_GROUP,
     clear_group,
     conclude,
+    fail_ingest,
+    finish_ingest,
     hold,
-    hold_in,
-    insert_rows,
+    mark_enqueued,
+    queued_page,
     store_group,
 )
-from batchgate.store.items import BATCH, ITEM
-from batchgate.store.models import Batch, File
+from batchgate.store.models import Batch
 from batchgate.validation import FilePass, Limits, LineError, RequestLine
 
 log = logging.getLogger(__name__)
-FILE = File.__table__  # type: ignore[attr-defined]
 
 WINDOWS = {"24h": 24 * 3600}
 
@@ -108,8 +107,7 @@ def create_batch(engine: Engine, req: BatchRequest) -> Batch:
         ingest_attempts=1,
         ingest_lease_until=now + INGEST_LEASE_SECONDS,
     )
-    with engine.begin() as conn:
-        conn.execute(BATCH.insert().values(**batch.model_dump()))
+    insert_batch(engine, batch)
     return batch
 
 
@@ -151,11 +149,9 @@ def ingest(
     longer than a group) while the batch stays `validating`, where nothing runs them. A bad
     line, a cancel or an expiry on the way removes them again before the batch ends.
     """
-    with reading(engine) as conn:
-        batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).first()
-        if batch is None:
-            return "missing"
-        file = conn.execute(select(FILE).where(FILE.c.id == batch.input_file_id)).first()
+    batch, file = batch_and_file(engine, batch_id)
+    if batch is None:
+        return "missing"
     if attempt is None:
         attempt = batch.ingest_attempts  # our fencing token: a takeover increments it
     elif attempt != batch.ingest_attempts:
@@ -207,9 +203,7 @@ def ingest(
         if _clear(engine, batch_id, attempt) and _fail(engine, batch_id, attempt, report.errors):
             return "failed"
         return clear_abandoned(engine, files, batch_id, attempt)
-    with engine.begin() as conn:
-        moved = _finish(conn, batch_id, attempt, group, rows, config, batch.vendor_batch)
-    if not moved:
+    if not _finish(engine, batch_id, attempt, group, rows, config, batch.vendor_batch):
         return clear_abandoned(engine, files, batch_id, attempt)
     enqueue_batch(engine, config, batch_id, enqueue)
     return "in_progress"
@@ -259,7 +253,7 @@ class _Rows:
 
 
 def _finish(
-    conn: Connection,
+    engine: Engine,
     batch_id: str,
     attempt: int,
     group: list[tuple[Any, ...]],
@@ -267,49 +261,30 @@ def _finish(
     config: Config,
     vendor_batch: bool,
 ) -> bool:
-    """Store the last group and move the batch to in_progress, in one transaction, or neither
-    (False: the batch is no longer ours to fill)."""
-    now = time.time()
-    if not hold_in(conn, batch_id, attempt, now + INGEST_LEASE_SECONDS):
-        return False
-    if group:
-        insert_rows(conn, group)
+    """Store the last group and move the batch to in_progress with its prices pinned, in one
+    transaction, or neither (False: the batch is no longer ours to fill)."""
     aliases = {a for chain in rows.chains.values() for a in chain}
     aliases |= {a for alias in aliases for a in config.context_window_fallbacks.get(alias, ())}
     batch_adapters = lane_adapters(config) if vendor_batch else ()
     prices = pin_prices([d for d in config.deployments if d.alias in aliases], None, batch_adapters)
-    conn.execute(
-        update(BATCH)
-        .where(BATCH.c.id == batch_id)
-        .values(
-            status="in_progress",
-            in_progress_at=int(now),
-            total=rows.total,
-            price_table_json=json.dumps(prices.to_json()),
-        )
+    now = time.time()
+    return finish_ingest(
+        engine,
+        batch_id,
+        attempt,
+        now + INGEST_LEASE_SECONDS,
+        group,
+        now=now,
+        total=rows.total,
+        price_table_json=json.dumps(prices.to_json()),
     )
-    return True
 
 
 def _fail(engine: Engine, batch_id: str, attempt: int, errors: list[LineError]) -> bool:
     """End a batch whose items were cleared as `failed`; False if it was no longer ours."""
     data = [{"code": e.code, "message": e.message, "line": e.line, "param": None} for e in errors]
-    with engine.begin() as conn:
-        moved = conn.execute(
-            update(BATCH)
-            .where(
-                BATCH.c.id == batch_id,
-                BATCH.c.status == "validating",
-                BATCH.c.ingest_attempts == attempt,
-            )
-            .values(
-                status="failed",
-                failed_at=int(time.time()),
-                errors_json=json.dumps({"object": "list", "data": data}),
-                ingest_lease_until=None,  # concluded: it left no items
-            )
-        ).rowcount
-    return moved == 1
+    errors_json = json.dumps({"object": "list", "data": data})
+    return fail_ingest(engine, batch_id, attempt, errors_json, time.time())
 
 
 def _give_up(
@@ -337,13 +312,10 @@ def clear_abandoned(engine: Engine, files: FileStore, batch_id: str, attempt: in
     or the ingest already ended. Returns the batch's status."""
     if _clear(engine, batch_id, attempt) and conclude(engine, batch_id, attempt):
         try_finalize(engine, files, batch_id)  # finalizes a `cancelling` batch only
-    with reading(engine) as conn:
-        status = conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch_id)).scalar()
-    return status or "missing"
+    return batch_status(engine, batch_id) or "missing"
 
 
 ENQUEUE_PAGE = 10_000
-MARK_GROUP = 2000
 
 
 def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueue) -> int:
@@ -353,18 +325,7 @@ def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueu
     for vendor in config.vendors:
         after = -1
         while True:
-            with reading(engine) as conn:
-                page = conn.execute(
-                    select(ITEM.c.id, ITEM.c.idx, ITEM.c.enqueued_at)
-                    .where(
-                        ITEM.c.batch_id == batch_id,
-                        ITEM.c.vendor == vendor,
-                        ITEM.c.state == "queued",
-                        ITEM.c.idx > after,
-                    )
-                    .order_by(ITEM.c.idx)
-                    .limit(ENQUEUE_PAGE)
-                ).all()
+            page = queued_page(engine, batch_id, vendor, after, ENQUEUE_PAGE)
             if not page:
                 break
             after = page[-1].idx
@@ -373,15 +334,3 @@ def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueu
                 sent += enqueue(batch_id, vendor, ids)
                 mark_enqueued(engine, ids)
     return sent
-
-
-def mark_enqueued(engine: Engine, ids: list[int]) -> None:
-    """Record that these items' messages were sent: a transaction per MARK_GROUP ids, so that
-    no other writer waits long behind a big page (enqueued_at is a per-item hint, and a crash
-    between groups only means a duplicate message, which a claim ignores)."""
-    now = time.time()
-    for i in range(0, len(ids), MARK_GROUP):
-        with engine.begin() as conn:
-            conn.execute(
-                update(ITEM).where(ITEM.c.id.in_(ids[i : i + MARK_GROUP])).values(enqueued_at=now)
-            )

@@ -23,10 +23,10 @@ from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
-from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, clear_abandoned, mark_enqueued
+from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, clear_abandoned
 from batchgate.pipeline.lifecycle import cancel_queued_items, expire_items
 from batchgate.store.db import reading
-from batchgate.store.ingest import open_ingest, take_over_abandoned
+from batchgate.store.ingest import mark_enqueued, open_ingest, take_over_abandoned
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
 
 log = logging.getLogger(__name__)

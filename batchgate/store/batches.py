@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from batchgate.store.db import reading
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
-from batchgate.store.models import File
+from batchgate.store.models import Batch, File
 
 FILE = File.__table__  # type: ignore[attr-defined]
 
@@ -40,3 +40,25 @@ def delete_batch(engine: Engine, batch_id: str, file_ids: list[str]) -> list[str
         conn.execute(ITEM.delete().where(ITEM.c.batch_id == batch_id))
         conn.execute(BATCH.delete().where(BATCH.c.id == batch_id))
     return paths
+
+
+def insert_batch(engine: Engine, batch: Batch) -> None:
+    """Store a new batch row, in its own transaction."""
+    with engine.begin() as conn:
+        conn.execute(BATCH.insert().values(**batch.model_dump()))
+
+
+def batch_and_file(engine: Engine, batch_id: str) -> tuple[Any, Any]:
+    """A batch's row and its input file's row; None for either that does not exist."""
+    with reading(engine) as conn:
+        batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).first()
+        if batch is None:
+            return None, None
+        file = conn.execute(select(FILE).where(FILE.c.id == batch.input_file_id)).first()
+    return batch, file
+
+
+def batch_status(engine: Engine, batch_id: str) -> str | None:
+    """A batch's status; None if there is no such batch."""
+    with reading(engine) as conn:
+        return conn.execute(select(BATCH.c.status).where(BATCH.c.id == batch_id)).scalar()

@@ -1,4 +1,5 @@
-"""Ingest queries: items stored in committed groups under the ingest's lease, and cleared again.
+"""Ingest queries: items stored in committed groups under the ingest's lease, cleared again, or
+moved with their batch to `in_progress`; the batch failed instead; its items paged for enqueueing.
 
 An ingest owns its batch through `ingest_attempts` (its fencing token: a takeover increments it)
 and `ingest_lease_until` (renewed by every group). Each group is one short write transaction
@@ -13,6 +14,7 @@ is concluded (`ingest_lease_until` cleared) after its partial items were removed
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from batchgate.store.db import reading
 from batchgate.store.items import BATCH, ITEM
 
 # Rows per committed group: 5,000 took up to 0.7 s (SQLite) and 1.0 s (PostgreSQL) on a loaded
@@ -138,6 +141,90 @@ def clear_group(engine: Engine, batch_id: str, attempt: int, lease_until: float)
             return None
         ids = select(ITEM.c.id).where(ITEM.c.batch_id == batch_id).limit(CLEAR_GROUP)
         return conn.execute(delete(ITEM).where(ITEM.c.id.in_(ids.scalar_subquery()))).rowcount
+
+
+def finish_ingest(
+    engine: Engine,
+    batch_id: str,
+    attempt: int,
+    lease_until: float,
+    rows: Sequence[tuple],
+    *,
+    now: float,
+    total: int,
+    price_table_json: str,
+) -> bool:
+    """Store the last group and move the batch to `in_progress`, in one transaction, or neither
+    (False: the batch is no longer ours to fill)."""
+    with engine.begin() as conn:
+        if not hold_in(conn, batch_id, attempt, lease_until):
+            return False
+        if rows:
+            insert_rows(conn, rows)
+        conn.execute(
+            update(BATCH)
+            .where(BATCH.c.id == batch_id)
+            .values(
+                status="in_progress",
+                in_progress_at=int(now),
+                total=total,
+                price_table_json=price_table_json,
+            )
+        )
+    return True
+
+
+def fail_ingest(engine: Engine, batch_id: str, attempt: int, errors_json: str, now: float) -> bool:
+    """End a `validating` batch whose items were cleared as `failed`, with these errors, and
+    conclude its ingest (it left no items); False if the batch was no longer ours."""
+    with engine.begin() as conn:
+        moved = conn.execute(
+            update(BATCH)
+            .where(_owned(batch_id, attempt), BATCH.c.status == "validating")
+            .values(
+                status="failed",
+                failed_at=int(now),
+                errors_json=errors_json,
+                ingest_lease_until=None,
+            )
+        ).rowcount
+    return moved == 1
+
+
+def queued_page(
+    engine: Engine, batch_id: str, vendor: str, after_idx: int, limit: int
+) -> list[Any]:
+    """Up to `limit` queued items of one vendor of a batch past input index `after_idx`, in
+    input order: rows of (id, idx, enqueued_at)."""
+    with reading(engine) as conn:
+        return list(
+            conn.execute(
+                select(ITEM.c.id, ITEM.c.idx, ITEM.c.enqueued_at)
+                .where(
+                    ITEM.c.batch_id == batch_id,
+                    ITEM.c.vendor == vendor,
+                    ITEM.c.state == "queued",
+                    ITEM.c.idx > after_idx,
+                )
+                .order_by(ITEM.c.idx)
+                .limit(limit)
+            ).all()
+        )
+
+
+MARK_GROUP = 2000
+
+
+def mark_enqueued(engine: Engine, ids: list[int]) -> None:
+    """Record that these items' messages were sent: a transaction per MARK_GROUP ids, so that
+    no other writer waits long behind a big page (enqueued_at is a per-item hint, and a crash
+    between groups only means a duplicate message, which a claim ignores)."""
+    now = time.time()
+    for i in range(0, len(ids), MARK_GROUP):
+        with engine.begin() as conn:
+            conn.execute(
+                update(ITEM).where(ITEM.c.id.in_(ids[i : i + MARK_GROUP])).values(enqueued_at=now)
+            )
 
 
 def has_items(conn: Connection, batch_id: str) -> bool:

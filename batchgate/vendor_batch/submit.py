@@ -11,10 +11,10 @@ import uuid
 
 from batchgate.errors import ProviderError
 from batchgate.execution import faults
-from batchgate.pipeline.ingest import mark_enqueued
 from batchgate.providers.batch_base import VendorBatchError
 from batchgate.providers.registry import get_adapter
 from batchgate.store import vendor_jobs as store
+from batchgate.store.ingest import mark_enqueued
 from batchgate.vendor_batch.context import Lane
 from batchgate.vendor_batch.ingest import custom_id
 
