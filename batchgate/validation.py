@@ -129,8 +129,8 @@ class Report:
 
 @dataclass(frozen=True, slots=True)
 class RequestLine:
-    """One request of a validated file: `index` from 0 in file order, `line` from 1; `raw`,
-    when known, the line's bytes as read."""
+    """One request of a validated file: `index` from 0 in file order, `line` from 1; `raw`, the
+    line's bytes as read when `body` is its last field (so its text can be sliced out)."""
 
     index: int
     line: int
@@ -146,30 +146,47 @@ class RequestLine:
         return json.dumps(self.body, ensure_ascii=False)
 
 
-_BODY_KEY = re.compile(r'"body"\s*:\s*')
-_PLAIN_SCAN = json.JSONDecoder().scan_once  # the line passed strict_loads already
 _JSON_SPACE = " \t\r\n"
+_PLAIN_SCAN = json.JSONDecoder().scan_once  # the line passed strict_loads already
 
 
 def _last_body_text(text: str) -> str | None:
-    """The text of a valid request line's `body` value when `body` is the last of its four
-    top-level fields, else None. The head up to the first `"body":` is parsed with a stand-in
-    value: if that gives the four fields, the parser stood at a top-level key there (the head
-    is the line's own text), so what follows up to the closing brace is the body's value."""
-    found = _BODY_KEY.search(text)
-    if found is None:
+    """The text of the `body` value of a valid request line whose last field is `body`: from
+    the first `"body"` followed by a colon to the closing brace, or None.
+
+    With no backslash before it, that `"body"` is the top-level key: the fields before the body
+    are `custom_id`, `method` and `url`, whose values are strings, and without escapes every
+    `"` there is a string's delimiter, so a `"body"` followed by a colon is one of their keys.
+    Otherwise (an escape, perhaps a key spelled `"bod\\u0079"`), the head up to it is parsed
+    with a stand-in value: if that gives the four fields, it was the top-level key."""
+    at = text.find('"body"')
+    while at >= 0:
+        end = at + 6
+        while end < len(text) and text[end] in _JSON_SPACE:
+            end += 1
+        if text.startswith(":", end):
+            break
+        at = text.find('"body"', end)
+    else:
         return None
-    head = text[: found.start()] + '"body":0}'
-    try:
-        value, end = _PLAIN_SCAN(head, 0)
-    except (StopIteration, ValueError):
+    if text.find("\\", 0, at) >= 0 and not _is_top_level_body(text[:at]):
         return None
-    if end != len(head) or type(value) is not dict or len(value) != 4 or list(value)[-1] != "body":
-        return None
-    rest = text[found.end() :].rstrip(_JSON_SPACE)
+    rest = text[end + 1 :].strip(_JSON_SPACE)
     if not rest.endswith("}"):
         return None
     return rest[:-1].rstrip(_JSON_SPACE)
+
+
+def _is_top_level_body(head: str) -> bool:
+    """Whether a `"body"` key after `head` (a line's text up to it) is the line's fourth field."""
+    head += '"body":0}'
+    try:
+        value, end = _PLAIN_SCAN(head, 0)
+    except (StopIteration, ValueError):
+        return False
+    return (
+        end == len(head) and type(value) is dict and len(value) == 4 and list(value)[-1] == "body"
+    )
 
 
 class InvalidBatchFile(ValueError):
@@ -403,7 +420,9 @@ class FilePass:
                     stopped = True  # every later line would be noise from the same cause
                     break
                 if obj is not None and not errors:
-                    body, raw = obj["body"], data
+                    body = obj["body"]
+                    # Keys keep the line's order: the body's text is sliced out only when last.
+                    raw = data if next(reversed(obj)) == "body" else None
                     if default_model is not None and body.get("model") is None:
                         body, raw = {**body, "model": default_model}, None  # not as written
                     yield RequestLine(line - 1, line, obj["custom_id"], body, raw)

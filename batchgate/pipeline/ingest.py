@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -194,8 +195,10 @@ def ingest(
                 # The lease covers the rest of the file at a slow pace: also the part read
                 # without storing anything, after a bad line.
                 lease = ingest_lease(size - checked.bytes_read, time.time())
-                if not store_group(engine, batch_id, attempt, lease, group):
+                ids = store_group(engine, batch_id, attempt, lease, group)
+                if ids is None:
                     return clear_abandoned(engine, files, batch_id, attempt)
+                rows.stored(ids, group)
                 group = []
     report = checked.report
     assert report is not None
@@ -203,14 +206,17 @@ def ingest(
         if _clear(engine, batch_id, attempt) and _fail(engine, batch_id, attempt, report.errors):
             return "failed"
         return clear_abandoned(engine, files, batch_id, attempt)
-    if not _finish(engine, batch_id, attempt, group, rows, config, batch.vendor_batch):
+    ids = _finish(engine, batch_id, attempt, group, rows, config, batch.vendor_batch)
+    if ids is None:
         return clear_abandoned(engine, files, batch_id, attempt)
-    enqueue_batch(engine, config, batch_id, enqueue)
+    rows.stored(ids, group)
+    enqueue_batch(engine, config, batch_id, enqueue, rows.queued)
     return "in_progress"
 
 
 class _Rows:
-    """Item rows (tuples in `ITEM_COLUMNS` order) from a file's request lines."""
+    """Item rows (tuples in `ITEM_COLUMNS` order) from a file's request lines, and the ids of
+    those stored `queued`, per vendor in input order (8 bytes a line)."""
 
     def __init__(
         self,
@@ -227,18 +233,35 @@ class _Rows:
         self.lane_vendors = lane_vendors
         self.total = 0
         self.chains: dict[str, list[str]] = {}
-        self._chain_json: dict[str, str] = {}  # encoded once per alias, not once per line
+        # Per alias, worked out once rather than once per line: the chain's JSON, and the
+        # vendor when the alias has one (None: it spreads its lines over several by index).
+        self._alias: dict[str, tuple[str, str | None]] = {}
+        self.queued: dict[str, array[int]] = {}
+
+    def stored(self, ids: Sequence[int], group: list[tuple[Any, ...]]) -> None:
+        """Note the ids the store gave a group's rows."""
+        queued = self.queued
+        for item_id, row in zip(ids, group, strict=True):
+            if row[7] == "queued":
+                vendor = row[5]
+                if vendor not in queued:
+                    queued[vendor] = array("q")
+                queued[vendor].append(item_id)
 
     def row(self, line: RequestLine) -> tuple[Any, ...]:
         body = line.body
         if self.override:
             body = {**body, "model": self.override}
         alias = body["model"]
-        chain_json = self._chain_json.get(alias)
-        if chain_json is None:
+        known = self._alias.get(alias)
+        if known is None:
             chain = self.chains[alias] = self.config.chain(alias, self.fallbacks)
-            chain_json = self._chain_json[alias] = json.dumps(chain)
-        vendor = self.config.vendor_for(alias, line.index)
+            vendors = self.config.vendors_for(alias)
+            only = vendors[0] if len(vendors) == 1 else None
+            known = self._alias[alias] = (json.dumps(chain), only)
+        chain_json, vendor = known
+        if vendor is None:
+            vendor = self.config.vendor_for(alias, line.index)
         self.total += 1
         return (
             self.batch_id,
@@ -260,9 +283,9 @@ def _finish(
     rows: _Rows,
     config: Config,
     vendor_batch: bool,
-) -> bool:
+) -> Sequence[int] | None:
     """Store the last group and move the batch to in_progress with its prices pinned, in one
-    transaction, or neither (False: the batch is no longer ours to fill)."""
+    transaction, or neither (None: the batch is no longer ours to fill); the group's ids."""
     aliases = {a for chain in rows.chains.values() for a in chain}
     aliases |= {a for alias in aliases for a in config.context_window_fallbacks.get(alias, ())}
     batch_adapters = lane_adapters(config) if vendor_batch else ()
@@ -316,21 +339,45 @@ def clear_abandoned(engine: Engine, files: FileStore, batch_id: str, attempt: in
 
 
 ENQUEUE_PAGE = 10_000
+ENQUEUE_PAUSE = 0.02
 
 
-def enqueue_batch(engine: Engine, config: Config, batch_id: str, enqueue: Enqueue) -> int:
+def enqueue_batch(
+    engine: Engine,
+    config: Config,
+    batch_id: str,
+    enqueue: Enqueue,
+    stored: Mapping[str, Sequence[int]] | None = None,
+) -> int:
     """Enqueue every queued, never-enqueued item of a batch, chunked per vendor, a page of ids
-    at a time in input order: memory stays flat however long the batch is."""
+    at a time in input order (read a page at a time: memory stays flat however long the batch
+    is). `stored`: the ids per vendor an ingest has just stored as `queued`, none enqueued
+    yet, sent without reading them back."""
     sent = 0
     for vendor in config.vendors:
-        after = -1
-        while True:
-            page = queued_page(engine, batch_id, vendor, after, ENQUEUE_PAGE)
-            if not page:
-                break
-            after = page[-1].idx
-            ids = [r.id for r in page if r.enqueued_at is None]
-            if ids:
-                sent += enqueue(batch_id, vendor, ids)
-                mark_enqueued(engine, ids)
+        pages = _read_pages(engine, batch_id, vendor) if stored is None else _pages(stored, vendor)
+        for ids in pages:
+            sent += enqueue(batch_id, vendor, ids)
+            mark_enqueued(engine, ids)
+            if stored is not None and engine.dialect.name == "sqlite":
+                # Back to back, the marks held SQLite's write lock ~all the time and another
+                # batch's writer, asleep in its busy handler, waited up to 1 s (1M lines);
+                # reading the page back used to leave it free this long.
+                time.sleep(ENQUEUE_PAUSE)
     return sent
+
+
+def _pages(stored: Mapping[str, Sequence[int]], vendor: str) -> Iterator[list[int]]:
+    ids = stored.get(vendor, ())
+    for start in range(0, len(ids), ENQUEUE_PAGE):
+        yield list(ids[start : start + ENQUEUE_PAGE])
+
+
+def _read_pages(engine: Engine, batch_id: str, vendor: str) -> Iterator[list[int]]:
+    """The never-enqueued queued items of one vendor, read a page at a time."""
+    after = -1
+    while page := queued_page(engine, batch_id, vendor, after, ENQUEUE_PAGE):
+        after = page[-1].idx
+        ids = [r.id for r in page if r.enqueued_at is None]
+        if ids:
+            yield ids

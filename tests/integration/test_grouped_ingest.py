@@ -256,3 +256,76 @@ def test_an_api_ingest_that_starts_after_a_takeover_stores_nothing(env) -> None:
     )
     assert status == "in_progress" and len(sent) == 25
     assert sorted(r.idx for r in _items(engine, batch.id)) == list(range(25))
+
+
+def test_store_group_returns_the_ids_it_gave_in_row_order(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    first, second = (_batch(engine, files, [_line(0)]) for _ in range(2))
+    lease = time.time() + 30
+
+    def rows(batch_id: str, start: int) -> list[tuple[Any, ...]]:
+        body = '{"model":"m1","messages":[]}'
+        return [
+            (batch_id, i, f"c{i}", body, "m1", "openai", '["m1"]', "queued")
+            for i in range(start, start + 3)
+        ]
+
+    # Two ingests' groups interleave: each gets new ids, increasing in input order.
+    a = store_group(engine, first.id, 1, lease, rows(first.id, 0))
+    b = store_group(engine, second.id, 1, lease, rows(second.id, 0))
+    c = store_group(engine, first.id, 1, lease, rows(first.id, 3))
+    assert a is not None and b is not None and c is not None
+    assert list(a) == sorted(a) and list(c) == sorted(c) and max(a) < min(c)
+    assert len({*a, *b, *c}) == 9
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(ITEM.c.id).where(ITEM.c.batch_id == first.id).order_by(ITEM.c.idx)
+        )
+        assert list(stored.scalars()) == [*a, *c]
+    assert store_group(engine, first.id, 2, lease, rows(first.id, 6)) is None  # not ours
+
+
+def test_ingest_sends_the_ids_it_stored_per_vendor_without_reading_them_back(
+    env, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, files = env
+    spread = parse_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "m1",
+                    "litellm_params": {"model": f"{vendor}/gpt-4o-mini", "api_base": "http://x"},
+                }
+                for vendor in ("openai", "vllm")
+            ],
+            # Lines alternate between the two vendors, by input index.
+            "batchgate_settings": {
+                "vendors": {v: {"max_concurrency": 1} for v in ("openai", "vllm")}
+            },
+        }
+    )
+    batch = _batch(engine, files, [_line(i) for i in range(45)])
+
+    def no_read_back(*args: Any) -> list[Any]:
+        raise AssertionError("the ingest read its ids back")
+
+    monkeypatch.setattr(ingest_mod, "queued_page", no_read_back)
+    sent: dict[str, list[int]] = {}
+    status = ingest(
+        engine,
+        settings,
+        spread,
+        files,
+        batch.id,
+        lambda b, v, ids: sent.setdefault(v, []).extend(ids) or 1,
+    )
+    assert status == "in_progress"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ITEM.c.id, ITEM.c.vendor, ITEM.c.enqueued_at)
+            .where(ITEM.c.batch_id == batch.id)
+            .order_by(ITEM.c.idx)
+        ).all()
+    assert {r.vendor for r in rows} == {"openai", "vllm"}
+    assert sent == {v: [r.id for r in rows if r.vendor == v] for v in ("openai", "vllm")}
+    assert all(r.enqueued_at is not None for r in rows)

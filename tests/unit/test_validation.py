@@ -464,6 +464,17 @@ def test_body_json_is_the_body_as_written_or_encoded_anew(raw: bytes) -> None:
         assert text.encode() in raw  # a slice of the line, not re-encoded
 
 
+def test_body_json_is_not_a_nested_body_when_the_top_level_key_is_escaped() -> None:
+    # The first plain "body" key of the line is inside the body, whose own key is an escape.
+    raw = (
+        b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions",'
+        b'"bod\\u0079":{"model":"m","messages":[{"role":"user","content":"hi"}],"body":{"x":1}}}'
+    )
+    (request,) = FilePass(io.BytesIO(raw + b"\n"))
+    assert json.loads(request.body_json()) == request.body
+    assert request.body["body"] == {"x": 1}
+
+
 def test_a_default_model_is_encoded_into_the_body() -> None:
     data = jsonl(without(chat("a"), "model", inner=True))
     (request,) = FilePass(io.BytesIO(data), default_model="m9")
