@@ -7,6 +7,7 @@ connections and the event loop are reused across tasks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -78,6 +79,7 @@ class Runtime:
         self.redis = connect_async(settings.redis_url or "", max_connections=32)
         self.failing: set[str] = set()
         self._cooling: dict[tuple[str, ...], tuple[float, set[str]]] = {}
+        self._cooling_loads: dict[tuple[str, ...], asyncio.Future[set[str]]] = {}
         self.slots = Slots(self.redis, owner=self.worker_id)
         self.cooldowns = Cooldowns(self.redis)
         self.probes = Probes(self.redis)
@@ -106,18 +108,32 @@ class Runtime:
 
     async def cooling(self, deployment_ids: list[str]) -> set[str]:
         """Deployments out of rotation, as Redis said at most COOLING_CACHE_SECONDS ago: one
-        round trip per deployment set and interval instead of one per call."""
+        round trip per deployment set and interval instead of one per call. One load at a time:
+        the items starting while it is on its way await it (at zero latency, dozens)."""
         key = tuple(deployment_ids)
-        now = time.monotonic()
         hit = self._cooling.get(key)
-        if hit is not None and now - hit[0] < COOLING_CACHE_SECONDS:
+        if hit is not None and time.monotonic() - hit[0] < COOLING_CACHE_SECONDS:
             return hit[1]
-        found = await self.cooldowns.cooling(deployment_ids)
-        self._cooling[key] = (now, found)
+        loading = self._cooling_loads.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_cooling(key))
+            self._cooling_loads[key] = loading
+            loading.add_done_callback(functools.partial(self._cooling_loaded, key))
+        return await asyncio.shield(loading)  # a cancelled waiter must not cancel the others'
+
+    def _cooling_loaded(self, key: tuple[str, ...], loading: asyncio.Future[set[str]]) -> None:
+        if self._cooling_loads.get(key) is loading:  # not a newer load after forget_cooling
+            del self._cooling_loads[key]
+
+    async def _load_cooling(self, key: tuple[str, ...]) -> set[str]:
+        asked = time.monotonic()
+        found = await self.cooldowns.cooling(list(key))
+        self._cooling[key] = (asked, found)
         return found
 
     def forget_cooling(self) -> None:
         self._cooling.clear()
+        self._cooling_loads.clear()  # a load on its way may predate what made us forget
 
     def client(self, vendor: str) -> aiohttp.ClientSession:
         client = self._clients.get(vendor)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from batchgate.jsonl import loads_stored
 from batchgate.store.answers import body_text, result_text
 from batchgate.store.cache import CacheRow
 from batchgate.store.cache import put as put_cached
@@ -75,6 +76,7 @@ class ItemUpdate:
     tried: list[str]
     chain: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None
+    raw_body: str | None = None  # the result's body as the vendor sent it (`Completion.raw`)
     error: dict[str, Any] | None = None
     served_deployment: str | None = None
     not_before: float | None = None
@@ -215,7 +217,7 @@ def _claim(
             batch_id=r.batch_id,
             idx=r.idx,
             custom_id=r.custom_id,
-            body=json.loads(r.body),
+            body=loads_stored(r.body),
             alias=r.alias,
             vendor=r.vendor,
             chain=json.loads(r.chain_json),
@@ -308,7 +310,7 @@ def apply_in(
                 "b_tried": json.dumps(u.tried),
                 "b_chain": json.dumps(u.chain),
                 "b_result": result_text(u.result),
-                "b_body": body_text(u.result),
+                "b_body": u.raw_body if u.raw_body is not None else body_text(u.result),
                 "b_error": json.dumps(u.error) if u.error is not None else None,
                 "b_served": u.served_deployment,
                 "b_not_before": u.not_before,

@@ -39,8 +39,17 @@ def _body(i: int) -> dict:
     return {"id": f"c{i}", "choices": [{"message": {"content": f"Grüße {i} — 你好"}}], "n": 1.0}
 
 
-def _finished_batch(env, n: int) -> str:  # type: ignore[no-untyped-def]
-    """A batch of `n` lines recorded by `apply` (every third one failed), not yet finalized."""
+def _raw(i: int) -> str:
+    """The body of line `i` as a vendor might spell it (no JSON encoder here writes this)."""
+    content = "Gr\\u00fc\\u00dfe " + str(i)
+    return (
+        '{"id":"c' + str(i) + '",  "choices":[{"message":{"content":"' + content + '"}}], "n":1.0}'
+    )
+
+
+def _finished_batch(env, n: int, raw: bool = False) -> str:  # type: ignore[no-untyped-def]
+    """A batch of `n` lines recorded by `apply` (every third one failed), not yet finalized;
+    with `raw`, each answer carries the body text as received (`Completion.raw`)."""
     settings, engine, files = env
     lines = [
         {
@@ -69,6 +78,7 @@ def _finished_batch(env, n: int) -> str:  # type: ignore[no-untyped-def]
             result=None
             if c.idx % 3 == 2
             else {"status_code": 200, "request_id": f"r{c.idx}", "body": _body(c.idx)},
+            raw_body=_raw(c.idx) if raw and c.idx % 3 != 2 else None,
             error={"code": "bad_request", "message": "no", "status_code": 400}
             if c.idx % 3 == 2
             else None,
@@ -115,6 +125,15 @@ def test_apply_stores_the_body_once_in_its_own_column(env) -> None:  # type: ign
         else:
             assert r.response_body == json.dumps(_body(r.idx), ensure_ascii=False)
             assert json.loads(r.result_json) == {"status_code": 200, "request_id": f"r{r.idx}"}
+
+
+def test_apply_stores_the_body_as_the_vendor_sent_it(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    batch_id = _finished_batch(env, 3, raw=True)
+    rows = _rows(engine, batch_id)
+    assert [r.response_body for r in rows] == [_raw(0), _raw(1), None]
+    out = _finalize(engine, files, batch_id)["out"].decode("utf-8").splitlines()
+    assert f'"body": {_raw(1)}}}' in out[1]  # not parsed and encoded again
 
 
 def test_finalize_splices_the_stored_body_byte_for_byte(env) -> None:  # type: ignore[no-untyped-def]
