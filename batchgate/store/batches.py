@@ -1,4 +1,5 @@
-"""Whole-batch queries: a batch's items in input order (streamed), and deleting a batch."""
+"""Whole-batch queries: a batch's items in input order (streamed), deleting a batch, and the
+batch rows the vendor batch lane and the reconciler read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from batchgate.store.db import reading
+from batchgate.store.ingest import open_ingest
 from batchgate.store.items import ATTEMPT, BATCH, ITEM
 from batchgate.store.models import File
 
@@ -40,3 +42,33 @@ def delete_batch(engine: Engine, batch_id: str, file_ids: list[str]) -> list[str
         conn.execute(ITEM.delete().where(ITEM.c.batch_id == batch_id))
         conn.execute(BATCH.delete().where(BATCH.c.id == batch_id))
     return paths
+
+
+def batch_for_lane(engine: Engine, batch_id: str) -> Any:
+    """What the vendor batch lane needs of a batch: id, status, expires_at, validate_output,
+    price_table_json (None: no such batch)."""
+    with reading(engine) as conn:
+        return conn.execute(
+            select(
+                BATCH.c.id,
+                BATCH.c.status,
+                BATCH.c.expires_at,
+                BATCH.c.validate_output,
+                BATCH.c.price_table_json,
+            ).where(BATCH.c.id == batch_id)
+        ).first()
+
+
+def batches_to_settle(engine: Engine) -> list[Any]:
+    """(id, status, expires_at, finalizing_at) of the batches in progress, cancelling or
+    finalizing whose ingest is over: those the reconciler may expire, cancel or finalize. One
+    cancelled mid-ingest is left out: its ingest removes the items first."""
+    with reading(engine) as conn:
+        return list(
+            conn.execute(
+                select(BATCH.c.id, BATCH.c.status, BATCH.c.expires_at, BATCH.c.finalizing_at).where(
+                    BATCH.c.status.in_(("in_progress", "cancelling", "finalizing")),
+                    ~open_ingest(),
+                )
+            ).all()
+        )
