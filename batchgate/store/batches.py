@@ -40,3 +40,22 @@ def delete_batch(engine: Engine, batch_id: str, file_ids: list[str]) -> list[str
         conn.execute(ITEM.delete().where(ITEM.c.batch_id == batch_id))
         conn.execute(BATCH.delete().where(BATCH.c.id == batch_id))
     return paths
+
+
+def batch_for_calls(engine: Engine, batch_id: str) -> tuple[Any, ...] | None:
+    """What a worker needs of a batch to make its calls: endpoint, status, pinned price table
+    (JSON), expiry, budget (USD text), whether answers are validated, tenant, whether it caches."""
+    with reading(engine) as conn:
+        row = conn.execute(
+            select(
+                BATCH.c.endpoint,
+                BATCH.c.status,
+                BATCH.c.price_table_json,
+                BATCH.c.expires_at,
+                BATCH.c.max_cost_usd,
+                BATCH.c.validate_output,
+                BATCH.c.tenant,
+                BATCH.c.cache,
+            ).where(BATCH.c.id == batch_id)
+        ).first()
+    return tuple(row) if row else None
