@@ -20,7 +20,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment, load_config
@@ -34,10 +33,10 @@ from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from batchgate.routing.probes import Probes
 from batchgate.settings import Settings, get_settings
-from batchgate.store import migrate
-from batchgate.store.db import make_engine, reading
+from batchgate.store import migrate, progress
+from batchgate.store.batches import batch_for_calls
+from batchgate.store.db import make_engine
 from batchgate.store.items import renew
-from batchgate.store.models import Attempt, Batch
 
 T = TypeVar("T")
 
@@ -165,7 +164,7 @@ class Runtime:
         return info if info is not None else await self.batch(batch_id)
 
     async def _refresh_batch(self, batch_id: str, info: BatchInfo | None) -> BatchInfo | None:
-        row = await self.db(self._load_batch, batch_id)
+        row = await self.db(batch_for_calls, self.engine, batch_id)
         if row is None:
             return None
         endpoint, status, prices_json, expires_at, max_cost, validate_output, tenant, cache = row
@@ -185,34 +184,9 @@ class Runtime:
         )
         return fresh
 
-    def _load_batch(self, batch_id: str) -> tuple[Any, ...] | None:
-        t = Batch.__table__  # type: ignore[attr-defined]
-        with reading(self.engine) as conn:
-            row = conn.execute(
-                select(
-                    t.c.endpoint,
-                    t.c.status,
-                    t.c.price_table_json,
-                    t.c.expires_at,
-                    t.c.max_cost_usd,
-                    t.c.validate_output,
-                    t.c.tenant,
-                    t.c.cache,
-                ).where(t.c.id == batch_id)
-            ).first()
-        return tuple(row) if row else None
-
     def spent_pusd(self, batch_id: str) -> int:
         """What the attempt ledger says a batch has spent (seeds the budget counter)."""
-        t = Attempt.__table__  # type: ignore[attr-defined]
-        with reading(self.engine) as conn:
-            return int(
-                conn.execute(
-                    select(func.coalesce(func.sum(t.c.cost_pusd), 0)).where(
-                        t.c.batch_id == batch_id
-                    )
-                ).scalar_one()
-            )
+        return progress.spent_pusd(self.engine, batch_id)
 
 
 _runtime: Runtime | None = None

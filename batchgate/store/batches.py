@@ -1,5 +1,6 @@
-"""Whole-batch queries: a batch's items in input order (streamed), deleting a batch, and the
-batch rows the vendor batch lane and the reconciler read."""
+"""Whole-batch queries: a batch's items in input order (streamed), where a stored file lives,
+deleting a batch, and the batch rows the vendor batch lane, the reconciler and the workers'
+calls read."""
 
 from __future__ import annotations
 
@@ -72,3 +73,22 @@ def batches_to_settle(engine: Engine) -> list[Any]:
                 )
             ).all()
         )
+
+
+def batch_for_calls(engine: Engine, batch_id: str) -> tuple[Any, ...] | None:
+    """What a worker needs of a batch to make its calls: endpoint, status, pinned price table
+    (JSON), expiry, budget (USD text), whether answers are validated, tenant, whether it caches."""
+    with reading(engine) as conn:
+        row = conn.execute(
+            select(
+                BATCH.c.endpoint,
+                BATCH.c.status,
+                BATCH.c.price_table_json,
+                BATCH.c.expires_at,
+                BATCH.c.max_cost_usd,
+                BATCH.c.validate_output,
+                BATCH.c.tenant,
+                BATCH.c.cache,
+            ).where(BATCH.c.id == batch_id)
+        ).first()
+    return tuple(row) if row else None
