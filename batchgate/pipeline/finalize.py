@@ -17,23 +17,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
 from batchgate.pipeline.lanes import lane_summary
 from batchgate.pipeline.output_lines import LineWriter
+from batchgate.store import batches as batch_store
 from batchgate.store import summary as summary_store
 from batchgate.store.answers import LINE_COLUMNS, line_rows
 from batchgate.store.attempts import reasks_by_item
 from batchgate.store.cache import cache_savings
 from batchgate.store.db import reading
-from batchgate.store.ingest import open_ingest
-from batchgate.store.items import BATCH, ITEM, has_pending
-from batchgate.store.models import File
+from batchgate.store.files import delete_file_rows
+from batchgate.store.items import ITEM, has_pending
 
-FILE = File.__table__  # type: ignore[attr-defined]
 ID, STATE = LINE_COLUMNS.index(ITEM.c.id), LINE_COLUMNS.index(ITEM.c.state)
 
 
@@ -53,19 +51,7 @@ def try_finalize(
     if has_pending(engine, batch_id):
         return False
     now = int(time.time())
-    # A batch cancelled mid-ingest waits for its partial items to be removed (store/ingest.py).
-    claimable = BATCH.c.status.in_(["in_progress", "cancelling"]) & ~open_ingest()
-    if stale_before is not None:
-        claimable = claimable | (
-            (BATCH.c.status == "finalizing") & (BATCH.c.finalizing_at < stale_before)
-        )
-    with engine.begin() as conn:
-        won = conn.execute(
-            update(BATCH)
-            .where(BATCH.c.id == batch_id, claimable)
-            .values(status="finalizing", finalizing_at=now)
-        ).rowcount
-    if not won:
+    if not batch_store.claim_finalize(engine, batch_id, now, stale_before):
         return False
     try:
         write_results(engine, files, batch_id, lease=now)
@@ -77,17 +63,7 @@ def try_finalize(
 def _renew(engine: Engine, batch_id: str, lease: int) -> int:
     """Move the finalize lease on; FinalizeLost if it is no longer ours."""
     new = max(lease, int(time.time()))
-    with engine.begin() as conn:
-        held = conn.execute(
-            update(BATCH)
-            .where(
-                BATCH.c.id == batch_id,
-                BATCH.c.status == "finalizing",
-                BATCH.c.finalizing_at == lease,
-            )
-            .values(finalizing_at=new)
-        ).rowcount
-    if not held:
+    if not batch_store.renew_finalize(engine, batch_id, lease, new):
         raise FinalizeLost(batch_id)
     return new
 
@@ -110,8 +86,7 @@ class _Written:
 def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -> None:
     """Write the output and error files and commit the batch's end, while holding `lease`
     (FinalizeLost, and nothing committed, if another finalizer took it)."""
-    with reading(engine) as conn:
-        batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).one()
+    batch = batch_store.batch_row(engine, batch_id)
     w = _Written(ids={"out": new_id("file-"), "err": new_id("file-")})
     renewed = time.monotonic()
     with (
@@ -142,8 +117,7 @@ def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -
         raise
     if not w.lines["err"]:
         files.delete(err_rel)
-        with engine.begin() as conn:
-            conn.execute(FILE.delete().where(FILE.c.id == w.ids["err"]))
+        delete_file_rows(engine, [w.ids["err"]])
     refresh_summary(engine, batch_id, seen=summary["attempt_rows"])
 
 
@@ -171,47 +145,34 @@ def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: di
     else:
         status = "expired" if w.expired else "completed"
     stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "completed": "completed_at"}
-    with engine.begin() as conn:
-        held = conn.execute(
-            update(BATCH)
-            .where(
-                BATCH.c.id == batch.id,
-                BATCH.c.status == "finalizing",
-                BATCH.c.finalizing_at == lease,
-            )
-            .values(
-                status=status,
-                output_file_id=w.ids["out"],
-                error_file_id=w.ids["err"] if w.lines["err"] else None,
-                completed_count=w.lines["out"],
-                failed_count=w.lines["err"],
-                summary_json=json.dumps(summary),
-                **{stamp[status]: now},
-            )
-        ).rowcount
-        if not held:
-            raise FinalizeLost(batch.id)  # rolls the transaction back
-        conn.execute(
-            FILE.insert(),
-            [
-                {
-                    "id": w.ids[key],
-                    "tenant": batch.tenant,
-                    "purpose": "batch_output",
-                    "filename": f"{batch.id}_{'output' if key == 'out' else 'error'}.jsonl",
-                    "bytes": w.sizes[key],
-                    "line_count": w.lines[key],
-                    "sha256": w.shas[key].hexdigest(),
-                    "created_at": now,
-                    "expires_at": now + batch.output_expires_seconds
-                    if batch.output_expires_seconds
-                    else None,
-                    "path": w.rels[key],
-                    "status": "processed",
-                }
-                for key in ("out", "err")
-            ],
-        )
+    values = {
+        "status": status,
+        "output_file_id": w.ids["out"],
+        "error_file_id": w.ids["err"] if w.lines["err"] else None,
+        "completed_count": w.lines["out"],
+        "failed_count": w.lines["err"],
+        "summary_json": json.dumps(summary),
+        stamp[status]: now,
+    }
+    expires = now + batch.output_expires_seconds if batch.output_expires_seconds else None
+    rows = [
+        {
+            "id": w.ids[key],
+            "tenant": batch.tenant,
+            "purpose": "batch_output",
+            "filename": f"{batch.id}_{'output' if key == 'out' else 'error'}.jsonl",
+            "bytes": w.sizes[key],
+            "line_count": w.lines[key],
+            "sha256": w.shas[key].hexdigest(),
+            "created_at": now,
+            "expires_at": expires,
+            "path": w.rels[key],
+            "status": "processed",
+        }
+        for key in ("out", "err")
+    ]
+    if not batch_store.end_finalized(engine, batch.id, lease, values, rows):
+        raise FinalizeLost(batch.id)
 
 
 def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> bool:
@@ -221,15 +182,7 @@ def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> b
         with reading(engine) as conn:
             if summary_store.attempt_rows(conn, batch_id) == seen:
                 return False  # the usual case, asked after every finalize: one count, no summary
-    summary = summarize(engine, batch_id)
-    with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                update(BATCH)
-                .where(BATCH.c.id == batch_id, BATCH.c.summary_json.is_not(None))
-                .values(summary_json=json.dumps(summary))
-            ).rowcount
-        )
+    return summary_store.rewrite_summary(engine, batch_id, json.dumps(summarize(engine, batch_id)))
 
 
 def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:

@@ -1,14 +1,15 @@
 """The queries behind a batch's summary: its ledger and its lines, each read in one pass grouped
-by model (on a million-line batch every extra pass over a table costs about a second)."""
+by model (on a million-line batch every extra pass over a table costs about a second), and
+rewriting a finished batch's summary."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy.engine import Connection, Engine, Row
 
-from batchgate.store.items import ATTEMPT, ITEM
+from batchgate.store.items import ATTEMPT, BATCH, ITEM
 
 _PAID = ATTEMPT.c.status != "lost"
 _DUPLICATE = ATTEMPT.c.duplicate.is_(True)
@@ -67,3 +68,15 @@ def lines_by_model(conn: Connection, batch_id: str) -> list[Row]:
 def attempt_rows(conn: Connection, batch_id: str) -> int:
     """How many attempt rows the batch's ledger holds."""
     return int(conn.execute(_ROWS, {"batch_id": batch_id}).scalar_one())
+
+
+def rewrite_summary(engine: Engine, batch_id: str, summary_json: str) -> bool:
+    """Replace the summary of a batch that has one (a finished batch). True if written."""
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(BATCH)
+                .where(BATCH.c.id == batch_id, BATCH.c.summary_json.is_not(None))
+                .values(summary_json=summary_json)
+            ).rowcount
+        )
