@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
@@ -27,7 +28,6 @@ from batchgate.store import batches as batch_store
 from batchgate.store import summary as summary_store
 from batchgate.store.answers import LINE_COLUMNS, line_rows
 from batchgate.store.attempts import reasks_by_item
-from batchgate.store.cache import cache_savings
 from batchgate.store.db import reading
 from batchgate.store.files import delete_file_rows
 from batchgate.store.items import ITEM, has_pending
@@ -88,26 +88,13 @@ def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -
     (FinalizeLost, and nothing committed, if another finalizer took it)."""
     batch = batch_store.batch_row(engine, batch_id)
     w = _Written(ids={"out": new_id("file-"), "err": new_id("file-")})
-    renewed = time.monotonic()
     with (
         files.atomic_writer(w.ids["out"]) as (out_rel, out_fp),
         files.atomic_writer(w.ids["err"]) as (err_rel, err_fp),
         reading(engine) as conn,
     ):
         w.rels = {"out": out_rel, "err": err_rel}
-        reasks = reasks_by_item(conn, batch_id)
-        blocks: dict[str, list[str]] = {"out": [], "err": []}
-        line = LineWriter().line
-        for rows in line_rows(conn, batch_id):
-            for row in rows:
-                state = row[STATE]
-                key = "out" if state == "succeeded" else "err"
-                blocks[key].append(line(row, reasks.get(row[ID], 0)))
-                w.expired = w.expired or state == "expired"
-                w.cancelled = w.cancelled or state == "cancelled"
-                if time.monotonic() - renewed > FINALIZE_RENEW_SECONDS:
-                    lease, renewed = _renew(engine, batch_id, lease), time.monotonic()
-            _flush(w, blocks, {"out": out_fp, "err": err_fp})
+        lease = _write_lines(engine, conn, batch_id, lease, w, {"out": out_fp, "err": err_fp})
     summary = summarize(engine, batch_id)
     try:
         _commit_end(engine, batch, lease, w, summary)
@@ -121,17 +108,57 @@ def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -
     refresh_summary(engine, batch_id, seen=summary["attempt_rows"])
 
 
-def _flush(w: _Written, blocks: dict[str, list[str]], fps: dict[str, BinaryIO]) -> None:
-    """Write a block of lines to each file: one encode, write and hash per block, not per line."""
-    for key, texts in blocks.items():
-        if not texts:
+def _write_lines(
+    engine: Engine,
+    conn: Connection,
+    batch_id: str,
+    lease: int,
+    w: _Written,
+    fps: dict[str, BinaryIO],
+) -> int:
+    """Build the batch's lines a block at a time into its two files, renewing the lease as it
+    goes (FinalizeLost if it was taken over); returns the lease as last renewed."""
+    renewed = time.monotonic()  # about when `lease` was taken or last renewed
+    reasks = reasks_by_item(conn, batch_id)
+    failures: set[str] = set()  # the states of the lines that did not succeed
+    encoded = LineWriter().encoded
+    # A block is written and hashed on a thread (both release the GIL for large buffers) while
+    # the next one is read and built; one block in flight keeps memory flat.
+    written: Future[None] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="batchgate-finalize") as writer:
+        for rows in line_rows(conn, batch_id):
+            # Checked once a block (~5,000 lines, well under a second), not once a line.
+            if time.monotonic() - renewed > FINALIZE_RENEW_SECONDS:
+                lease, renewed = _renew(engine, batch_id, lease), time.monotonic()
+            out: list[bytes] = []
+            err: list[bytes] = []
+            for row in rows:
+                line = encoded(row, reasks.get(row[ID], 0))
+                state = row[STATE]
+                if state == "succeeded":
+                    out.append(line)
+                else:
+                    err.append(line)
+                    failures.add(state)
+            if written is not None:
+                written.result()
+            written = writer.submit(_flush, w, {"out": out, "err": err}, fps)
+        if written is not None:
+            written.result()  # raises what the write raised, before anything is committed
+    w.expired, w.cancelled = "expired" in failures, "cancelled" in failures
+    return lease
+
+
+def _flush(w: _Written, blocks: dict[str, list[bytes]], fps: dict[str, BinaryIO]) -> None:
+    """Write a block of lines to each file: one join, write and hash per block, not per line."""
+    for key, lines in blocks.items():
+        if not lines:
             continue
-        data = "".join(texts).encode("utf-8")
+        data = b"".join(lines)
         fps[key].write(data)
         w.shas[key].update(data)
         w.sizes[key] += len(data)
-        w.lines[key] += len(texts)
-        texts.clear()
+        w.lines[key] += len(lines)
 
 
 def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: dict) -> None:
@@ -190,12 +217,13 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
     with reading(engine) as conn:
         ledger = summary_store.ledger_by_model(conn, batch_id)
         lines = summary_store.lines_by_model(conn, batch_id)
-        hits, saved = cache_savings(conn, batch_id)
+        lanes = lane_summary(conn, batch_id)
     by_model = [r[:7] for r in ledger if r[1]]  # models with paid calls (not only lost ones)
     dup_pusd, dup_calls, lost, rows = (sum(int(r[i]) for r in ledger) for i in range(7, 11))
     lines_by_model = {r[0]: int(r[1]) for r in lines}
     budget = sum(int(r[2]) for r in lines)
     fallbacks = sum(int(r[3]) for r in lines)
+    hits, saved = (sum(int(r[i]) for r in lines) for i in (4, 5))
     models = {}
     total_pusd = 0
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cached_tokens": 0}
@@ -215,8 +243,6 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
             "unpriced": bool(unp),
         }
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
-    with reading(engine) as conn:
-        lanes = lane_summary(conn, batch_id)
     return {
         "lanes": lanes,
         "cost_usd": usd_str(total_pusd),
