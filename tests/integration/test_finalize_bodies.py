@@ -18,6 +18,8 @@ from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import write_results
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
 from batchgate.store import migrate
+from batchgate.store.answers import LINE_COLUMNS, line_rows
+from batchgate.store.db import reading
 from batchgate.store.items import BATCH, ITEM, ItemUpdate, apply, claim
 from tests.integration.stored_files import upload
 
@@ -150,6 +152,27 @@ def test_finalize_splices_the_stored_body_byte_for_byte(env) -> None:  # type: i
     assert [json.loads(x)["custom_id"] for x in out] == ["c0", "c1", "c3"]
     assert f'"body": {stored}}}' in out[1]
     assert json.loads(out[0])["response"]["body"] == _body(0)
+
+
+def test_finalize_reads_the_body_as_its_utf8_bytes_escapes_and_all(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, _ = env
+    batch_id = _finished_batch(env, 3)
+    stored = json.dumps({"t": 'a "q" \\ \n \\x00 — 你好 🎉'}, ensure_ascii=False)
+    assert "\\" in stored  # backslashes, which a cast to bytea would read as escapes
+    with engine.begin() as conn:
+        conn.execute(
+            update(ITEM)
+            .where(ITEM.c.batch_id == batch_id, ITEM.c.idx == 1)
+            .values(response_body=stored)
+        )
+    body = LINE_COLUMNS.index(ITEM.c.response_body)
+    with reading(engine) as conn:
+        rows = [row for block in line_rows(conn, batch_id) for row in block]
+    assert [r[body] for r in rows] == [
+        json.dumps(_body(0), ensure_ascii=False).encode("utf-8"),
+        stored.encode("utf-8"),
+        None,  # the failed line
+    ]
 
 
 def test_rows_from_before_the_body_column_finalize_to_the_same_bytes(env) -> None:  # type: ignore[no-untyped-def]
