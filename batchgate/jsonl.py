@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import orjson
+
 __all__ = [
     "BLOCK_SIZE",
     "MAX_DEPTH",
@@ -33,6 +35,7 @@ __all__ = [
     "dumps",
     "dumps_line",
     "iter_lines",
+    "loads_stored",
     "scan_lines",
     "strict_loads",
 ]
@@ -271,6 +274,15 @@ def strict_loads(data: bytes) -> Any:
         raise JSONLineError("invalid_json", _preview(str(exc), 80)) from None
     except Exception as exc:  # MemoryError and anything else: never a 500 for bad input
         raise JSONLineError("invalid_json", f"cannot parse: {type(exc).__name__}") from None
+
+
+def loads_stored(text: str | bytes) -> Any:
+    """JSON that passed these rules on its way in (a stored body): orjson, a fraction of json's
+    cost, falling back to json for what only json reads (integers past 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def dumps(obj: Any) -> bytes:

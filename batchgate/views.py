@@ -6,12 +6,12 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from batchgate.money import usd_str
 from batchgate.store.cache import cache_savings
-from batchgate.store.items import ATTEMPT, ITEM, state_counts
+from batchgate.store.items import state_counts
+from batchgate.store.progress import fallback_lines, spend
 from batchgate.store.vendor_jobs import batch_jobs
 
 
@@ -50,28 +50,19 @@ def _live_cached(conn: Connection, batch_id: str) -> dict[str, Any]:
 
 def _live(conn: Connection, batch_id: str) -> dict[str, Any]:
     counts = state_counts(conn, batch_id)
-    pusd, tin, tout, tcache = conn.execute(
-        select(
-            func.coalesce(func.sum(ATTEMPT.c.cost_pusd), 0),
-            func.coalesce(func.sum(ATTEMPT.c.input_tokens), 0),
-            func.coalesce(func.sum(ATTEMPT.c.output_tokens), 0),
-            func.coalesce(func.sum(ATTEMPT.c.cache_read_tokens), 0),
-        ).where(ATTEMPT.c.batch_id == batch_id)
-    ).one()
-    fallbacks = conn.execute(
-        select(func.count()).where(ITEM.c.batch_id == batch_id, ITEM.c.chain_pos > 0)
-    ).scalar_one()
+    spent = spend(conn, batch_id)
+    fallbacks = fallback_lines(conn, batch_id)
     hits, saved = cache_savings(conn, batch_id)
     return {
         "counts": counts,
-        "cost_usd": usd_str(int(pusd)),
+        "cost_usd": usd_str(spent.cost_pusd),
         "usage": {
-            "input_tokens": int(tin),
-            "output_tokens": int(tout),
-            "cached_tokens": int(tcache),
-            "total_tokens": int(tin) + int(tout),
+            "input_tokens": spent.input_tokens,
+            "output_tokens": spent.output_tokens,
+            "cached_tokens": spent.cache_read_tokens,
+            "total_tokens": spent.input_tokens + spent.output_tokens,
         },
-        "fallback_lines": int(fallbacks),
+        "fallback_lines": fallbacks,
         "cache_hits": hits,
         "cache_saved_usd": usd_str(saved),
     }

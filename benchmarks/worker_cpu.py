@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -108,6 +109,12 @@ def _thread_cpu() -> dict[str, float]:
     return out
 
 
+def _redis_calls(url: str) -> dict[str, int]:
+    """Commands served so far by the Redis server, by name (INFO commandstats)."""
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=20_000)
@@ -123,11 +130,12 @@ def main() -> None:
         rt = _runtime(Path(tmp), url, redis_url, sim_url)
         batch_id, first = _batch(rt, args.lines)
         run = ChunkRun(rt, "openai", lambda *a: None)
-        threads0 = _thread_cpu()
+        threads0, calls0 = _thread_cpu(), _redis_calls(redis_url)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         report = rt.run(run.run(batch_id, first))
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         threads = {k: v - threads0.get(k, 0.0) for k, v in _thread_cpu().items()}
+        calls = {k: v - calls0.get(k, 0) for k, v in _redis_calls(redis_url).items()}
         rt.run(rt.client("openai").close())
         rt.run(rt.redis.aclose())
         rt.engine.dispose()
@@ -142,6 +150,12 @@ def main() -> None:
     print(
         "  by thread, CPU ms/line: "
         + ", ".join(f"{k} {v / done * 1000:.3f}" for k, v in sorted(threads.items()) if v > 0)
+    )
+    busy = sorted(((v, k) for k, v in calls.items() if v and k != "info"), reverse=True)
+    print(
+        f"  Redis commands per line: {sum(v for v, _ in busy) / done:.2f} ("
+        + ", ".join(f"{k} {v / done:.2f}" for v, k in busy[:8])
+        + ")"
     )
 
 

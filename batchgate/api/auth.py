@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from batchgate.api.errors import APIError, lookup_key, not_found
 from batchgate.config import MASTER_TENANT, Config, resolve_secret, unset_variable
 from batchgate.errors import ConfigError
-from batchgate.store.db import reading
 
 ADMIN = MASTER_TENANT
 
@@ -97,14 +97,14 @@ def current_caller(
     return caller
 
 
-def owned_row(request: Request, table: Any, what: str, ident: str, caller: Caller) -> Any:
-    """The caller's own row of `table` by id; another tenant's row is a 404, like a missing one
-    (no existence oracle)."""
+Lookup = Callable[[Engine, str, str], Any]  # (engine, tenant, id) → row or None: `store/owned.py`
+
+
+def owned_row(request: Request, lookup: Lookup, what: str, ident: str, caller: Caller) -> Any:
+    """The caller's own row by id, found by a `store.owned` lookup; another tenant's row is a
+    404, like a missing one (no existence oracle)."""
     lookup_key(what, ident)
-    with reading(request.app.state.engine) as conn:
-        row = conn.execute(
-            select(table).where(table.c.id == ident, table.c.tenant == caller.tenant)
-        ).first()
+    row = lookup(request.app.state.engine, caller.tenant, ident)
     if row is None:
         raise not_found(what, ident)
     return row

@@ -16,7 +16,6 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
-from sqlalchemy import and_, or_, select
 
 from batchgate.api.auth import Caller, current_caller, owned_row
 from batchgate.api.errors import APIError
@@ -32,14 +31,13 @@ from batchgate.pipeline.ingest import (
     window_seconds,
 )
 from batchgate.store.db import reading
-from batchgate.store.items import BATCH
-from batchgate.store.models import File
+from batchgate.store.listing import batch_page
+from batchgate.store.owned import owned_batch, owned_file
 from batchgate.validation import canonical_url
 from batchgate.views import batch_object
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["batches"])
-FILE = File.__table__  # type: ignore[attr-defined]
 MAX_COST_USD = 10**9
 
 
@@ -148,7 +146,7 @@ class CreateBatch(BaseModel):
 
 
 def _row(request: Request, caller: Caller, batch_id: str) -> Any:
-    return owned_row(request, BATCH, "batch", batch_id, caller)
+    return owned_row(request, owned_batch, "batch", batch_id, caller)
 
 
 def _object(request: Request, row: Any) -> dict[str, Any]:
@@ -178,10 +176,7 @@ def create(
         window_seconds(body.completion_window)
     except ValueError as exc:
         raise APIError(400, str(exc), param="completion_window") from None
-    with reading(st.engine) as conn:
-        file = conn.execute(
-            select(FILE).where(FILE.c.id == body.input_file_id, FILE.c.tenant == caller.tenant)
-        ).first()
+    file = owned_file(st.engine, caller.tenant, body.input_file_id)
     if file is None:
         raise APIError(
             404, f"No such file: {body.input_file_id!r}", code="not_found", param="input_file_id"
@@ -295,18 +290,12 @@ def list_batches(
     caller: Caller = Depends(current_caller),
 ) -> dict[str, Any]:
     """Newest first, with cursor pagination (`after` = the last id of the previous page)."""
-    query = select(BATCH).where(BATCH.c.tenant == caller.tenant)
+    cursor = None
     if after:
-        cursor = _row(request, caller, after)
-        query = query.where(
-            or_(
-                BATCH.c.created_at < cursor.created_at,
-                and_(BATCH.c.created_at == cursor.created_at, BATCH.c.id < cursor.id),
-            )
-        )
-    query = query.order_by(BATCH.c.created_at.desc(), BATCH.c.id.desc()).limit(limit + 1)
+        cur = _row(request, caller, after)
+        cursor = (cur.created_at, cur.id)
     with reading(request.app.state.engine) as conn:
-        rows = conn.execute(query).all()
+        rows = batch_page(conn, caller.tenant, limit + 1, after=cursor)
         data = [batch_object(conn, r) for r in rows[:limit]]
     return {
         "object": "list",

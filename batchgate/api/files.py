@@ -12,20 +12,18 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import and_, exists, or_, select
 
 from batchgate.api.auth import Caller, current_caller, owned_row
 from batchgate.api.errors import APIError, not_found
 from batchgate.api.ranges import UNSATISFIABLE, content_disposition, parse_range
 from batchgate.api.schemas import FileDeleted, FileList, FileObject, errors, json_errors
 from batchgate.filestore import TooLarge, new_id
-from batchgate.store.db import reading
-from batchgate.store.items import BATCH
-from batchgate.store.models import File
+from batchgate.store.files import delete_unless_read, insert_file
+from batchgate.store.listing import file_page
+from batchgate.store.owned import owned_file
 from batchgate.views import file_object
 
 router = APIRouter(tags=["files"])
-FILE = File.__table__  # type: ignore[attr-defined]
 # OpenAI's uploadable purposes; `batch_output` is ours to write.
 PURPOSES = {"assistants", "batch", "evals", "fine-tune", "user_data", "vision"}
 # OpenAI keeps batch files 30 days unless told otherwise; other purposes until deleted.
@@ -88,7 +86,7 @@ class FileContent(StreamingResponse):
 
 
 def _get(request: Request, caller: Caller, file_id: str) -> Any:
-    return owned_row(request, FILE, "file", file_id, caller)
+    return owned_row(request, owned_file, "file", file_id, caller)
 
 
 def _filename(raw: str | None) -> str:
@@ -184,8 +182,7 @@ async def create_file(request: Request, caller: Caller = Depends(current_caller)
             "path": rel,
             "status": "processed",
         }
-        with request.app.state.engine.begin() as conn:
-            conn.execute(FILE.insert().values(**row))
+        insert_file(request.app.state.engine, row)
         return file_object(type("Row", (), row))
     finally:
         await form.close()
@@ -203,27 +200,18 @@ def list_files(
     caller: Caller = Depends(current_caller),
 ) -> dict[str, Any]:
     """The caller's files, by creation time, with cursor pagination."""
-    query = select(FILE).where(FILE.c.tenant == caller.tenant)
-    if purpose:
-        query = query.where(FILE.c.purpose == purpose)
-    newest_first = order == "desc"
+    cursor = None
     if after:
         cur = _get(request, caller, after)
-        if newest_first:
-            past = or_(
-                FILE.c.created_at < cur.created_at,
-                and_(FILE.c.created_at == cur.created_at, FILE.c.id < cur.id),
-            )
-        else:
-            past = or_(
-                FILE.c.created_at > cur.created_at,
-                and_(FILE.c.created_at == cur.created_at, FILE.c.id > cur.id),
-            )
-        query = query.where(past)
-    keys = (FILE.c.created_at, FILE.c.id)
-    query = query.order_by(*(k.desc() if newest_first else k.asc() for k in keys))
-    with reading(request.app.state.engine) as conn:
-        rows = conn.execute(query.limit(limit + 1)).all()
+        cursor = (cur.created_at, cur.id)
+    rows = file_page(
+        request.app.state.engine,
+        caller.tenant,
+        limit + 1,
+        purpose=purpose,
+        after=cursor,
+        newest_first=order == "desc",
+    )
     data = [file_object(r) for r in rows[:limit]]
     return {
         "object": "list",
@@ -298,15 +286,12 @@ def delete_file(
     file_id: str, request: Request, caller: Caller = Depends(current_caller)
 ) -> dict[str, Any]:
     row = _get(request, caller, file_id)
-    reading = exists().where(BATCH.c.input_file_id == row.id, BATCH.c.status == "validating")
-    with request.app.state.engine.begin() as conn:
-        if conn.execute(select(reading)).scalar():
-            # Ingest is reading it: deleting now would leave that batch with no file to read.
-            raise APIError(
-                409,
-                "The file is being read by a batch that is validating; retry later.",
-                code="file_in_use",
-            )
-        conn.execute(FILE.delete().where(FILE.c.id == row.id))
+    if not delete_unless_read(request.app.state.engine, row.id):
+        # Ingest is reading it: deleting now would leave that batch with no file to read.
+        raise APIError(
+            409,
+            "The file is being read by a batch that is validating; retry later.",
+            code="file_in_use",
+        )
     request.app.state.files.delete(row.path)
     return {"id": row.id, "object": "file", "deleted": True}

@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from batchgate.api.schemas import Health
-from batchgate.store.db import reading
+from batchgate.store.health import ping
 
 router = APIRouter(tags=["health"])
 
@@ -27,8 +26,7 @@ def healthz(request: Request) -> JSONResponse:
     st = request.app.state
     report: dict[str, Any] = {"host": st.settings.host_id}
     try:
-        with reading(st.engine) as conn:
-            conn.execute(text("SELECT 1"))
+        ping(st.engine)
         report["database"] = {"ok": True}
     except Exception as exc:
         report["database"] = {"ok": False, "error": type(exc).__name__}

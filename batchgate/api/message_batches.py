@@ -17,7 +17,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import and_, or_, select
 
 from batchgate.api.auth import Caller, owned_row
 from batchgate.api.batches import run_ingest
@@ -30,11 +29,12 @@ from batchgate.pipeline import lifecycle
 from batchgate.pipeline.ingest import BatchRequest, create_batch
 from batchgate.store.batches import delete_batch, file_path, items_in_order
 from batchgate.store.db import reading
-from batchgate.store.items import BATCH, state_counts
-from batchgate.store.models import File
+from batchgate.store.files import insert_file
+from batchgate.store.items import state_counts
+from batchgate.store.listing import batch_page
+from batchgate.store.owned import owned_batch
 
 router = APIRouter(tags=["anthropic"], include_in_schema=False)
-FILE = File.__table__  # type: ignore[attr-defined]
 
 
 def anthropic_caller(
@@ -57,7 +57,7 @@ def anthropic_caller(
 def _row(request: Request, caller: Caller, batch_id: str) -> Any:
     if not batch_id.startswith(ID_PREFIX):
         raise APIError(404, f"No message batch with id {batch_id[:200]!r}")
-    return owned_row(request, BATCH, "message batch", batch_id, caller)
+    return owned_row(request, owned_batch, "message batch", batch_id, caller)
 
 
 def _object(request: Request, row: Any) -> dict[str, Any]:
@@ -87,21 +87,21 @@ async def create(request: Request, caller: Caller = Depends(anthropic_caller)) -
             fp.write(encoded)
             size += len(encoded)
     now = int(time.time())
-    with st.engine.begin() as conn:
-        conn.execute(
-            FILE.insert().values(
-                id=file_id,
-                tenant=caller.tenant,
-                purpose="batch",
-                filename="message_batch_requests.jsonl",
-                bytes=size,
-                line_count=len(lines),
-                created_at=now,
-                expires_at=None,
-                path=rel,
-                status="processed",
-            )
-        )
+    insert_file(
+        st.engine,
+        {
+            "id": file_id,
+            "tenant": caller.tenant,
+            "purpose": "batch",
+            "filename": "message_batch_requests.jsonl",
+            "bytes": size,
+            "line_count": len(lines),
+            "created_at": now,
+            "expires_at": None,
+            "path": rel,
+            "status": "processed",
+        },
+    )
     batch = create_batch(
         st.engine,
         BatchRequest(
@@ -137,22 +137,23 @@ def list_batches(
 ) -> dict[str, Any]:
     """Newest first. `after_id`: the page of older batches after that one; `before_id`: the
     page of newer ones just before it."""
-    query = select(BATCH).where(BATCH.c.tenant == caller.tenant, BATCH.c.id.like(ID_PREFIX + "%"))
-    keys = (BATCH.c.created_at, BATCH.c.id)
+    cursor, newest_first = None, True
     if after_id:
         cur = _row(request, caller, after_id)
-        query = query.where(
-            or_(keys[0] < cur.created_at, and_(keys[0] == cur.created_at, keys[1] < cur.id))
-        ).order_by(keys[0].desc(), keys[1].desc())
+        cursor = (cur.created_at, cur.id)
     elif before_id:
         cur = _row(request, caller, before_id)
-        query = query.where(
-            or_(keys[0] > cur.created_at, and_(keys[0] == cur.created_at, keys[1] > cur.id))
-        ).order_by(keys[0].asc(), keys[1].asc())
-    else:
-        query = query.order_by(keys[0].desc(), keys[1].desc())
+        # The nearest newer ones are the first past it in ascending order.
+        cursor, newest_first = (cur.created_at, cur.id), False
     with reading(request.app.state.engine) as conn:
-        rows = conn.execute(query.limit(limit + 1)).all()
+        rows = batch_page(
+            conn,
+            caller.tenant,
+            limit + 1,
+            after=cursor,
+            newest_first=newest_first,
+            id_prefix=ID_PREFIX,
+        )
     page = rows[:limit]
     if before_id and not after_id:
         page = page[::-1]  # nearest first was fetched; shown newest first

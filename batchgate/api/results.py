@@ -18,7 +18,7 @@ from batchgate.api.schemas import json_errors
 from batchgate.pipeline.output_lines import LineWriter
 from batchgate.store.db import reading
 from batchgate.store.finished import finished_since, head
-from batchgate.store.items import BATCH
+from batchgate.store.owned import owned_batch
 
 router = APIRouter(tags=["batches"])
 
@@ -55,7 +55,7 @@ def live_results(
     ),
     caller: Caller = Depends(current_caller),
 ) -> JSONLines:
-    owned_row(request, BATCH, "batch", batch_id, caller)
+    owned_row(request, owned_batch, "batch", batch_id, caller)
     engine = request.app.state.engine
     with reading(engine) as conn:
         top = head(conn, batch_id)

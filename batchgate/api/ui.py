@@ -12,14 +12,13 @@ import redis
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
 
 from batchgate.api.auth import Caller, current_caller
 from batchgate.money import usd_str
 from batchgate.routing.load import vendor_load
 from batchgate.store.db import reading
-from batchgate.store.items import BATCH
-from batchgate.store.stats import cost_by_model
+from batchgate.store.listing import batch_page
+from batchgate.store.progress import cost_by_model
 from batchgate.views import batch_object
 
 ASSETS = Path(__file__).resolve().parents[1] / "ui"  # package data
@@ -39,14 +38,8 @@ def overview(
 ) -> dict[str, Any]:
     """The caller's newest batches (with live cost by model while they run) and vendor load."""
     st = request.app.state
-    query = (
-        select(BATCH)
-        .where(BATCH.c.tenant == caller.tenant)
-        .order_by(BATCH.c.created_at.desc(), BATCH.c.id.desc())
-        .limit(limit)
-    )
     with reading(st.engine) as conn:
-        batches = [batch_object(conn, row) for row in conn.execute(query).all()]
+        batches = [batch_object(conn, row) for row in batch_page(conn, caller.tenant, limit)]
         for b in batches:
             if b["batchgate"]["models"] is None:  # running: the batch object has totals only
                 b["batchgate"]["models"] = {

@@ -20,7 +20,8 @@ from batchgate.api.errors import APIError
 from batchgate.api.files import BATCH_FILE_RETENTION, MAX_EXPIRY, MIN_EXPIRY
 from batchgate.api.schemas import errors
 from batchgate.filestore import TooLarge, new_id
-from batchgate.store.uploads import UPLOAD, finish_upload, insert_part, insert_upload, parts_of
+from batchgate.store.owned import owned_upload
+from batchgate.store.uploads import finish_upload, insert_part, insert_upload, parts_of
 from batchgate.views import file_object
 
 router = APIRouter(tags=["uploads"])
@@ -75,7 +76,7 @@ def upload_object(row: Any, file: dict[str, Any] | None = None) -> dict[str, Any
 
 
 def _pending(request: Request, caller: Caller, upload_id: str) -> Any:
-    row = owned_row(request, UPLOAD, "upload", upload_id, caller)
+    row = owned_row(request, owned_upload, "upload", upload_id, caller)
     state = upload_object(row)["status"]
     if state != "pending":
         raise APIError(
@@ -189,7 +190,7 @@ def complete_upload(
         raise APIError(400, f"Upload {upload_id} is no longer pending.", code="upload_not_pending")
     for part in parts.values():
         st.files.delete(part.path)
-    done = owned_row(request, UPLOAD, "upload", upload_id, caller)
+    done = owned_row(request, owned_upload, "upload", upload_id, caller)
     return upload_object(done, file_object(type("Row", (), file_row)))
 
 
@@ -204,4 +205,4 @@ def cancel_upload(
         raise APIError(400, f"Upload {upload_id} is no longer pending.", code="upload_not_pending")
     for part in parts.values():
         st.files.delete(part.path)
-    return upload_object(owned_row(request, UPLOAD, "upload", upload_id, caller))
+    return upload_object(owned_row(request, owned_upload, "upload", upload_id, caller))

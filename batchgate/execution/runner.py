@@ -509,7 +509,11 @@ class ChunkRun:
         if completion is not None:
             faults.fire(faults.CRASH_POINT, item.custom_id)
             self._finish(
-                item, "succeeded", served_deployment=dep.id, result=answer_of(completion, dep)
+                item,
+                "succeeded",
+                served_deployment=dep.id,
+                result=answer_of(completion, dep),
+                raw_body=completion.raw,
             )
         return cost_pusd
 

@@ -7,6 +7,7 @@ connections and the event loop are reused across tasks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -19,7 +20,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment, load_config
@@ -33,10 +33,10 @@ from batchgate.routing.budget import Budgets
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from batchgate.routing.probes import Probes
 from batchgate.settings import Settings, get_settings
-from batchgate.store import migrate
-from batchgate.store.db import make_engine, reading
+from batchgate.store import migrate, progress
+from batchgate.store.batches import batch_for_calls
+from batchgate.store.db import make_engine
 from batchgate.store.items import renew
-from batchgate.store.models import Attempt, Batch
 
 T = TypeVar("T")
 
@@ -78,6 +78,7 @@ class Runtime:
         self.redis = connect_async(settings.redis_url or "", max_connections=32)
         self.failing: set[str] = set()
         self._cooling: dict[tuple[str, ...], tuple[float, set[str]]] = {}
+        self._cooling_loads: dict[tuple[str, ...], asyncio.Future[set[str]]] = {}
         self.slots = Slots(self.redis, owner=self.worker_id)
         self.cooldowns = Cooldowns(self.redis)
         self.probes = Probes(self.redis)
@@ -106,18 +107,32 @@ class Runtime:
 
     async def cooling(self, deployment_ids: list[str]) -> set[str]:
         """Deployments out of rotation, as Redis said at most COOLING_CACHE_SECONDS ago: one
-        round trip per deployment set and interval instead of one per call."""
+        round trip per deployment set and interval instead of one per call. One load at a time:
+        the items starting while it is on its way await it (at zero latency, dozens)."""
         key = tuple(deployment_ids)
-        now = time.monotonic()
         hit = self._cooling.get(key)
-        if hit is not None and now - hit[0] < COOLING_CACHE_SECONDS:
+        if hit is not None and time.monotonic() - hit[0] < COOLING_CACHE_SECONDS:
             return hit[1]
-        found = await self.cooldowns.cooling(deployment_ids)
-        self._cooling[key] = (now, found)
+        loading = self._cooling_loads.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_cooling(key))
+            self._cooling_loads[key] = loading
+            loading.add_done_callback(functools.partial(self._cooling_loaded, key))
+        return await asyncio.shield(loading)  # a cancelled waiter must not cancel the others'
+
+    def _cooling_loaded(self, key: tuple[str, ...], loading: asyncio.Future[set[str]]) -> None:
+        if self._cooling_loads.get(key) is loading:  # not a newer load after forget_cooling
+            del self._cooling_loads[key]
+
+    async def _load_cooling(self, key: tuple[str, ...]) -> set[str]:
+        asked = time.monotonic()
+        found = await self.cooldowns.cooling(list(key))
+        self._cooling[key] = (asked, found)
         return found
 
     def forget_cooling(self) -> None:
         self._cooling.clear()
+        self._cooling_loads.clear()  # a load on its way may predate what made us forget
 
     def client(self, vendor: str) -> aiohttp.ClientSession:
         client = self._clients.get(vendor)
@@ -149,7 +164,7 @@ class Runtime:
         return info if info is not None else await self.batch(batch_id)
 
     async def _refresh_batch(self, batch_id: str, info: BatchInfo | None) -> BatchInfo | None:
-        row = await self.db(self._load_batch, batch_id)
+        row = await self.db(batch_for_calls, self.engine, batch_id)
         if row is None:
             return None
         endpoint, status, prices_json, expires_at, max_cost, validate_output, tenant, cache = row
@@ -169,34 +184,9 @@ class Runtime:
         )
         return fresh
 
-    def _load_batch(self, batch_id: str) -> tuple[Any, ...] | None:
-        t = Batch.__table__  # type: ignore[attr-defined]
-        with reading(self.engine) as conn:
-            row = conn.execute(
-                select(
-                    t.c.endpoint,
-                    t.c.status,
-                    t.c.price_table_json,
-                    t.c.expires_at,
-                    t.c.max_cost_usd,
-                    t.c.validate_output,
-                    t.c.tenant,
-                    t.c.cache,
-                ).where(t.c.id == batch_id)
-            ).first()
-        return tuple(row) if row else None
-
     def spent_pusd(self, batch_id: str) -> int:
         """What the attempt ledger says a batch has spent (seeds the budget counter)."""
-        t = Attempt.__table__  # type: ignore[attr-defined]
-        with reading(self.engine) as conn:
-            return int(
-                conn.execute(
-                    select(func.coalesce(func.sum(t.c.cost_pusd), 0)).where(
-                        t.c.batch_id == batch_id
-                    )
-                ).scalar_one()
-            )
+        return progress.spent_pusd(self.engine, batch_id)
 
 
 _runtime: Runtime | None = None

@@ -14,26 +14,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from batchgate.filestore import FileStore, new_id
 from batchgate.money import usd_str
 from batchgate.pipeline.lanes import lane_summary
 from batchgate.pipeline.output_lines import LineWriter
+from batchgate.store import batches as batch_store
 from batchgate.store import summary as summary_store
 from batchgate.store.answers import LINE_COLUMNS, line_rows
 from batchgate.store.attempts import reasks_by_item
-from batchgate.store.cache import cache_savings
 from batchgate.store.db import reading
-from batchgate.store.ingest import open_ingest
-from batchgate.store.items import BATCH, ITEM, has_pending
-from batchgate.store.models import File
+from batchgate.store.files import delete_file_rows
+from batchgate.store.items import ITEM, has_pending
 
-FILE = File.__table__  # type: ignore[attr-defined]
 ID, STATE = LINE_COLUMNS.index(ITEM.c.id), LINE_COLUMNS.index(ITEM.c.state)
 
 
@@ -53,19 +51,7 @@ def try_finalize(
     if has_pending(engine, batch_id):
         return False
     now = int(time.time())
-    # A batch cancelled mid-ingest waits for its partial items to be removed (store/ingest.py).
-    claimable = BATCH.c.status.in_(["in_progress", "cancelling"]) & ~open_ingest()
-    if stale_before is not None:
-        claimable = claimable | (
-            (BATCH.c.status == "finalizing") & (BATCH.c.finalizing_at < stale_before)
-        )
-    with engine.begin() as conn:
-        won = conn.execute(
-            update(BATCH)
-            .where(BATCH.c.id == batch_id, claimable)
-            .values(status="finalizing", finalizing_at=now)
-        ).rowcount
-    if not won:
+    if not batch_store.claim_finalize(engine, batch_id, now, stale_before):
         return False
     try:
         write_results(engine, files, batch_id, lease=now)
@@ -77,17 +63,7 @@ def try_finalize(
 def _renew(engine: Engine, batch_id: str, lease: int) -> int:
     """Move the finalize lease on; FinalizeLost if it is no longer ours."""
     new = max(lease, int(time.time()))
-    with engine.begin() as conn:
-        held = conn.execute(
-            update(BATCH)
-            .where(
-                BATCH.c.id == batch_id,
-                BATCH.c.status == "finalizing",
-                BATCH.c.finalizing_at == lease,
-            )
-            .values(finalizing_at=new)
-        ).rowcount
-    if not held:
+    if not batch_store.renew_finalize(engine, batch_id, lease, new):
         raise FinalizeLost(batch_id)
     return new
 
@@ -110,29 +86,15 @@ class _Written:
 def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -> None:
     """Write the output and error files and commit the batch's end, while holding `lease`
     (FinalizeLost, and nothing committed, if another finalizer took it)."""
-    with reading(engine) as conn:
-        batch = conn.execute(select(BATCH).where(BATCH.c.id == batch_id)).one()
+    batch = batch_store.batch_row(engine, batch_id)
     w = _Written(ids={"out": new_id("file-"), "err": new_id("file-")})
-    renewed = time.monotonic()
     with (
         files.atomic_writer(w.ids["out"]) as (out_rel, out_fp),
         files.atomic_writer(w.ids["err"]) as (err_rel, err_fp),
         reading(engine) as conn,
     ):
         w.rels = {"out": out_rel, "err": err_rel}
-        reasks = reasks_by_item(conn, batch_id)
-        blocks: dict[str, list[str]] = {"out": [], "err": []}
-        line = LineWriter().line
-        for rows in line_rows(conn, batch_id):
-            for row in rows:
-                state = row[STATE]
-                key = "out" if state == "succeeded" else "err"
-                blocks[key].append(line(row, reasks.get(row[ID], 0)))
-                w.expired = w.expired or state == "expired"
-                w.cancelled = w.cancelled or state == "cancelled"
-                if time.monotonic() - renewed > FINALIZE_RENEW_SECONDS:
-                    lease, renewed = _renew(engine, batch_id, lease), time.monotonic()
-            _flush(w, blocks, {"out": out_fp, "err": err_fp})
+        lease = _write_lines(engine, conn, batch_id, lease, w, {"out": out_fp, "err": err_fp})
     summary = summarize(engine, batch_id)
     try:
         _commit_end(engine, batch, lease, w, summary)
@@ -142,22 +104,61 @@ def write_results(engine: Engine, files: FileStore, batch_id: str, lease: int) -
         raise
     if not w.lines["err"]:
         files.delete(err_rel)
-        with engine.begin() as conn:
-            conn.execute(FILE.delete().where(FILE.c.id == w.ids["err"]))
+        delete_file_rows(engine, [w.ids["err"]])
     refresh_summary(engine, batch_id, seen=summary["attempt_rows"])
 
 
-def _flush(w: _Written, blocks: dict[str, list[str]], fps: dict[str, BinaryIO]) -> None:
-    """Write a block of lines to each file: one encode, write and hash per block, not per line."""
-    for key, texts in blocks.items():
-        if not texts:
+def _write_lines(
+    engine: Engine,
+    conn: Connection,
+    batch_id: str,
+    lease: int,
+    w: _Written,
+    fps: dict[str, BinaryIO],
+) -> int:
+    """Build the batch's lines a block at a time into its two files, renewing the lease as it
+    goes (FinalizeLost if it was taken over); returns the lease as last renewed."""
+    renewed = time.monotonic()  # about when `lease` was taken or last renewed
+    reasks = reasks_by_item(conn, batch_id)
+    failures: set[str] = set()  # the states of the lines that did not succeed
+    encoded = LineWriter().encoded
+    # A block is written and hashed on a thread (both release the GIL for large buffers) while
+    # the next one is read and built; one block in flight keeps memory flat.
+    written: Future[None] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="batchgate-finalize") as writer:
+        for rows in line_rows(conn, batch_id):
+            # Checked once a block (~5,000 lines, well under a second), not once a line.
+            if time.monotonic() - renewed > FINALIZE_RENEW_SECONDS:
+                lease, renewed = _renew(engine, batch_id, lease), time.monotonic()
+            out: list[bytes] = []
+            err: list[bytes] = []
+            for row in rows:
+                line = encoded(row, reasks.get(row[ID], 0))
+                state = row[STATE]
+                if state == "succeeded":
+                    out.append(line)
+                else:
+                    err.append(line)
+                    failures.add(state)
+            if written is not None:
+                written.result()
+            written = writer.submit(_flush, w, {"out": out, "err": err}, fps)
+        if written is not None:
+            written.result()  # raises what the write raised, before anything is committed
+    w.expired, w.cancelled = "expired" in failures, "cancelled" in failures
+    return lease
+
+
+def _flush(w: _Written, blocks: dict[str, list[bytes]], fps: dict[str, BinaryIO]) -> None:
+    """Write a block of lines to each file: one join, write and hash per block, not per line."""
+    for key, lines in blocks.items():
+        if not lines:
             continue
-        data = "".join(texts).encode("utf-8")
+        data = b"".join(lines)
         fps[key].write(data)
         w.shas[key].update(data)
         w.sizes[key] += len(data)
-        w.lines[key] += len(texts)
-        texts.clear()
+        w.lines[key] += len(lines)
 
 
 def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: dict) -> None:
@@ -171,47 +172,34 @@ def _commit_end(engine: Engine, batch: Any, lease: int, w: _Written, summary: di
     else:
         status = "expired" if w.expired else "completed"
     stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "completed": "completed_at"}
-    with engine.begin() as conn:
-        held = conn.execute(
-            update(BATCH)
-            .where(
-                BATCH.c.id == batch.id,
-                BATCH.c.status == "finalizing",
-                BATCH.c.finalizing_at == lease,
-            )
-            .values(
-                status=status,
-                output_file_id=w.ids["out"],
-                error_file_id=w.ids["err"] if w.lines["err"] else None,
-                completed_count=w.lines["out"],
-                failed_count=w.lines["err"],
-                summary_json=json.dumps(summary),
-                **{stamp[status]: now},
-            )
-        ).rowcount
-        if not held:
-            raise FinalizeLost(batch.id)  # rolls the transaction back
-        conn.execute(
-            FILE.insert(),
-            [
-                {
-                    "id": w.ids[key],
-                    "tenant": batch.tenant,
-                    "purpose": "batch_output",
-                    "filename": f"{batch.id}_{'output' if key == 'out' else 'error'}.jsonl",
-                    "bytes": w.sizes[key],
-                    "line_count": w.lines[key],
-                    "sha256": w.shas[key].hexdigest(),
-                    "created_at": now,
-                    "expires_at": now + batch.output_expires_seconds
-                    if batch.output_expires_seconds
-                    else None,
-                    "path": w.rels[key],
-                    "status": "processed",
-                }
-                for key in ("out", "err")
-            ],
-        )
+    values = {
+        "status": status,
+        "output_file_id": w.ids["out"],
+        "error_file_id": w.ids["err"] if w.lines["err"] else None,
+        "completed_count": w.lines["out"],
+        "failed_count": w.lines["err"],
+        "summary_json": json.dumps(summary),
+        stamp[status]: now,
+    }
+    expires = now + batch.output_expires_seconds if batch.output_expires_seconds else None
+    rows = [
+        {
+            "id": w.ids[key],
+            "tenant": batch.tenant,
+            "purpose": "batch_output",
+            "filename": f"{batch.id}_{'output' if key == 'out' else 'error'}.jsonl",
+            "bytes": w.sizes[key],
+            "line_count": w.lines[key],
+            "sha256": w.shas[key].hexdigest(),
+            "created_at": now,
+            "expires_at": expires,
+            "path": w.rels[key],
+            "status": "processed",
+        }
+        for key in ("out", "err")
+    ]
+    if not batch_store.end_finalized(engine, batch.id, lease, values, rows):
+        raise FinalizeLost(batch.id)
 
 
 def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> bool:
@@ -221,15 +209,7 @@ def refresh_summary(engine: Engine, batch_id: str, seen: int | None = None) -> b
         with reading(engine) as conn:
             if summary_store.attempt_rows(conn, batch_id) == seen:
                 return False  # the usual case, asked after every finalize: one count, no summary
-    summary = summarize(engine, batch_id)
-    with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                update(BATCH)
-                .where(BATCH.c.id == batch_id, BATCH.c.summary_json.is_not(None))
-                .values(summary_json=json.dumps(summary))
-            ).rowcount
-        )
+    return summary_store.rewrite_summary(engine, batch_id, json.dumps(summarize(engine, batch_id)))
 
 
 def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
@@ -237,12 +217,13 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
     with reading(engine) as conn:
         ledger = summary_store.ledger_by_model(conn, batch_id)
         lines = summary_store.lines_by_model(conn, batch_id)
-        hits, saved = cache_savings(conn, batch_id)
+        lanes = lane_summary(conn, batch_id)
     by_model = [r[:7] for r in ledger if r[1]]  # models with paid calls (not only lost ones)
     dup_pusd, dup_calls, lost, rows = (sum(int(r[i]) for r in ledger) for i in range(7, 11))
     lines_by_model = {r[0]: int(r[1]) for r in lines}
     budget = sum(int(r[2]) for r in lines)
     fallbacks = sum(int(r[3]) for r in lines)
+    hits, saved = (sum(int(r[i]) for r in lines) for i in (4, 5))
     models = {}
     total_pusd = 0
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cached_tokens": 0}
@@ -262,8 +243,6 @@ def summarize(engine: Engine, batch_id: str) -> dict[str, Any]:
             "unpriced": bool(unp),
         }
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
-    with reading(engine) as conn:
-        lanes = lane_summary(conn, batch_id)
     return {
         "lanes": lanes,
         "cost_usd": usd_str(total_pusd),

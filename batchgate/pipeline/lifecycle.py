@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import time
 
-from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
-from batchgate.store.finished import next_seq
 from batchgate.store.ingest import conclude_in, has_items
-from batchgate.store.items import BATCH, ITEM
+from batchgate.store.stopping import end_queued, start_cancelling
 
 CANCELLED = {
     "code": "batch_cancelled",
@@ -30,12 +28,7 @@ def cancel(engine: Engine, files: FileStore, batch_id: str) -> bool:
     """Move a running batch to `cancelling`; returns False if it was not cancellable."""
     now = int(time.time())
     with engine.begin() as conn:
-        moved = conn.execute(
-            update(BATCH)
-            .where(BATCH.c.id == batch_id, BATCH.c.status.in_(("validating", "in_progress")))
-            .values(status="cancelling", cancelling_at=now)
-            .returning(BATCH.c.in_progress_at, BATCH.c.ingest_lease_until)
-        ).first()
+        moved = start_cancelling(conn, batch_id, now)
         if moved is None:
             return False
         if moved.in_progress_at is None and moved.ingest_lease_until is not None:
@@ -62,30 +55,14 @@ def cancel_queued_items(engine: Engine, batch_id: str) -> int:
 def expire_items(engine: Engine, batch_id: str) -> int:
     """End the queued items of a batch past its window; running ones finish or expire later."""
     with engine.begin() as conn:
-        return _end_queued(conn, batch_id, "expired", EXPIRED_ERROR)
+        return end_queued(conn, batch_id, "expired", EXPIRED_ERROR)
 
 
 def stop_for_budget(engine: Engine, batch_id: str, error: dict[str, str]) -> int:
     """End every not-yet-started item of a batch whose budget is spent: one error line each."""
     with engine.begin() as conn:
-        return _end_queued(conn, batch_id, "failed", json.dumps(error))
+        return end_queued(conn, batch_id, "failed", json.dumps(error))
 
 
 def _cancel_queued(conn: Connection, batch_id: str) -> int:
-    return _end_queued(conn, batch_id, "cancelled", CANCELLED_ERROR)
-
-
-def _end_queued(conn: Connection, batch_id: str, state: str, error_json: str) -> int:
-    """Every queued item of the batch (and every one waiting on a vendor job, whose late
-    results are then fenced off) ends in `state` with one error line; running ones are left
-    to their holders."""
-    return conn.execute(
-        update(ITEM)
-        .where(ITEM.c.batch_id == batch_id, ITEM.c.state.in_(("queued", "vendor")))
-        .values(
-            state=state,
-            error_json=error_json,
-            finished_at=time.time(),
-            finish_seq=next_seq(conn, batch_id),
-        )
-    ).rowcount
+    return end_queued(conn, batch_id, "cancelled", CANCELLED_ERROR)

@@ -1,10 +1,11 @@
-"""The output-file line of a finished item, as text: what finalize writes and live results send.
+"""The output-file line of a finished item: what finalize writes and live results send.
 
-Finalize writes up to a million of these, so a line is not built as a dict and encoded: its text
-is a template around the stored response body (`store/answers.py`), spliced in unparsed. The
-text is exactly `json.dumps(line, ensure_ascii=False)` of the line as an object (keys, order
-and spacing), for rows of either storage shape; `tests/unit/test_output_lines.py` holds it to
-that. The only JSON parsed per line is the answer without its body (~150 bytes), by orjson.
+Finalize writes up to a million of these, so a line is not built as a dict and encoded: it is a
+bytes template around the stored response body (`store/answers.py`), spliced in unparsed (and,
+read as bytes, never decoded). The line is exactly `json.dumps(line, ensure_ascii=False)` of the
+line as an object (keys, order and spacing) in UTF-8, for rows of either storage shape;
+`tests/unit/test_output_lines.py` holds it to that. The only JSON parsed per line is the answer
+without its body (~150 bytes), by orjson.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ import orjson
 
 from batchgate.money import usd_str
 
+# Bytes templates: finalize writes bytes, and a line built as bytes around the body as read
+# (UTF-8, never decoded) skips the decode of every body and the encode of every line.
 _LINE = (
-    '{"id": "batch_req_%012d", "custom_id": %s, "response": %s, "error": %s, "batchgate": '
-    '{"index": %d, %s, "attempts": %d, "reasks": %d, "tried": %s, "usage": {"input_tokens": %d, '
-    '"output_tokens": %d, "cache_read_tokens": %d, "cache_write_tokens": %d}, '
-    '"cost_usd": "%s", "unpriced": %s, "cached": %s, "lane": %s}}\n'
+    b'{"id": "batch_req_%012d", "custom_id": %s, "response": %s, "error": %s, "batchgate": '
+    b'{"index": %d, %s, "attempts": %d, "reasks": %d, "tried": %s, "usage": {"input_tokens": %d, '
+    b'"output_tokens": %d, "cache_read_tokens": %d, "cache_write_tokens": %d}, '
+    b'"cost_usd": "%s", "unpriced": %s, "cached": %s, "lane": %s}}\n'
 )
-_WHO = '"model": %s, "vendor": %s, "deployment": %s, "provider_model": %s'
-_RESPONSE = '{"status_code": %s, "request_id": %s, "body": %s}'
+_WHO = b'"model": %s, "vendor": %s, "deployment": %s, "provider_model": %s'
+_RESPONSE = b'{"status_code": %s, "request_id": %s, "body": %s}'
 _PICO = 10**12
 
 
@@ -50,33 +53,41 @@ def _enc(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _usd(pusd: int) -> str:
-    """`usd_str` without Decimal (the same text for every non-negative amount)."""
+def _benc(value: Any) -> bytes:
+    """`_enc` as UTF-8."""
+    return _enc(value).encode("utf-8")
+
+
+def _usd(pusd: int) -> bytes:
+    """`usd_str` without Decimal (the same text for every non-negative amount), as bytes."""
     if pusd < 0:
-        return usd_str(pusd)
-    return f"{pusd // _PICO}.{pusd % _PICO:012d}"
+        return usd_str(pusd).encode("ascii")
+    return b"%d.%012d" % (pusd // _PICO, pusd % _PICO)
 
 
 class LineWriter:
-    """Builds line texts from `store.answers.LINE_COLUMNS` rows. Holds the encodings of the few
-    values every line repeats (model, vendor, deployment, tried list), so keep one per batch."""
+    """Builds lines from `store.answers.LINE_COLUMNS` rows (the body as text or as UTF-8 bytes).
+    Holds the encodings of the few values every line repeats (model, vendor, deployment, tried
+    list, status code), so keep one per batch."""
 
     def __init__(self) -> None:
-        self._strings: dict[Any, str] = {}
-        self._tried: dict[str, str] = {}
-        self._whos: dict[tuple[Any, ...], str] = {}
+        self._values: dict[Any, bytes] = {}
+        self._tried: dict[str, bytes] = {}
+        self._whos: dict[tuple[Any, ...], bytes] = {}
 
-    def _s(self, value: Any) -> str:
-        if type(value) is not str:
-            return _enc(value)
-        text = self._strings.get(value)
+    def _s(self, value: Any) -> bytes:
+        """A repeated value (string or status code) as JSON, encoded once."""
+        kind = type(value)
+        if kind is not str and kind is not int:  # not remembered (and 1, 1.0, True share a key)
+            return _benc(value)
+        text = self._values.get(value)
         if text is None:
-            if len(self._strings) > _MEMO:
-                self._strings.clear()
-            text = self._strings[value] = encode_basestring(value)
+            if len(self._values) > _MEMO:
+                self._values.clear()
+            text = self._values[value] = _benc(value)
         return text
 
-    def _who(self, alias: str, vendor: str, served: Any, provider_model: Any) -> str:
+    def _who(self, alias: str, vendor: str, served: Any, provider_model: Any) -> bytes:
         """The model, vendor, deployment and provider model members, rendered once per set."""
         key = (alias, vendor, served, provider_model)
         try:
@@ -84,14 +95,18 @@ class LineWriter:
         except KeyError:
             pass
         except TypeError:  # a provider model that is not a string: not remembered
-            return _WHO % (_enc(alias), _enc(vendor), _enc(served), _enc(provider_model))
+            return _WHO % tuple(map(_benc, key))
         if len(self._whos) > _MEMO:
             self._whos.clear()
         text = self._whos[key] = _WHO % tuple(map(self._s, key))
         return text
 
     def line(self, row: Any, reasks: int = 0) -> str:
-        """The line of one row, newline included."""
+        """The line of one row as text, newline included."""
+        return self.encoded(row, reasks).decode("utf-8")
+
+    def encoded(self, row: Any, reasks: int = 0) -> bytes:
+        """The line of one row in UTF-8, newline included (what the output files hold)."""
         (id_, idx, custom_id, state, alias, vendor, served, attempts, tried_json) = row[:9]
         (tin, tout, tcr, tcw, cost, unpriced, cached, result_json, body, error_json) = row[9:]
         result = _loads(result_json) if result_json else None
@@ -100,22 +115,25 @@ class LineWriter:
         if tried is None:  # re-encoded once per distinct list: stored with ensure_ascii
             if len(self._tried) > _MEMO:
                 self._tried.clear()
-            tried = self._tried[tried_json] = json.dumps(json.loads(tried_json), ensure_ascii=False)
+            tried = json.dumps(json.loads(tried_json), ensure_ascii=False).encode("utf-8")
+            self._tried[tried_json] = tried
         lane = (result or error or {}).get("lane") or "online"
         if state == "succeeded" and result is not None:
             if body is None:  # a row from before `response_body`
                 body = json.dumps(result["body"], ensure_ascii=False)
+            if type(body) is str:
+                body = body.encode("utf-8")
             response = _RESPONSE % (
-                _enc(result.get("status_code", 200)),
-                _enc(result.get("request_id")),
+                self._s(result.get("status_code", 200)),
+                _benc(result.get("request_id")),
                 body,
             )
-            error_text = "null"
+            error_text = b"null"
         else:
             response, error_text = _failure(state, error)
         return _LINE % (
             id_,
-            encode_basestring(custom_id),
+            encode_basestring(custom_id).encode("utf-8"),
             response,
             error_text,
             idx,
@@ -128,14 +146,14 @@ class LineWriter:
             tcr,
             tcw,
             _usd(cost),
-            "true" if unpriced else "false",
-            "true" if cached else "false",
+            b"true" if unpriced else b"false",
+            b"true" if cached else b"false",
             self._s(lane),
         )
 
 
-def _failure(state: str, error: dict[str, Any] | None) -> tuple[str, str]:
-    """The `response` and `error` texts of a line that did not succeed."""
+def _failure(state: str, error: dict[str, Any] | None) -> tuple[bytes, bytes]:
+    """The `response` and `error` members of a line that did not succeed, in UTF-8."""
     error = error or {"code": state, "message": f"request {state}"}
     response: dict[str, Any] | None = None
     if error.get("status_code"):
@@ -151,6 +169,8 @@ def _failure(state: str, error: dict[str, Any] | None) -> tuple[str, str]:
             },
         }
     return (
-        json.dumps(response, ensure_ascii=False),
-        json.dumps({"code": error["code"], "message": error["message"]}, ensure_ascii=False),
+        json.dumps(response, ensure_ascii=False).encode("utf-8"),
+        json.dumps({"code": error["code"], "message": error["message"]}, ensure_ascii=False).encode(
+            "utf-8"
+        ),
     )

@@ -14,25 +14,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import try_finalize
 from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, clear_abandoned
 from batchgate.pipeline.lifecycle import cancel_queued_items, expire_items
-from batchgate.store.db import reading
-from batchgate.store.ingest import mark_enqueued, open_ingest, take_over_abandoned
-from batchgate.store.items import ATTEMPT, BATCH, ITEM
+from batchgate.store.batches import batches_to_settle
+from batchgate.store.due import due_items, queued_vendors
+from batchgate.store.ingest import mark_enqueued, take_over_abandoned
+from batchgate.store.leases import lease_owners, release_expired_leases
+from batchgate.store.validating import expire_validating, take_over_lapsed
 
 log = logging.getLogger(__name__)
 
 FINALIZE_STALE_SECONDS = 120
-ENQUEUE_LIMIT = 100_000
 MAX_INGEST_ATTEMPTS = 3
 SWEEP_INTERVAL_SECONDS = 300.0  # partial uploads are swept this often, not every round
 
@@ -93,81 +92,10 @@ def worker_of(owner: str) -> str:
 
 def release_dead_owners(engine: Engine, now: float, watch: DeathWatch) -> int:
     """Release, now, the leases held by worker processes known dead."""
-    with reading(engine) as conn:
-        owners = set(
-            conn.execute(
-                select(ITEM.c.lease_owner).where(ITEM.c.state == "running").distinct()
-            ).scalars()
-        )
-    dead = watch.dead({o for o in owners if o}, now)
+    dead = watch.dead(lease_owners(engine), now)
     if not dead:
         return 0
     return release_expired_leases(engine, now, owners=dead)
-
-
-def release_expired_leases(engine: Engine, now: float, owners: set[str] | None = None) -> int:
-    """Release leases past their end (or, with `owners`, every lease those owners hold)."""
-    which = ITEM.c.lease_until < now if owners is None else ITEM.c.lease_owner.in_(sorted(owners))
-    with engine.begin() as conn:
-        rows = conn.execute(
-            update(ITEM)
-            .where(ITEM.c.state == "running", which)
-            .values(state="queued", lease_owner=None, lease_until=None, enqueued_at=None)
-            .returning(ITEM.c.id, ITEM.c.batch_id, ITEM.c.alias, ITEM.c.vendor)
-        ).all()
-        if rows:
-            # The holder died: it may have paid for a call we never saw. Count it, never hide it.
-            conn.execute(
-                insert(ATTEMPT),
-                [
-                    {
-                        "item_id": r.id,
-                        "batch_id": r.batch_id,
-                        "alias": r.alias,
-                        "deployment_id": "",
-                        "vendor": r.vendor,
-                        "started_at": now,
-                        "finished_at": now,
-                        "status": "lost",
-                        "duplicate": True,
-                    }
-                    for r in rows
-                ],
-            )
-    return len(rows)
-
-
-def due_items(
-    engine: Engine, now: float, stale_before: float, idle_vendors: set[str]
-) -> dict[tuple[str, str], list[int]]:
-    """Queued items of running batches that need a message: never enqueued (or deferred and now
-    due), or enqueued long ago on a vendor queue that is now empty (the message was lost)."""
-    running = select(BATCH.c.id).where(BATCH.c.status == "in_progress", BATCH.c.expires_at > now)
-    # Two index range scans on (state, enqueued_at) rather than one OR that walks every queued
-    # row: a large backlog is queued and enqueued, and must cost nothing here.
-    wanted = [ITEM.c.enqueued_at.is_(None)]
-    if idle_vendors:
-        wanted.append(
-            and_(ITEM.c.enqueued_at < stale_before, ITEM.c.vendor.in_(sorted(idle_vendors)))
-        )
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    with reading(engine) as conn:
-        for condition in wanted:
-            rows = conn.execute(
-                select(ITEM.c.id, ITEM.c.batch_id, ITEM.c.vendor)
-                .where(
-                    ITEM.c.state == "queued",
-                    condition,
-                    or_(ITEM.c.not_before.is_(None), ITEM.c.not_before <= now),
-                    ITEM.c.batch_id.in_(running),
-                )
-                .limit(ENQUEUE_LIMIT)
-            ).all()
-            for item_id, batch_id, vendor in rows:
-                groups[(batch_id, vendor)].append(item_id)
-    for ids in groups.values():
-        ids.sort()  # ids follow input order within a batch
-    return groups
 
 
 def reconcile_once(
@@ -189,12 +117,7 @@ def reconcile_once(
         report.released += release_dead_owners(engine, now, deaths)
 
     if not vendors:
-        with reading(engine) as conn:
-            vendors = set(
-                conn.execute(
-                    select(ITEM.c.vendor).where(ITEM.c.state == "queued").distinct()
-                ).scalars()
-            )
+        vendors = queued_vendors(engine)
     idle = {v for v in vendors if queue_length(v) == 0}
     for (batch_id, vendor), ids in due_items(
         engine, now, now - stale_enqueue_seconds, idle
@@ -226,14 +149,7 @@ def reconcile_once(
         except Exception:
             log.exception("reconciler: clearing the ingest of %s failed", batch_id)
 
-    with reading(engine) as conn:
-        active = conn.execute(
-            select(BATCH.c.id, BATCH.c.status, BATCH.c.expires_at, BATCH.c.finalizing_at).where(
-                BATCH.c.status.in_(("in_progress", "cancelling", "finalizing")),
-                ~open_ingest(),  # cancelled mid-ingest: its ingest removes the items first
-            )
-        ).all()
-    for batch_id, status, expires_at, finalizing_at in active:
+    for batch_id, status, expires_at, finalizing_at in batches_to_settle(engine):
         if status == "in_progress" and expires_at <= now:
             report.expired += expire_items(engine, batch_id)
         if status == "cancelling":
@@ -248,54 +164,23 @@ def reconcile_once(
     return report
 
 
-def expire_validating(engine: Engine, now: float) -> int:
-    """Batches still validating past their window end `expired` (they have no items)."""
-    with engine.begin() as conn:
-        return conn.execute(
-            update(BATCH)
-            .where(BATCH.c.status == "validating", BATCH.c.expires_at <= now)
-            .values(status="expired", expired_at=int(now))
-        ).rowcount
+# What a batch whose ingest kept dying reports.
+_FAILED = json.dumps(
+    {
+        "object": "list",
+        "data": [
+            {
+                "code": "ingest_failed",
+                "message": f"reading the input file failed {MAX_INGEST_ATTEMPTS} times",
+                "line": None,
+                "param": None,
+            }
+        ],
+    }
+)
 
 
 def take_over_ingests(engine: Engine, now: float) -> list[str]:
     """Claim the validating batches whose ingest lease lapsed (one claimer wins each), and fail
     those whose ingest was started MAX_INGEST_ATTEMPTS times already."""
-    lapsed = and_(
-        BATCH.c.status == "validating",
-        or_(BATCH.c.ingest_lease_until.is_(None), BATCH.c.ingest_lease_until < now),
-    )
-    with engine.begin() as conn:
-        conn.execute(
-            update(BATCH)
-            .where(lapsed, BATCH.c.ingest_attempts >= MAX_INGEST_ATTEMPTS)
-            .values(
-                status="failed",
-                failed_at=int(now),
-                errors_json=json.dumps(
-                    {
-                        "object": "list",
-                        "data": [
-                            {
-                                "code": "ingest_failed",
-                                "message": f"reading the input file failed "
-                                f"{MAX_INGEST_ATTEMPTS} times",
-                                "line": None,
-                                "param": None,
-                            }
-                        ],
-                    }
-                ),
-            )
-        )
-        return list(
-            conn.execute(
-                update(BATCH)
-                .where(lapsed)
-                .values(
-                    ingest_attempts=BATCH.c.ingest_attempts + 1,
-                    ingest_lease_until=now + INGEST_LEASE_SECONDS,
-                )
-                .returning(BATCH.c.id)
-            ).scalars()
-        )
+    return take_over_lapsed(engine, now, now + INGEST_LEASE_SECONDS, MAX_INGEST_ATTEMPTS, _FAILED)

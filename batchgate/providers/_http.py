@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 
 from batchgate.errors import (
     InvalidRequest,
@@ -127,11 +128,43 @@ async def send(
 
 
 def _encode(request: HttpRequest) -> bytes:
+    """Compact UTF-8 JSON. orjson first (a fifth of json's cost); json for what orjson refuses
+    (integers past 64 bits) and to refuse what neither may send. Bodies passed strict parsing, so
+    orjson never meets the NaN it would write as null."""
+    try:
+        return orjson.dumps(request.json)
+    except TypeError:
+        pass
     try:
         text = json.dumps(request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(f"request body cannot be sent as JSON: {exc}") from None
     return text.encode()
+
+
+def _decode(raw: bytes) -> Any:
+    """JSON of a response body: orjson, or json for what only json reads (NaN, UTF-16, integers
+    past 64 bits). Raises ValueError."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def _one_line(raw: bytes) -> str | None:
+    """The body's text, fit to store and splice into a JSONL line, or None. Literal CR and LF
+    can only be whitespace between tokens in valid JSON (inside strings they are escapes), so
+    a pretty-printed body becomes one line by turning them into spaces."""
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    if "\n" in text or "\r" in text:
+        text = text.translate(_NEWLINES)
+    return text if text.startswith("{") else None
+
+
+_NEWLINES = {10: 32, 13: 32}
 
 
 async def _exchange(
@@ -173,7 +206,7 @@ def _success(
     request_id: str | None,
 ) -> Completion:
     try:
-        payload = json.loads(raw)
+        payload = _decode(raw)
     except ValueError:
         err = _errors.malformed(adapter.vendor, "body is not valid JSON", request_id=request_id)
         raise _scrub(err, target, status) from None
@@ -192,6 +225,8 @@ def _success(
         ) from None
     completion.status_code = status
     completion.request_id = completion.request_id or request_id
+    if completion.body is payload or completion.body == payload:
+        completion.raw = _one_line(raw)
     return completion
 
 

@@ -116,6 +116,9 @@ class Completion:
     request_id: str | None = None
     provider_model: str | None = None
     status_code: int = 200
+    # The vendor's body as it came, on one line, when `body` is that body unchanged: stored and
+    # written into the output file as received instead of encoded again (None: encode `body`).
+    raw: str | None = None
 
 
 class Adapter(ABC):

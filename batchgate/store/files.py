@@ -1,8 +1,11 @@
-"""File-row queries the retention sweep runs: which files have expired, and removing them."""
+"""File rows: storing an uploaded or written file, deleting one the API is asked to, and the
+retention sweep's (which files have expired, and removing them)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import exists, select
 from sqlalchemy.engine import Engine
 
 from batchgate.store.db import reading
@@ -10,6 +13,22 @@ from batchgate.store.items import BATCH
 from batchgate.store.models import File
 
 FILE = File.__table__  # type: ignore[attr-defined]
+
+
+def insert_file(engine: Engine, row: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(FILE.insert().values(**row))
+
+
+def delete_unless_read(engine: Engine, file_id: str) -> bool:
+    """Delete a file's row, unless a validating batch is reading the file (its ingest would be
+    left with no input): then nothing changes and the answer is False."""
+    being_read = exists().where(BATCH.c.input_file_id == file_id, BATCH.c.status == "validating")
+    with engine.begin() as conn:
+        if conn.execute(select(being_read)).scalar():
+            return False
+        conn.execute(FILE.delete().where(FILE.c.id == file_id))
+    return True
 
 
 def expired_files(engine: Engine, now: float, limit: int) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from batchgate.jsonl import loads_stored
 from batchgate.store.answers import body_text, result_text
 from batchgate.store.cache import CacheRow
 from batchgate.store.cache import put as put_cached
@@ -75,6 +76,7 @@ class ItemUpdate:
     tried: list[str]
     chain: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None
+    raw_body: str | None = None  # the result's body as the vendor sent it (`Completion.raw`)
     error: dict[str, Any] | None = None
     served_deployment: str | None = None
     not_before: float | None = None
@@ -215,7 +217,7 @@ def _claim(
             batch_id=r.batch_id,
             idx=r.idx,
             custom_id=r.custom_id,
-            body=json.loads(r.body),
+            body=loads_stored(r.body),
             alias=r.alias,
             vendor=r.vendor,
             chain=json.loads(r.chain_json),
@@ -295,36 +297,25 @@ def apply_in(
         if u.id not in held:
             continue
         s = spend.get(u.id, [0, 0, 0, 0, 0, 0])
-        params.append(
-            {
-                "b_id": u.id,
-                "b_owner": owner,
-                "b_state": u.state,
-                "b_attempts": u.attempts,
-                "b_model_attempts": u.model_attempts,
-                "b_alias": u.alias,
-                "b_vendor": u.vendor,
-                "b_chain_pos": u.chain_pos,
-                "b_tried": json.dumps(u.tried),
-                "b_chain": json.dumps(u.chain),
-                "b_result": result_text(u.result),
-                "b_body": body_text(u.result),
-                "b_error": json.dumps(u.error) if u.error is not None else None,
-                "b_served": u.served_deployment,
-                "b_not_before": u.not_before,
-                "b_enqueued_at": u.enqueued_at,
-                "b_finished_at": u.finished_at,
-                "b_finish_seq": (seqs[batch_of[u.id]] if u.state in TERMINAL_ITEM_STATES else None),
-                "b_cached": u.cached,
-                "b_saved": u.saved_pusd,
-                "d_cost": s[0],
-                "d_in": s[1],
-                "d_out": s[2],
-                "d_cr": s[3],
-                "d_cw": s[4],
-                "d_unpriced": bool(s[5]),
-            }
+        row = {f"b_{f}": getattr(u, f) for f in _PLAIN}
+        row.update(
+            b_id=u.id,
+            b_owner=owner,
+            b_tried_json=json.dumps(u.tried),
+            b_chain_json=json.dumps(u.chain),
+            b_result_json=result_text(u.result),
+            b_response_body=u.raw_body if u.raw_body is not None else body_text(u.result),
+            b_error_json=json.dumps(u.error) if u.error is not None else None,
+            b_finish_seq=seqs[batch_of[u.id]] if u.state in TERMINAL_ITEM_STATES else None,
+            b_cache_saved_pusd=u.saved_pusd,
+            d_cost=s[0],
+            d_in=s[1],
+            d_out=s[2],
+            d_cr=s[3],
+            d_cw=s[4],
+            d_unpriced=bool(s[5]),
         )
+        params.append(row)
     if params:
         executemany(conn, _APPLY_UPDATE, params)
     return result
@@ -344,36 +335,36 @@ _HELD = (
     .with_for_update()
 )
 _INSERT_ATTEMPT = insert(ATTEMPT).values({k: bindparam(k) for k in AttemptRow.__slots__})
+# The outcome's columns that `ItemUpdate` holds as they are stored (the same names); the rest are
+# encoded (JSON, the answer's two columns) or derived (finish order, spend added to the item's).
+_PLAIN = [f for f in ItemUpdate.__slots__ if f != "id" and f in ITEM.c]
+_ENCODED = [
+    "tried_json",
+    "chain_json",
+    "result_json",
+    "response_body",
+    "error_json",
+    "finish_seq",
+    "cache_saved_pusd",
+]
+_ADDED = {
+    "cost_pusd": "d_cost",
+    "input_tokens": "d_in",
+    "output_tokens": "d_out",
+    "cache_read_tokens": "d_cr",
+    "cache_write_tokens": "d_cw",
+}
 _APPLY_UPDATE = (
     update(ITEM)
     .where(ITEM.c.id == bindparam("b_id"), ITEM.c.lease_owner == bindparam("b_owner"))
     .values(
-        state=bindparam("b_state"),
-        attempts=bindparam("b_attempts"),
-        model_attempts=bindparam("b_model_attempts"),
-        alias=bindparam("b_alias"),
-        vendor=bindparam("b_vendor"),
-        chain_pos=bindparam("b_chain_pos"),
-        tried_json=bindparam("b_tried"),
-        chain_json=bindparam("b_chain"),
-        result_json=bindparam("b_result"),
-        response_body=bindparam("b_body"),
-        error_json=bindparam("b_error"),
-        served_deployment=bindparam("b_served"),
-        not_before=bindparam("b_not_before"),
-        enqueued_at=bindparam("b_enqueued_at"),
-        finished_at=bindparam("b_finished_at"),
-        finish_seq=bindparam("b_finish_seq"),
-        cached=bindparam("b_cached"),
-        cache_saved_pusd=bindparam("b_saved"),
-        lease_owner=null(),
-        lease_until=null(),
-        cost_pusd=ITEM.c.cost_pusd + bindparam("d_cost"),
-        input_tokens=ITEM.c.input_tokens + bindparam("d_in"),
-        output_tokens=ITEM.c.output_tokens + bindparam("d_out"),
-        cache_read_tokens=ITEM.c.cache_read_tokens + bindparam("d_cr"),
-        cache_write_tokens=ITEM.c.cache_write_tokens + bindparam("d_cw"),
-        unpriced=ITEM.c.unpriced | bindparam("d_unpriced"),
+        {
+            **{c: bindparam(f"b_{c}") for c in [*_PLAIN, *_ENCODED]},
+            **{c: ITEM.c[c] + bindparam(d) for c, d in _ADDED.items()},
+            "unpriced": ITEM.c.unpriced | bindparam("d_unpriced"),
+            "lease_owner": null(),
+            "lease_until": null(),
+        }
     )
 )
 

@@ -69,18 +69,3 @@ def call_latency(conn: Connection, bounds: Sequence[float]) -> list[Latency]:
         .group_by(ATTEMPT.c.vendor)
     ).all()
     return [Latency(r[0], [int(x or 0) for x in r[3:]], int(r[1]), float(r[2])) for r in rows]
-
-
-def cost_by_model(conn: Connection, batch_id: str) -> dict[str, tuple[int, int, bool]]:
-    """A running batch's spend so far per model alias: (calls, picodollars, any unpriced)."""
-    rows = conn.execute(
-        select(
-            ATTEMPT.c.alias,
-            func.count(),
-            func.coalesce(func.sum(ATTEMPT.c.cost_pusd), 0),
-            func.max(case((ATTEMPT.c.unpriced.is_(True), 1), else_=0)),
-        )
-        .where(ATTEMPT.c.batch_id == batch_id, ATTEMPT.c.status != "lost")
-        .group_by(ATTEMPT.c.alias)
-    ).all()
-    return {alias: (int(n), int(pusd), bool(unp)) for alias, n, pusd, unp in rows}

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from batchgate.config import Config, Deployment
@@ -19,8 +18,7 @@ from batchgate.providers.batch_azure import AzureBatchWire
 from batchgate.providers.batch_base import BatchWire
 from batchgate.providers.batch_gemini import GeminiBatchWire
 from batchgate.providers.batch_openai import OpenAIBatchWire
-from batchgate.store.db import reading
-from batchgate.store.items import BATCH
+from batchgate.store.batches import batch_for_lane
 
 # (batch_id, vendor, ids) → messages sent: how lines going online are enqueued at once.
 Enqueue = Callable[[str, str, list[int]], Any]
@@ -64,16 +62,7 @@ class Lane:
         return Target.of(dep, deadline=HTTP_TIMEOUT)
 
     def batch(self, batch_id: str) -> Any:
-        with reading(self.engine) as conn:
-            return conn.execute(
-                select(
-                    BATCH.c.id,
-                    BATCH.c.status,
-                    BATCH.c.expires_at,
-                    BATCH.c.validate_output,
-                    BATCH.c.price_table_json,
-                ).where(BATCH.c.id == batch_id)
-            ).first()
+        return batch_for_lane(self.engine, batch_id)
 
     def prices(self, batch: Any) -> PriceTable:
         table = self._prices.get(batch.id)

@@ -18,6 +18,8 @@ from batchgate.filestore import FileStore
 from batchgate.pipeline.finalize import write_results
 from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
 from batchgate.store import migrate
+from batchgate.store.answers import LINE_COLUMNS, line_rows
+from batchgate.store.db import reading
 from batchgate.store.items import BATCH, ITEM, ItemUpdate, apply, claim
 from tests.integration.stored_files import upload
 
@@ -39,8 +41,17 @@ def _body(i: int) -> dict:
     return {"id": f"c{i}", "choices": [{"message": {"content": f"Grüße {i} — 你好"}}], "n": 1.0}
 
 
-def _finished_batch(env, n: int) -> str:  # type: ignore[no-untyped-def]
-    """A batch of `n` lines recorded by `apply` (every third one failed), not yet finalized."""
+def _raw(i: int) -> str:
+    """The body of line `i` as a vendor might spell it (no JSON encoder here writes this)."""
+    content = "Gr\\u00fc\\u00dfe " + str(i)
+    return (
+        '{"id":"c' + str(i) + '",  "choices":[{"message":{"content":"' + content + '"}}], "n":1.0}'
+    )
+
+
+def _finished_batch(env, n: int, raw: bool = False) -> str:  # type: ignore[no-untyped-def]
+    """A batch of `n` lines recorded by `apply` (every third one failed), not yet finalized;
+    with `raw`, each answer carries the body text as received (`Completion.raw`)."""
     settings, engine, files = env
     lines = [
         {
@@ -69,6 +80,7 @@ def _finished_batch(env, n: int) -> str:  # type: ignore[no-untyped-def]
             result=None
             if c.idx % 3 == 2
             else {"status_code": 200, "request_id": f"r{c.idx}", "body": _body(c.idx)},
+            raw_body=_raw(c.idx) if raw and c.idx % 3 != 2 else None,
             error={"code": "bad_request", "message": "no", "status_code": 400}
             if c.idx % 3 == 2
             else None,
@@ -117,6 +129,15 @@ def test_apply_stores_the_body_once_in_its_own_column(env) -> None:  # type: ign
             assert json.loads(r.result_json) == {"status_code": 200, "request_id": f"r{r.idx}"}
 
 
+def test_apply_stores_the_body_as_the_vendor_sent_it(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, files = env
+    batch_id = _finished_batch(env, 3, raw=True)
+    rows = _rows(engine, batch_id)
+    assert [r.response_body for r in rows] == [_raw(0), _raw(1), None]
+    out = _finalize(engine, files, batch_id)["out"].decode("utf-8").splitlines()
+    assert f'"body": {_raw(1)}}}' in out[1]  # not parsed and encoded again
+
+
 def test_finalize_splices_the_stored_body_byte_for_byte(env) -> None:  # type: ignore[no-untyped-def]
     _, engine, files = env
     batch_id = _finished_batch(env, 4)
@@ -131,6 +152,27 @@ def test_finalize_splices_the_stored_body_byte_for_byte(env) -> None:  # type: i
     assert [json.loads(x)["custom_id"] for x in out] == ["c0", "c1", "c3"]
     assert f'"body": {stored}}}' in out[1]
     assert json.loads(out[0])["response"]["body"] == _body(0)
+
+
+def test_finalize_reads_the_body_as_its_utf8_bytes_escapes_and_all(env) -> None:  # type: ignore[no-untyped-def]
+    _, engine, _ = env
+    batch_id = _finished_batch(env, 3)
+    stored = json.dumps({"t": 'a "q" \\ \n \\x00 — 你好 🎉'}, ensure_ascii=False)
+    assert "\\" in stored  # backslashes, which a cast to bytea would read as escapes
+    with engine.begin() as conn:
+        conn.execute(
+            update(ITEM)
+            .where(ITEM.c.batch_id == batch_id, ITEM.c.idx == 1)
+            .values(response_body=stored)
+        )
+    body = LINE_COLUMNS.index(ITEM.c.response_body)
+    with reading(engine) as conn:
+        rows = [row for block in line_rows(conn, batch_id) for row in block]
+    assert [r[body] for r in rows] == [
+        json.dumps(_body(0), ensure_ascii=False).encode("utf-8"),
+        stored.encode("utf-8"),
+        None,  # the failed line
+    ]
 
 
 def test_rows_from_before_the_body_column_finalize_to_the_same_bytes(env) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from batchgate import names
+from batchgate.routing import slots as slots_module
 from batchgate.routing.limits import Cooldowns, RateWindow, Slots
 from tests.integration.valkey_fixture import valkey_url  # noqa: F401  (a pytest fixture)
 
@@ -143,13 +144,17 @@ def test_waiters_queue_in_fifo_order_locally(valkey_url: str) -> None:  # noqa: 
 
 def test_a_released_slot_goes_to_a_local_waiter_without_a_round_trip(
     valkey_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scope = _name("vendor")
+    # A hand-on window far longer than the test: on a loaded machine the second past the
+    # acquisition (the default window) can go by before the release, and that is the other path.
+    monkeypatch.setattr(slots_module, "HANDOFF_MAX_AGE", 60.0)
 
     async def body(r: Redis) -> tuple[bool, int, int, int]:
         slots = Slots(r)
-        first = await slots.acquire(scope, 1, ttl=30)
-        waiter = asyncio.create_task(slots.acquire(scope, 1, ttl=30))
+        first = await slots.acquire(scope, 1, ttl=1200)
+        waiter = asyncio.create_task(slots.acquire(scope, 1, ttl=1200))
         await _eventually(lambda: _true(_queued(slots)), timeout=5)
         await r.config_resetstat()
         await slots.release(scope, first)

@@ -469,8 +469,8 @@ def test_a_slow_finalizer_renews_its_lease_and_is_not_finalized_twice(  # type: 
     batch_id = _all_done(env, 5)
     started = int(time.time()) - 200  # a finalizer writing for 200 s already (a huge batch)
     _finalizing_since(engine, batch_id, started)
-    monkeypatch.setattr(finalize, "FINALIZE_RENEW_SECONDS", -1.0)  # renew after every line
-    real_line, takeovers = LineWriter.line, []
+    monkeypatch.setattr(finalize, "FINALIZE_RENEW_SECONDS", -1.0)  # renew at every check
+    real_line, takeovers = LineWriter.encoded, []
 
     def line_then_reconciler_looks(self, row, *rest):  # type: ignore[no-untyped-def]
         if row[LINE_COLUMNS.index(ITEM.c.idx)] == 2:  # mid-write, the reconciler looks
@@ -478,7 +478,7 @@ def test_a_slow_finalizer_renews_its_lease_and_is_not_finalized_twice(  # type: 
             takeovers.append(finalize.try_finalize(engine, files, batch_id, stale_before=stale))
         return real_line(self, row, *rest)
 
-    monkeypatch.setattr(LineWriter, "line", line_then_reconciler_looks)
+    monkeypatch.setattr(LineWriter, "encoded", line_then_reconciler_looks)
     finalize.write_results(engine, files, batch_id, lease=started)
     assert takeovers == [False]  # the renewed lease said: alive
     with engine.connect() as conn:

@@ -8,6 +8,7 @@ test puts into the target's api_base.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,6 +44,13 @@ ANTHROPIC_MESSAGE = {
     "stop_reason": "end_turn",
     "usage": {"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 10},
 }
+# Pretty-printed, CRLF, a number json would write as 1.5 and an escape it would write as é.
+PRETTY = (
+    b'{\r\n  "id": "chatcmpl-2",\r\n  "object": "chat.completion",\r\n  "model": "gpt-test",'
+    b'\n  "choices": [{"index": 0, "message": {"role": "assistant", "content": "caf\\u00e9\\n"},'
+    b' "finish_reason": "stop"}],\n  "score": 1.50,\n'
+    b'  "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}\n}\n'
+)
 
 seen: list[web.Request] = []
 
@@ -81,6 +89,8 @@ async def _handler(request: web.Request) -> web.StreamResponse:
     mode = request.match_info["mode"]
     if mode == "ok":
         return web.json_response(COMPLETION, headers={"x-request-id": "req-42"})
+    if mode == "pretty":
+        return web.Response(body=PRETTY, content_type="application/json")
     if mode == "anthropic":
         return web.json_response(ANTHROPIC_MESSAGE, headers={"request-id": "req-a"})
     if mode == "trickle":
@@ -165,6 +175,22 @@ def test_anthropic_success_over_the_wire() -> None:
     assert result.body["choices"][0]["message"]["content"] == "bonjour"
     assert result.usage.input_tokens == 15 and result.request_id == "req-a"
     assert seen[0].headers["x-api-key"] == KEY and seen[0].headers["anthropic-version"]
+
+
+def test_a_body_passed_through_keeps_the_vendors_text_on_one_line() -> None:
+    result = call("pretty")
+    assert isinstance(result, Completion)
+    assert result.raw is not None and "\n" not in result.raw and "\r" not in result.raw
+    # The vendor's own spelling, not an encoding of the parsed body (which would say 1.5, é).
+    assert '"score": 1.50' in result.raw and "caf\\u00e9\\n" in result.raw
+    assert json.loads(result.raw) == result.body
+    assert result.body["choices"][0]["message"]["content"] == "café\n"
+
+
+def test_a_translated_body_has_no_raw_text() -> None:
+    result = call("anthropic", vendor="anthropic")
+    assert isinstance(result, Completion)
+    assert result.raw is None  # the body is OpenAI-shaped now, not what Anthropic sent
 
 
 def test_trickling_server_is_cut_off_at_the_deadline() -> None:

@@ -167,3 +167,14 @@ def test_a_body_with_a_lone_surrogate_is_stored_escaped() -> None:
     text = body_text(answer) or ""
     text.encode("utf-8")  # storable
     assert json.loads(text) == answer["body"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_line_from_the_body_read_as_bytes_is_the_line_in_utf8(name: str) -> None:
+    """Finalize reads the body as its UTF-8 bytes (`store.answers.line_rows`) and writes bytes."""
+    row = CASES[name]
+    text = LineWriter().line(tuple(row[c.name] for c in LINE_COLUMNS), 2)
+    body = row["response_body"]
+    as_read = {**row, "response_body": None if body is None else body.encode("utf-8")}
+    line = LineWriter().encoded(tuple(as_read[c.name] for c in LINE_COLUMNS), 2)
+    assert isinstance(line, bytes) and line == text.encode("utf-8")
