@@ -1,7 +1,7 @@
-"""Whole-batch queries: a batch's items in input order (streamed), where a stored file lives,
-deleting a batch, the batch rows the vendor batch lane, the reconciler and the workers' calls
-read, and the finalize lease (claiming a batch to finalize, renewing the claim, ending the batch
-under it)."""
+"""Whole-batch queries: creating a batch and reading its status, its items in input order
+(streamed), where a stored file lives, deleting a batch, the batch rows the vendor batch lane,
+the reconciler and the workers' calls read, and the finalize lease (claiming a batch to
+finalize, renewing the claim, ending the batch under it)."""
 
 from __future__ import annotations
 
