@@ -6,6 +6,7 @@ import ipaddress
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import typer
@@ -193,16 +194,18 @@ def serve(
 
     Example:  batchgate serve --data-dir .batchgate --port 8001
     """
-    import uvicorn
-
-    from batchgate.api.app import create_app
+    from batchgate.api.server import server_argv, server_env
 
     settings = _settings(config, data_dir)
-    cfg = _load(settings)
-    _check_keys(cfg, host, port)
+    _check_keys(_load(settings), host, port)
     settings = _attached(settings)
     migrate_or_exit(settings)
-    uvicorn.run(create_app(settings, cfg), host=host, port=port, log_level="warning")
+    # The checks above need the CLI and Alembic; serving needs neither: the same process (pid,
+    # signals, process group) goes on as the lean server, ~16 MB smaller (batchgate.api.server).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = server_argv(host, port)
+    os.execve(argv[0], argv, {**os.environ, **server_env(settings)})
 
 
 def worker(
