@@ -11,6 +11,7 @@ from __future__ import annotations
 from array import array
 
 _EMPTY_SLOTS = 1 << 10
+_MAX_I = 2**32 - 1
 
 
 class FirstLines:
@@ -18,7 +19,9 @@ class FirstLines:
 
     def __init__(self) -> None:
         self._blob = bytearray()  # every id's UTF-8, back to back
-        self._ends = array("Q")  # id k is blob[ends[k - 1] : ends[k]] (from 0 for k = 0)
+        # id k is blob[ends[k - 1] : ends[k]] (from 0 for k = 0); 4-byte offsets until the blob
+        # passes 4 GiB (no upload limit allows that by default), then 8-byte ones.
+        self._ends = array("I")
         self._lines = array("I")  # the line of id k
         self._slots = array("I", bytes(4 * _EMPTY_SLOTS))  # k + 1 of an id, 0: free
         self._mask = _EMPTY_SLOTS - 1
@@ -37,6 +40,8 @@ class FirstLines:
                 return self._lines[k - 1]
             i = (i + 1) & mask
         blob += data
+        if len(blob) > _MAX_I and ends.typecode == "I":
+            ends = self._ends = array("Q", ends)
         ends.append(len(blob))
         self._lines.append(line)
         slots[i] = len(self._lines)

@@ -431,6 +431,9 @@ class FilePass:
                 break
         if not stopped and v.requests == 0:
             v.add(None, "empty_file", "the file has no requests (blank lines do not count)")
+        # Every line is read: the id table (~35 MB at 1M lines) must not stay alive through the
+        # ingest's last group, the price pinning and the enqueue.
+        v.seen = FirstLines()
         kept = errors[: limits.max_errors]
         self.report = Report(
             ok=not kept,

@@ -35,11 +35,17 @@ _PG_DEAD_PEER_OPTIONS = (
 )
 
 
-def make_engine(url: str, *, idle_transaction_seconds: float = 60.0) -> Engine:
+def make_engine(
+    url: str, *, idle_transaction_seconds: float = 60.0, sqlite_cache_kib: int | None = None
+) -> Engine:
     """`idle_transaction_seconds` (PostgreSQL): how long a writer's transaction may sit idle
     before the server ends it. A host that dies mid-transaction without closing its socket
     (power cut, partition) would otherwise keep its row locks until TCP keepalive notices,
-    hours later, and every other writer to that batch would wait on them."""
+    hours later, and every other writer to that batch would wait on them.
+
+    `sqlite_cache_kib` (SQLite): each pooled connection's page cache (SQLite's default is
+    2 MiB). The API sets it small: every connection that serves a status poll fills its own,
+    and the OS page cache holds the same pages anyway."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -53,6 +59,8 @@ def make_engine(url: str, *, idle_transaction_seconds: float = 60.0) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            if sqlite_cache_kib is not None:
+                cur.execute(f"PRAGMA cache_size=-{int(sqlite_cache_kib)}")
             cur.close()
 
         @event.listens_for(engine, "begin")

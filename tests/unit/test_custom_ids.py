@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from batchgate import custom_ids
 from batchgate.custom_ids import FirstLines
 
 
@@ -26,3 +29,15 @@ def test_ids_in_the_same_slot_are_told_apart() -> None:
         assert seen.first(str(line), line) == line
     for line in range(1, 3000):
         assert seen.first(str(line), 10_000) == line
+
+
+def test_offsets_widen_past_four_gib(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 4-byte offsets keep the table small; a blob past their range switches to 8-byte ones
+    # (a limit of 40 bytes stands in for 4 GiB here).
+    monkeypatch.setattr(custom_ids, "_MAX_I", 40)
+    seen = FirstLines()
+    ids = [f"request-{i}" for i in range(50)]
+    for line, cid in enumerate(ids, 1):
+        assert seen.first(cid, line) == line
+    assert seen._ends.typecode == "Q"
+    assert [seen.first(cid, 999) for cid in ids] == list(range(1, 51))
