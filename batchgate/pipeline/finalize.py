@@ -26,14 +26,11 @@ from batchgate.pipeline.lanes import lane_summary
 from batchgate.pipeline.output_lines import LineWriter
 from batchgate.store import batches as batch_store
 from batchgate.store import summary as summary_store
-from batchgate.store.answers import LINE_COLUMNS, line_rows
+from batchgate.store.answers import ID_AT, STATE_AT, line_rows
 from batchgate.store.attempts import reasks_by_item
 from batchgate.store.db import reading
 from batchgate.store.files import delete_file_rows
-from batchgate.store.items import ITEM, has_pending
-
-ID, STATE = LINE_COLUMNS.index(ITEM.c.id), LINE_COLUMNS.index(ITEM.c.state)
-
+from batchgate.store.items import has_pending
 
 # The finalizer's lease: `finalizing_at`, renewed while it writes, fencing its last write.
 FINALIZE_RENEW_SECONDS = 20.0
@@ -133,8 +130,8 @@ def _write_lines(
             out: list[bytes] = []
             err: list[bytes] = []
             for row in rows:
-                line = encoded(row, reasks.get(row[ID], 0))
-                state = row[STATE]
+                line = encoded(row, reasks.get(row[ID_AT], 0))
+                state = row[STATE_AT]
                 if state == "succeeded":
                     out.append(line)
                 else:

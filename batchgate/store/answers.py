@@ -43,6 +43,9 @@ LINE_COLUMNS = (
     ITEM.c.error_json,
 )
 
+# Where a row's id and state are, for callers that read rows without the table's columns.
+ID_AT, STATE_AT = LINE_COLUMNS.index(ITEM.c.id), LINE_COLUMNS.index(ITEM.c.state)
+
 FETCH = 5000  # rows per driver fetch (and per server round trip on PostgreSQL)
 
 
