@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+)
 
 from batchgate import redaction
 from batchgate.config import load_config
 from batchgate.errors import ConfigError
+from batchgate.memory import return_big_blocks
 from batchgate.queueing import make_celery
 from batchgate.settings import get_settings
 from batchgate.store import migrate
@@ -32,6 +38,13 @@ def _schema_before_start(**_: object) -> None:
         raise SystemExit(2) from None
     finally:
         engine.dispose()
+
+
+@worker_process_init.connect
+def _return_big_blocks(**_: object) -> None:
+    """In each pool process, where the calls run and a batch's last chunk finalizes it (blocks of
+    output lines, fetched pages): big blocks are unmapped when freed (`batchgate.memory`)."""
+    return_big_blocks()
 
 
 @after_setup_logger.connect

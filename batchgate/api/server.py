@@ -10,20 +10,16 @@ as `batchgate up` passes them to every child, and the address from argv.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import logging
 import sys
 
+from batchgate.memory import return_big_blocks
 from batchgate.settings import Settings
 
 MODULE = "batchgate.api.server"
 # What `batchgate serve` may have taken from flags or from a running `up` rather than the
 # environment: passed on in the environment, which is where this process reads its settings.
 _PASSED = ("config", "data_dir", "redis_url", "broker_url", "database_url")
-# glibc's mallopt parameters (malloc.h), and the threshold both get.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-BIG_BLOCK = 128 * 1024
 
 
 def server_env(settings: Settings) -> dict[str, str]:
@@ -38,18 +34,6 @@ def server_env(settings: Settings) -> dict[str, str]:
 
 def server_argv(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", MODULE, "--host", host, "--port", str(port)]
-
-
-def return_big_blocks() -> None:
-    """Blocks of 128 KiB and more (the ingest's custom_id table, fetched pages, read buffers)
-    each get a mapping of their own, unmapped when freed. glibc's default raises the threshold
-    to the largest block freed so far (up to 32 MiB), and big blocks then come from the heap,
-    where one freed below a live block stays resident: on a 1M-line ingest, ~12 MB of the API's
-    peak RSS (157 -> 145 MB). Nothing to do on a libc without mallopt."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, BIG_BLOCK)  # also ends the threshold's raising
-        libc.mallopt(_M_TRIM_THRESHOLD, BIG_BLOCK)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -98,8 +98,12 @@ libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = Info
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-if sys.argv[1] == "server":
-    from batchgate.api.server import return_big_blocks
+if sys.argv[1] == "worker":
+    from celery.signals import worker_process_init
+    import workers.celery
+    worker_process_init.send(sender=None)
+elif sys.argv[1] == "server":
+    from batchgate.memory import return_big_blocks
     return_big_blocks()
 libc.free(libc.malloc(8 << 20))
 before = libc.mallinfo2().hblks
@@ -111,8 +115,13 @@ print(libc.mallinfo2().hblks - before)
 def test_the_server_gives_big_blocks_their_own_mapping_even_after_a_bigger_free() -> None:
     def mapped(mode: str) -> str:
         argv = [sys.executable, "-c", MAPPED_AFTER_A_BIG_FREE, mode]
-        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+        # The workers' app reads its settings at import; nothing is contacted.
+        env = {**os.environ, "BATCHGATE_REDIS_URL": "redis://127.0.0.1:1/0"}
+        return subprocess.run(
+            argv, capture_output=True, text=True, check=True, env=env
+        ).stdout.strip()
 
     # glibc's default: the freed 8 MiB block raised the threshold, the 1 MiB one is in the heap.
     assert mapped("default") == "0"
     assert mapped("server") == "1"
+    assert mapped("worker") == "1"  # each worker pool process, as Celery starts it
