@@ -50,7 +50,9 @@ def fresh_postgres(server_url: str) -> Iterator[str]:
 
 
 # autovacuum's defaults: a table is vacuumed once its dead rows pass 50 + 20% of its rows; the
-# launcher looks every minute (autovacuum_naptime), we look more often on smaller runs.
+# launcher looks every minute (autovacuum_naptime), we look more often on smaller runs. Its
+# vacuums are throttled (autovacuum_vacuum_cost_delay 2 ms per 200 cost units) and so is ours:
+# an unthrottled VACUUM of a million-row table competes with the run for the disk and the CPU.
 _VACUUM_BASE, _VACUUM_SCALE, _LOOK_EVERY = 50, 0.2, 5.0
 _DEAD = """SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables"""
 
@@ -72,6 +74,8 @@ def _stand_in_autovacuum(url: str) -> Iterator[None]:
         while not stop.wait(_LOOK_EVERY):
             try:
                 with admin.connect() as conn:
+                    conn.execute(text("SET vacuum_cost_delay = '2ms'"))
+                    conn.execute(text("SET vacuum_cost_limit = 200"))
                     for table, live, dead in conn.execute(text(_DEAD)).all():
                         if dead > _VACUUM_BASE + _VACUUM_SCALE * live:
                             conn.execute(text(f'VACUUM (ANALYZE) "{table}"'))

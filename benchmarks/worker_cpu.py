@@ -6,12 +6,14 @@ simulator runs in a child process and Valkey in its own, so this process's CPU t
 Wall-clock lines/s are printed too, but on a loaded machine only the CPU figure is comparable.
 
     python benchmarks/worker_cpu.py --lines 20000
+    python benchmarks/worker_cpu.py --database-url postgresql://root@127.0.0.1:5432/test
     py-spy record -o flame.svg -- python benchmarks/worker_cpu.py     # a profile of the same
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from batchgate.pipeline.ingest import BatchRequest, create_batch, ingest
 from batchgate.settings import Settings
 from batchgate.store import migrate
 from batchgate.store.db import make_engine
+from benchmarks._backends import fresh_postgres
 from tests.integration.stored_files import upload
 from tests.integration.valkey_fixture import running_valkey
 
@@ -118,6 +121,11 @@ def _redis_calls(url: str) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=20_000)
+    ap.add_argument(
+        "--database-url",
+        help="a PostgreSQL server: the run gets a fresh database bench_<random> there "
+        "(default: a SQLite file in a temporary directory)",
+    )
     args = ap.parse_args()
     ports: Any = multiprocessing.get_context("spawn").Queue()
     sim = multiprocessing.get_context("spawn").Process(
@@ -125,8 +133,13 @@ def main() -> None:
     )
     sim.start()
     sim_url = f"http://127.0.0.1:{ports.get(timeout=60)}"
-    with tempfile.TemporaryDirectory() as tmp, running_valkey() as redis_url:
-        url = f"sqlite:///{tmp}/bg.db"
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        redis_url = stack.enter_context(running_valkey())
+        if args.database_url:
+            url = stack.enter_context(fresh_postgres(args.database_url))
+        else:
+            url = f"sqlite:///{tmp}/bg.db"
         rt = _runtime(Path(tmp), url, redis_url, sim_url)
         batch_id, first = _batch(rt, args.lines)
         run = ChunkRun(rt, "openai", lambda *a: None)
