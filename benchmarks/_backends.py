@@ -5,8 +5,8 @@ changed: every table the run writes lives in a `bench_<random>` database of its 
 
 A server running with `autovacuum = off` (this machine's) never clears the dead row versions
 that every claim and outcome leave: a million-line batch then slows to a stall (Run D). While
-such a server serves a benchmark database, a stand-in vacuums it as a default server's
-autovacuum would (a table whose dead rows pass 50 + 20% of its live ones), and says so.
+such a server serves a benchmark database, a stand-in vacuums and analyzes it as a default
+server's autovacuum would (its thresholds and its throttle), and says so.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def fresh_postgres(server_url: str) -> Iterator[str]:
 # vacuums are throttled (autovacuum_vacuum_cost_delay 2 ms per 200 cost units) and so is ours:
 # an unthrottled VACUUM of a million-row table competes with the run for the disk and the CPU.
 _VACUUM_BASE, _VACUUM_SCALE, _LOOK_EVERY = 50, 0.2, 5.0
-_DEAD = """SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables"""
+# ... and analyzed once the rows changed since its last ANALYZE (inserts too) pass 50 + 10%:
+# without it the planner plans the claims on a just-filled million-row table as on an empty one.
+_ANALYZE_BASE, _ANALYZE_SCALE = 50, 0.1
+_DEAD = """SELECT relname, n_live_tup, n_dead_tup, n_mod_since_analyze FROM pg_stat_user_tables"""
 
 
 @contextlib.contextmanager
@@ -76,9 +79,11 @@ def _stand_in_autovacuum(url: str) -> Iterator[None]:
                 with admin.connect() as conn:
                     conn.execute(text("SET vacuum_cost_delay = '2ms'"))
                     conn.execute(text("SET vacuum_cost_limit = 200"))
-                    for table, live, dead in conn.execute(text(_DEAD)).all():
+                    for table, live, dead, changed in conn.execute(text(_DEAD)).all():
                         if dead > _VACUUM_BASE + _VACUUM_SCALE * live:
                             conn.execute(text(f'VACUUM (ANALYZE) "{table}"'))
+                        elif changed > _ANALYZE_BASE + _ANALYZE_SCALE * live:
+                            conn.execute(text(f'ANALYZE "{table}"'))
             except Exception as exc:  # the database may be going away with its system
                 print(f"  (stand-in vacuum: {type(exc).__name__})", file=sys.stderr)
 
