@@ -201,4 +201,7 @@ class TcpForwarder:
                 with contextlib.suppress(Exception):
                     dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        # Cancelled when the relay stops: asyncio's server would log the cancellation of each
+        # open connection's handler as an error (a screen of tracebacks at every teardown).
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
