@@ -92,7 +92,9 @@ class ChunkRun:
         self._tasks: set[asyncio.Task[None]] = set()
         self._backing_off = 0  # items sleeping out a retry delay: they hold no slot
         self._changed = asyncio.Event()  # an item finished or started backing off
-        self._ended: set[int] = set()  # items whose outcome this run has handed to the recorder
+        # Items running here whose outcome is with the recorder already (dropped when their task
+        # ends: a task that refills for minutes runs hundreds of thousands of items).
+        self._ended: set[int] = set()
         self._held: dict[str, int] = {}  # items of each batch this chunk runs now
         self._finalizing: set[asyncio.Task[None]] = set()
 
@@ -172,10 +174,11 @@ class ChunkRun:
             )
             self._tasks.add(task)
             self._held[item.batch_id] = self._held.get(item.batch_id, 0) + 1
-            task.add_done_callback(functools.partial(self._on_done, item.batch_id))
+            task.add_done_callback(functools.partial(self._on_done, item.batch_id, item.id))
 
-    def _on_done(self, batch_id: str, task: asyncio.Task[None]) -> None:
+    def _on_done(self, batch_id: str, item_id: int, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._ended.discard(item_id)
         self._held[batch_id] -= 1
         if not self._held[batch_id]:
             # This chunk holds no more of the batch: it may be done now. A small batch served

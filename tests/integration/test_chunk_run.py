@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from batchgate.execution.runner import ChunkRun
 from batchgate.execution.runtime import Runtime
 from batchgate.simulator.server import RunningSimulator
 from batchgate.store.db import make_engine
@@ -26,6 +27,25 @@ def test_a_chunk_claims_the_rest_of_its_batch_as_items_finish(
     report = run_chunk(rt, batch_id, ids[:LIMIT])  # the message carried the first chunk only
     assert report.claimed == 40 and report.succeeded == 40
     assert sim.stats()["total"]["calls"] == 40
+
+
+def test_a_long_refilling_chunk_keeps_nothing_per_finished_item(
+    rt: Runtime,
+    sim: RunningSimulator,
+) -> None:
+    # A task refills for minutes and may run hundreds of thousands of items: what it keeps
+    # about each must go when the item's own task ends (a pool process peaked at 165 MB).
+    batch_id, ids = new_batch(rt, [f"hello {i}" for i in range(40)])
+    run = ChunkRun(rt, "openai", lambda *a: None)
+    try:
+        report = rt.run(run.run(batch_id, ids[:LIMIT]))
+    finally:
+        rt.run(rt.client("openai").close())
+        rt.run(rt.redis.aclose())
+        rt.loop.close()
+        rt.engine.dispose()
+    assert report.succeeded == 40
+    assert run._ended == set() and run._tasks == set() and run.in_flight == set()
 
 
 def test_items_waiting_out_a_retry_after_do_not_hold_up_the_rest(
