@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import yaml
 
 from batchgate.broker import free_port
@@ -71,7 +70,8 @@ def test_serve_execs_the_lean_server_with_the_settings_of_its_flags(
             assert models.status_code == 200
             assert [m["id"] for m in models.json()["data"]] == ["m"]
             # The same pid, now the server module (not the CLI that checked and migrated).
-            assert psutil.Process(proc.pid).cmdline()[1:3] == ["-m", "batchgate.api.server"]
+            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[1:3] == [b"-m", b"batchgate.api.server"]
             # --data-dir reached it: the upload lands in that data dir's database and files.
             up = http.post(
                 "/v1/files",
