@@ -8,15 +8,20 @@ embedded Valkey are reached over the virtual network. Two scenarios, each with 1
 hosts in the same run:
   latency   200 ms, vendor limit 256: vendor-side lines/s vs C/L (target >= 0.95 for both: the
             vendor limit is the ceiling, wherever the workers run)
-  zero      zero latency, limit 64: end-to-end lines/s (target: two hosts no slower than one)
+  zero      zero latency, limit 64: end-to-end lines/s (target: two hosts no slower than one),
+            twice: each host with 2 pool processes (so two hosts run twice the processes on
+            the same cores), and with the pool processes split (2 on one host, 1 + 1 on two)
 Both hosts share this machine's 2 cores, so the zero-latency figure shows what coordination
-across hosts costs, not what a second machine's CPU would add.
+across hosts costs, not what a second machine's CPU would add. Each run reports the CPU
+seconds per line of every part (host/process, PostgreSQL's server, Valkey, and this process,
+which holds the relay that carries PostgreSQL's traffic to the hosts).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -27,9 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import psutil  # noqa: E402
+
 from batchgate.broker import start_valkey  # noqa: E402
 from batchgate.routing.epoch import begin_epoch  # noqa: E402
-from tests.conftest import _pg_database, _pg_drop  # noqa: E402
+from benchmarks._backends import fresh_postgres  # noqa: E402
+from benchmarks._system import Sampler  # noqa: E402
 from tests.e2e.harness import TERMINAL, wait_for  # noqa: E402
 from tests.multihost.cluster import Cluster  # noqa: E402
 from tests.multihost.netns import Network, unavailable  # noqa: E402
@@ -37,11 +45,46 @@ from tests.multihost.netns import Network, unavailable  # noqa: E402
 DEFAULT_PG = "postgresql://root@127.0.0.1:5432/test"
 
 
+def _postmaster() -> int | None:
+    """The PostgreSQL server's parent process: its children are the sessions serving us."""
+    for p in psutil.process_iter(["name", "ppid"]):
+        if p.info["name"] == "postgres" and p.info["ppid"] == 1:
+            return p.pid
+    return None
+
+
+def _cpu_per_line(sampler: Sampler, lines: int) -> dict[str, float]:
+    """CPU ms per line by part, largest first; `*/child` are a process's children."""
+    roles = sampler.by_role()
+    return {
+        role: round(r["cpu_s"] * 1000 / lines, 3)
+        for role, r in sorted(roles.items(), key=lambda kv: -kv[1]["cpu_s"])
+        if r["cpu_s"] > 0
+    }
+
+
 def run(
-    pg_base: str, worker_hosts: int, limit: int, latency_ms: float, lines: int
+    pg_base: str,
+    worker_hosts: int,
+    limit: int,
+    latency_ms: float,
+    lines: int,
+    worker_concurrency: int = 2,
 ) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bg-multihost-"))
-    url, name = _pg_database(pg_base)
+    with fresh_postgres(pg_base) as url:
+        return _run(root, url, worker_hosts, limit, latency_ms, lines, worker_concurrency)
+
+
+def _run(
+    root: Path,
+    url: str,
+    worker_hosts: int,
+    limit: int,
+    latency_ms: float,
+    lines: int,
+    worker_concurrency: int,
+) -> dict[str, Any]:
     net = Network()
     redis_url, valkey = start_valkey(root / "redis", bind=net.gateway)
     begin_epoch(redis_url)  # fresh, no worker yet: no restart grace
@@ -55,8 +98,13 @@ def run(
             latency_ms=latency_ms,
             worker_hosts=worker_hosts,
             lease_seconds=60,  # the default: short leases are for the failover test only
+            worker_concurrency=worker_concurrency,
         )
         cluster.start()
+        roots = [*cluster.roles, ("valkey", valkey.pid), ("driver+relay", os.getpid())]
+        if (postmaster := _postmaster()) is not None:
+            roots.append(("postgres", postmaster))
+        sampler = Sampler(lambda: roots).start()
         t0 = time.monotonic()
         batch_id, _ = cluster.submit(lines, "bench")
         done = wait_for(
@@ -66,6 +114,7 @@ def run(
             interval=0.5,
         )
         wall = time.monotonic() - t0
+        sampler.stop()
         ledger = [e for e in cluster.ledger() if e["status"] == 200]
         span = max(e["t_end"] for e in ledger) - min(e["t_start"] for e in ledger)
         hosts = {h.address: h.name for h in cluster.workers}
@@ -76,6 +125,7 @@ def run(
             )
         out = {
             "worker_hosts": worker_hosts,
+            "pool_processes_per_host": worker_concurrency,
             "limit": limit,
             "latency_ms": latency_ms,
             "lines": lines,
@@ -85,6 +135,10 @@ def run(
             "vendor_side_lines_per_s": round(len(ledger) / span, 1),
             "peak_in_flight": cluster.peak(),
             "per_host": per_host,
+            "cpu_ms_per_line": _cpu_per_line(sampler, lines),
+            "machine_busy_cores": round(
+                (sampler.busy1 - sampler.busy0) / (sampler.t1 - sampler.t0), 2
+            ),
         }
         if latency_ms:
             ideal = limit / (latency_ms / 1000)
@@ -95,7 +149,6 @@ def run(
         net.close()
         valkey.kill()
         valkey.wait()
-        _pg_drop(pg_base, name)
 
 
 def main() -> None:
@@ -111,11 +164,12 @@ def main() -> None:
     for hosts in (1, 2):
         results.append(run(args.database_url, hosts, 256, 200, args.lines))
         print(json.dumps(results[-1]), flush=True)
-    for hosts in (1, 2):
-        results.append(run(args.database_url, hosts, 64, 0, args.zero_lines))
+    for hosts, per_host in ((1, 2), (2, 2), (2, 1)):
+        results.append(run(args.database_url, hosts, 64, 0, args.zero_lines, per_host))
         print(json.dumps(results[-1]), flush=True)
-    one, two = results[2]["lines_per_s"], results[3]["lines_per_s"]
-    print(f"zero latency: two hosts / one host = {two / one:.2f}")
+    one, two, split = (r["lines_per_s"] for r in results[2:5])
+    print(f"zero latency: two hosts / one host = {two / one:.2f} (2 pool processes each), "
+          f"{split / one:.2f} (the same 2 pool processes split over the hosts)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ class Cluster:
         latency_ms: float,
         worker_hosts: int = 2,
         lease_seconds: float = 8,
+        worker_concurrency: int = 2,
     ) -> None:
         self.net, self.root = net, root
+        self.worker_concurrency = worker_concurrency
+        self.roles: list[tuple[str, int]] = []  # (host/name, pid) of every process started
         self.a = net.add_host("a")
         self.workers = [net.add_host(chr(ord("b") + i)) for i in range(worker_hosts)]
         pg_port = int(database_url.rsplit(":", 1)[1].split("/", 1)[0])
@@ -74,11 +77,13 @@ class Cluster:
 
     def run(self, host: Host, name: str, *args: str) -> None:
         env = {**self.env, "BATCHGATE_HOST_ID": f"host-{host.name}"}
-        host.start([sys.executable, "-m", "batchgate", *args], env, self.root / f"{name}.log")
+        argv = [sys.executable, "-m", "batchgate", *args]
+        proc = host.start(argv, env, self.root / f"{name}.log")
+        self.roles.append((f"{host.name}/{name.split('-')[0]}", proc.pid))
 
     def start_workers(self, host: Host) -> None:
-        self.run(host, f"worker-{host.name}", "worker", "--vendor", "openai", "--concurrency", "2",
-                 "--loglevel", "INFO")  # fmt: skip
+        self.run(host, f"worker-{host.name}", "worker", "--vendor", "openai",
+                 "--concurrency", str(self.worker_concurrency), "--loglevel", "INFO")  # fmt: skip
 
     def start(self) -> None:
         self.run(self.a, "simulator", "simulate", "--host", self.a.address, "--port", "8099",

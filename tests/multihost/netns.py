@@ -3,13 +3,12 @@ pairs to a bridge, each with its own address, processes started inside them, and
 host's link. The root namespace reaches the hosts over the bridge; a TCP forwarder there makes
 the machine's PostgreSQL and Redis (listening on loopback) reachable from every host.
 
-Needs root and iproute2 (`ip netns`). Everything is named with a per-run prefix and removed by
-`Network.close`, which also kills whatever the hosts still run.
+Needs root, iproute2 (`ip netns`) and socat. Everything is named with a per-run prefix and
+removed by `Network.close`, which also kills whatever the hosts still run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import random
@@ -18,10 +17,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.e2e.harness import wait_for
 
 
 def unavailable() -> str | None:
@@ -30,6 +30,8 @@ def unavailable() -> str | None:
         return "network namespaces need root"
     if shutil.which("ip") is None:
         return "iproute2 (`ip`) is not installed"
+    if shutil.which("socat") is None:
+        return "socat (the relay to PostgreSQL on loopback) is not installed"
     probe = f"bgprobe{uuid.uuid4().hex[:6]}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
@@ -140,68 +142,47 @@ class Network:
 
 
 class TcpForwarder:
-    """A plain TCP relay on its own event loop thread (PostgreSQL and Redis listen on loopback
-    only; the hosts reach them through this, over the bridge)."""
+    """A TCP relay in the root namespace: socat, one process per connection (PostgreSQL and
+    Redis listen on loopback only; the hosts reach them through this, over the bridge). A relay
+    in Python cost about as much CPU per line as the worker pool itself, and the benchmark runs
+    on the same cores."""
 
     def __init__(self, host: str, port: int, target_host: str, target_port: int) -> None:
         self.addr = (host, port)
         self.target = (target_host, target_port)
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"fwd-{port}", daemon=True)
-        self.server: asyncio.AbstractServer | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.thread.start()
-        if not self.ready.wait(10):
-            raise RuntimeError(f"forwarder on {self.addr} did not start")
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._serve, *self.addr, reuse_address=True)
-        )
-        self.ready.set()
-        self.loop.run_forever()
-        self.server.close()
-        pending = asyncio.all_tasks(self.loop)
-        for task in pending:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self.loop.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = self.addr
         # The relay stands between the server and the host, so the server's own TCP keepalive
         # (which batchgate turns on: `store/db.py`) would only ever see the live relay. Do what
-        # it would do: notice a host that went silent, and close the server's side for it.
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 3000)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
+        # it would do: notice a host that went silent (keepalive, and TCP_USER_TIMEOUT = 18 for
+        # unacknowledged data), and end that connection's relay, closing the server's side.
+        listen = (
+            f"TCP-LISTEN:{port},bind={host},fork,reuseaddr,"
+            "keepalive,keepidle=1,keepintvl=1,keepcnt=2,setsockopt-int=6:18:3000"
+        )
+        self.proc = subprocess.Popen(
+            ["socat", listen, f"TCP:{self.target[0]}:{self.target[1]}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        proc = self.proc
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        def listening() -> bool:  # socat says nothing when it is up
+            if proc.poll() is not None:
+                raise RuntimeError(f"socat on {host}:{port} exited ({proc.returncode})")
             try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                with contextlib.suppress(Exception):
-                    dst.close()
+                socket.create_connection(self.addr, timeout=1).close()
+            except OSError:
+                return False
+            return True
 
-        # Cancelled when the relay stops: asyncio's server would log the cancellation of each
-        # open connection's handler as an error (a screen of tracebacks at every teardown).
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        wait_for(listening, 10, f"the forwarder on {host}:{port}", interval=0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the listener and each connection's
+            self.proc.wait()
