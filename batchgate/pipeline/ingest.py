@@ -31,6 +31,7 @@ from batchgate.store.ingest import (
     fail_ingest,
     finish_ingest,
     hold,
+    refresh_item_statistics,
     store_group,
 )
 from batchgate.store.models import Batch
@@ -209,6 +210,8 @@ def ingest(
     if ids is None:
         return clear_abandoned(engine, files, batch_id, attempt)
     rows.stored(ids, group)
+    # Before the messages go: the workers' first claims are planned on the new statistics.
+    refresh_item_statistics(engine, rows.total)
     enqueue_batch(engine, batch_id, enqueue, rows.queued)
     return "in_progress"
 
