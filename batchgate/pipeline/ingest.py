@@ -23,6 +23,7 @@ from batchgate.pipeline.finalize import try_finalize
 from batchgate.pricing import pin_prices
 from batchgate.settings import Settings
 from batchgate.store.batches import batch_and_file, batch_status, insert_batch
+from batchgate.store.enqueued import mark_enqueued
 from batchgate.store.ingest import (
     INGEST_GROUP,
     clear_group,
@@ -30,8 +31,7 @@ from batchgate.store.ingest import (
     fail_ingest,
     finish_ingest,
     hold,
-    mark_enqueued,
-    queued_page,
+    refresh_item_statistics,
     store_group,
 )
 from batchgate.store.models import Batch
@@ -210,7 +210,9 @@ def ingest(
     if ids is None:
         return clear_abandoned(engine, files, batch_id, attempt)
     rows.stored(ids, group)
-    enqueue_batch(engine, config, batch_id, enqueue, rows.queued)
+    # Before the messages go: the workers' first claims are planned on the new statistics.
+    refresh_item_statistics(engine, rows.total)
+    enqueue_batch(engine, batch_id, enqueue, rows.queued)
     return "in_progress"
 
 
@@ -375,38 +377,20 @@ ENQUEUE_PAUSE = 0.02
 
 
 def enqueue_batch(
-    engine: Engine,
-    config: Config,
-    batch_id: str,
-    enqueue: Enqueue,
-    stored: Mapping[str, IdRuns] | None = None,
+    engine: Engine, batch_id: str, enqueue: Enqueue, stored: Mapping[str, IdRuns]
 ) -> int:
-    """Enqueue every queued, never-enqueued item of a batch, chunked per vendor, a page of ids
-    at a time in input order (read a page at a time: memory stays flat however long the batch
-    is). `stored`: the ids per vendor an ingest has just stored as `queued`, none enqueued
-    yet, sent without reading them back."""
+    """Send the items an ingest has just stored as `queued` (`stored`: their ids per vendor,
+    none enqueued yet), chunked per vendor, a page of ids at a time in input order, marking
+    each page enqueued once sent."""
     sent = 0
-    for vendor in config.vendors:
-        if stored is None:
-            pages = _read_pages(engine, batch_id, vendor)
-        else:
-            pages = stored[vendor].pages(ENQUEUE_PAGE) if vendor in stored else iter(())
-        for ids in pages:
+    for vendor, ids_stored in stored.items():
+        for ids in ids_stored.pages(ENQUEUE_PAGE):
             sent += enqueue(batch_id, vendor, ids)
             mark_enqueued(engine, ids)
-            if stored is not None and engine.dialect.name == "sqlite":
+            if engine.dialect.name == "sqlite":
                 # Back to back, the marks held SQLite's write lock ~all the time and another
                 # batch's writer, asleep in its busy handler, waited up to 1 s (1M lines);
-                # reading the page back used to leave it free this long.
+                # a pause as long as reading the page back took (before the ids were kept)
+                # lets it in.
                 time.sleep(ENQUEUE_PAUSE)
     return sent
-
-
-def _read_pages(engine: Engine, batch_id: str, vendor: str) -> Iterator[list[int]]:
-    """The never-enqueued queued items of one vendor, read a page at a time."""
-    after = -1
-    while page := queued_page(engine, batch_id, vendor, after, ENQUEUE_PAGE):
-        after = page[-1].idx
-        ids = [r.id for r in page if r.enqueued_at is None]
-        if ids:
-            yield ids

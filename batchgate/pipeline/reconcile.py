@@ -25,7 +25,8 @@ from batchgate.pipeline.ingest import INGEST_LEASE_SECONDS, clear_abandoned
 from batchgate.pipeline.lifecycle import cancel_queued_items, expire_items
 from batchgate.store.batches import batches_to_settle
 from batchgate.store.due import due_items, queued_vendors
-from batchgate.store.ingest import mark_enqueued, take_over_abandoned
+from batchgate.store.enqueued import mark_enqueued
+from batchgate.store.ingest import take_over_abandoned
 from batchgate.store.leases import lease_owners, release_expired_leases
 from batchgate.store.validating import expire_validating, take_over_lapsed
 

@@ -1,5 +1,5 @@
 """Ingest queries: items stored in committed groups under the ingest's lease, cleared again, or
-moved with their batch to `in_progress`; the batch failed instead; its items paged for enqueueing.
+moved with their batch to `in_progress`; the batch failed instead.
 
 An ingest owns its batch through `ingest_attempts` (its fencing token: a takeover increments it)
 and `ingest_lease_until` (renewed by every group). Each group is one short write transaction
@@ -14,7 +14,6 @@ is concluded (`ingest_lease_until` cleared) after its partial items were removed
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +31,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from batchgate.store.db import reading
 from batchgate.store.items import BATCH, ITEM
 
 # Rows per committed group: 5,000 took up to 0.7 s (SQLite) and 1.0 s (PostgreSQL) on a loaded
@@ -220,6 +218,22 @@ def finish_ingest(
     return ids
 
 
+# An ingest that stored this many lines has the item table's planner statistics refreshed
+# at its end: on a just-filled table the claims were planned as on an empty one (5 lines/s for
+# 37 s of a 1M-line batch, until an ANALYZE), and autovacuum looks only once a minute.
+ANALYZE_AFTER = 10_000
+
+
+def refresh_item_statistics(engine: Engine, stored: int) -> None:
+    """After an ingest that stored `stored` lines: ANALYZE the item table if they were many
+    (PostgreSQL only: the slow claims were seen there, not on SQLite). Skipped rather than
+    waited for while another ANALYZE or VACUUM holds the table."""
+    if stored < ANALYZE_AFTER or engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE (SKIP_LOCKED) item")
+
+
 def fail_ingest(engine: Engine, batch_id: str, attempt: int, errors_json: str, now: float) -> bool:
     """End a `validating` batch whose items were cleared as `failed`, with these errors, and
     conclude its ingest (it left no items); False if the batch was no longer ours."""
@@ -235,46 +249,6 @@ def fail_ingest(engine: Engine, batch_id: str, attempt: int, errors_json: str, n
             )
         ).rowcount
     return moved == 1
-
-
-def queued_page(
-    engine: Engine, batch_id: str, vendor: str, after_idx: int, limit: int
-) -> list[Any]:
-    """Up to `limit` queued items of one vendor of a batch past input index `after_idx`, in
-    input order: rows of (id, idx, enqueued_at)."""
-    with reading(engine) as conn:
-        return list(
-            conn.execute(
-                select(ITEM.c.id, ITEM.c.idx, ITEM.c.enqueued_at)
-                .where(
-                    ITEM.c.batch_id == batch_id,
-                    ITEM.c.vendor == vendor,
-                    ITEM.c.state == "queued",
-                    ITEM.c.idx > after_idx,
-                )
-                .order_by(ITEM.c.idx)
-                .limit(limit)
-            ).all()
-        )
-
-
-MARK_GROUP = 2000
-_PG_MARK = "UPDATE item SET enqueued_at = %(now)s WHERE id = ANY(%(ids)s)"
-
-
-def mark_enqueued(engine: Engine, ids: list[int]) -> None:
-    """Record that these items' messages were sent: a transaction per MARK_GROUP ids, so that
-    no other writer waits long behind a big page (enqueued_at is a per-item hint, and a crash
-    between groups only means a duplicate message, which a claim ignores)."""
-    now = time.time()
-    for i in range(0, len(ids), MARK_GROUP):
-        group = ids[i : i + MARK_GROUP]
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # One array parameter: a 2,000-value IN list took up to 1 s to plan and run.
-                conn.exec_driver_sql(_PG_MARK, {"now": now, "ids": list(group)})
-            else:
-                conn.execute(update(ITEM).where(ITEM.c.id.in_(group)).values(enqueued_at=now))
 
 
 def has_items(conn: Connection, batch_id: str) -> bool:

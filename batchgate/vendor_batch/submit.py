@@ -14,7 +14,7 @@ from batchgate.execution import faults
 from batchgate.providers.batch_base import VendorBatchError
 from batchgate.providers.registry import get_adapter
 from batchgate.store import vendor_jobs as store
-from batchgate.store.ingest import mark_enqueued
+from batchgate.store.enqueued import mark_enqueued
 from batchgate.vendor_batch.context import Lane
 from batchgate.vendor_batch.ingest import custom_id
 
