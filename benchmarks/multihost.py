@@ -97,7 +97,7 @@ def _run(
             limit=limit,
             latency_ms=latency_ms,
             worker_hosts=worker_hosts,
-            lease_seconds=60,  # the default: short leases are for the failover test only
+            quick_failover=False,  # leases, reconciler rounds: the defaults, as deployed
             worker_concurrency=worker_concurrency,
         )
         cluster.start()
