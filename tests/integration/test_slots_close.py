@@ -8,12 +8,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from redis.asyncio import Redis
 
+from batchgate.config import parse_config
+from batchgate.execution import runtime as runtime_module
+from batchgate.execution.runtime import Runtime
 from batchgate.routing.slots import Slots
+from batchgate.settings import Settings, get_settings
+from batchgate.store.db import make_engine
 from tests.integration.valkey_fixture import valkey_url  # noqa: F401  (a pytest fixture)
 
 T = TypeVar("T")
@@ -95,3 +101,48 @@ def test_aclose_cancels_waiters_and_ends_the_poller(
 
     assert _in(loop, valkey_url, body) == (True, 0)
     assert _pending(loop) == []
+
+
+@pytest.fixture
+def rt(tmp_path: Path, valkey_url: str) -> Iterator[Runtime]:  # noqa: F811
+    settings = Settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/bg.db", redis_url=valkey_url
+    )
+    runtime = Runtime(
+        settings, parse_config({"model_list": []}), make_engine(settings.database_url)
+    )
+    yield runtime
+    if not runtime.loop.is_closed():  # the test failed before closing it
+        runtime.close()
+
+
+def test_a_closed_runtime_leaves_no_task_pending_in_its_loop(rt: Runtime) -> None:
+    scope = f"vendor-{uuid.uuid4().hex[:8]}"
+    # A chunk that ended with a slot still held (its release failed): the keeper runs on.
+    rt.run(rt.slots.acquire(scope, 1, ttl=30))
+    assert _pending(rt.loop) != []
+    rt.close()
+    assert rt.loop.is_closed()
+    assert _pending(rt.loop) == []
+
+
+def test_a_pool_process_closes_its_runtime_as_it_exits(
+    rt: Runtime,
+    valkey_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery.signals import worker_process_shutdown
+
+    # Importing the tasks builds the Celery app from the settings (it connects to nothing).
+    monkeypatch.setenv("BATCHGATE_REDIS_URL", valkey_url)
+    get_settings.cache_clear()
+    try:
+        import workers.tasks  # noqa: F401  (connects the shutdown hook)
+    finally:
+        get_settings.cache_clear()
+    monkeypatch.setattr(runtime_module, "_runtime", rt)
+    rt.run(rt.slots.acquire(f"vendor-{uuid.uuid4().hex[:8]}", 1, ttl=30))
+    worker_process_shutdown.send(sender=None, pid=rt.pid, exitcode=0)
+    assert rt.loop.is_closed()
+    assert _pending(rt.loop) == []
+    assert runtime_module._runtime is None
