@@ -149,9 +149,7 @@ def main() -> None:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         threads = {k: v - threads0.get(k, 0.0) for k, v in _thread_cpu().items()}
         calls = {k: v - calls0.get(k, 0) for k, v in _redis_calls(redis_url).items()}
-        rt.run(rt.client("openai").close())
-        rt.run(rt.redis.aclose())
-        rt.engine.dispose()
+        rt.close()
     sim.terminate()
     done = report.succeeded
     assert done == args.lines, report

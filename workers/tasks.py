@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 
+from celery.signals import worker_process_shutdown
+
 from batchgate.execution.runner import ChunkRun
-from batchgate.execution.runtime import drain_on_sigterm, get_runtime
+from batchgate.execution.runtime import close_runtime, drain_on_sigterm, get_runtime
 from batchgate.filestore import FileStore
 from batchgate.names import TASK_RUN_CHUNK
 from batchgate.pipeline.finalize import try_finalize
@@ -24,6 +26,17 @@ def _enqueue(batch_id: str, vendor: str, ids: list[int]) -> None:
         enqueue(app, batch_id, vendor, ids, rt.config.limits(vendor).effective_chunk_size())
     except Exception:  # the reconciler re-enqueues whatever we failed to send
         log.warning("could not enqueue %d re-routed items of %s", len(ids), batch_id)
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    """A pool process that exits (warm shutdown, max tasks per child) ends its slots' keeper,
+    HTTP clients and Redis connections before billiard's `os._exit`: nothing is left pending
+    in a loop nobody closes."""
+    try:
+        close_runtime()
+    except Exception:  # exiting anyway: what is still held frees at its TTL or lease
+        log.warning("closing the worker runtime failed", exc_info=True)
 
 
 @app.task(name=TASK_RUN_CHUNK, ignore_result=True, acks_late=True)

@@ -95,6 +95,23 @@ class Runtime:
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def close(self) -> None:
+        """End what the process holds: the slots' tasks, HTTP clients, Redis, the loop, the
+        database threads and engine. The loop closes last, with no task of ours pending."""
+        try:
+            self.run(self._aclose())
+        finally:
+            self.loop.close()
+            self._db.shutdown()
+            self._renewals.shutdown()
+            self.engine.dispose()
+
+    async def _aclose(self) -> None:
+        await self.slots.aclose()
+        for client in self._clients.values():
+            await client.close()
+        await self.redis.aclose()
+
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking database call off the event loop, one at a time per process."""
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
@@ -208,6 +225,14 @@ def get_runtime() -> Runtime:
         _runtime = Runtime(settings, config, engine)
         faults.install_from_spec(settings.test_faults, settings.data_dir)
     return _runtime
+
+
+def close_runtime() -> None:
+    """Close this process's runtime, if it built one (a worker's pool process, as it exits)."""
+    global _runtime
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.close()
+    _runtime = None
 
 
 def drain_on_sigterm() -> None:

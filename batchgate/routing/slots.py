@@ -149,6 +149,12 @@ class _Release:
     future: asyncio.Future[None] | None  # None: nobody waits for it
 
 
+@dataclass(eq=False, slots=True)
+class _Keeper:
+    task: asyncio.Task[None]
+    stop: asyncio.Event  # set by whoever ends it: the last release, or `aclose`
+
+
 @dataclass(eq=False)
 class _LoopState:
     """Everything bound to one event loop (asyncio primitives and tasks cannot cross loops)."""
@@ -159,7 +165,7 @@ class _LoopState:
     gates_of_scope: dict[str, list[_Gate]] = field(default_factory=dict)
     releases: list[_Release] = field(default_factory=list)
     flusher: asyncio.Task[None] | None = None
-    keeper: asyncio.Task[None] | None = None  # while slots are held: see `_keep`
+    keeper: _Keeper | None = None  # while slots are held: see `_keep`
 
 
 class Slots:
@@ -289,7 +295,8 @@ class Slots:
                     else:
                         waiter.future.set_result(waiter.token)
                 if granted and state.keeper is None:
-                    state.keeper = state.loop.create_task(self._keep(state))
+                    stop = asyncio.Event()
+                    state.keeper = _Keeper(state.loop.create_task(self._keep(state, stop)), stop)
                 gate.waiters.extendleft(reversed(batch[granted:]))  # still first in line
                 if granted == len(batch):
                     delay = self._min_poll
@@ -322,6 +329,8 @@ class Slots:
             return
         future = self._queue_release(state, scopes, token, wait=True)
         assert future is not None
+        if not state.held:  # the last slot of this loop: its keeper has nothing left to keep
+            await self._stop_keeper(state)
         await future
 
     def _drop_or_hand_on(self, state: _LoopState, scopes: tuple[str, ...], token: str) -> None:
@@ -395,18 +404,29 @@ class Slots:
 
     # Across a restart of the coordination Redis (`routing/epoch.py`).
 
-    async def _keep(self, state: _LoopState) -> None:
+    async def _keep(self, state: _LoopState, stop: asyncio.Event) -> None:
         """While this loop holds slots: find a new epoch of the coordination Redis and register
-        the slots held since an earlier one again, within the new epoch's grace."""
+        the slots held since an earlier one again, within the new epoch's grace.
+
+        Never cancelled: `stop` ends it between looks, so a registration in flight still hands
+        back the slots released meanwhile (see `_register_stale`)."""
         try:
-            while state.held:
-                await asyncio.sleep(epochs.KEEP_INTERVAL)
+            while not await _wait(stop, epochs.KEEP_INTERVAL) and state.held:
                 try:
                     await self._register_stale(state)
                 except Exception as exc:  # Redis away: look again at the next interval
                     log.debug("slot epoch check failed: %r", exc)
         finally:
-            state.keeper = None
+            if state.keeper is not None and state.keeper.stop is stop:
+                state.keeper = None
+
+    async def _stop_keeper(self, state: _LoopState) -> None:
+        """End this loop's keeper and wait until it has; a slot granted meanwhile starts a new
+        one. Without the wait, a loop stopped or closed right after would hold it pending."""
+        keeper, state.keeper = state.keeper, None
+        if keeper is not None:
+            keeper.stop.set()
+            await asyncio.wait([keeper.task])
 
     async def _register_stale(self, state: _LoopState) -> None:
         current = _text(
@@ -435,6 +455,30 @@ class Slots:
                 current,
                 sum(map(len, stale.values())),
             )
+
+    # Closing.
+
+    async def aclose(self) -> None:
+        """End the tasks this object runs in the current loop, before the loop closes (a task
+        left pending there never runs its cleanup): the pollers, whose waiters are cancelled;
+        the keeper; the release queue, sent first. Slots still held free at their TTL."""
+        state = self._state
+        if state is None or state.loop is not asyncio.get_running_loop():
+            return
+        polls = [g.task for g in state.gates.values() if g.task is not None]
+        for poll in polls:
+            poll.cancel()
+        if polls:
+            await asyncio.wait(polls)
+        for gate in state.gates.values():
+            for waiter in gate.waiters:
+                waiter.future.cancel()
+            gate.waiters.clear()
+        await self._stop_keeper(state)
+        # Last: a cancelled poll, and a keeper that registered a slot released meanwhile,
+        # queue releases.
+        if state.flusher is not None:
+            await asyncio.wait([state.flusher])
 
     # Bookkeeping.
 

@@ -113,7 +113,4 @@ def run_chunk(rt: Runtime, batch_id: str, ids: list[int]) -> Any:
     try:
         return rt.run(ChunkRun(rt, "openai", lambda *a: None).run(batch_id, ids))
     finally:
-        rt.run(rt.client("openai").close())
-        rt.run(rt.redis.aclose())
-        rt.loop.close()
-        rt.engine.dispose()
+        rt.close()

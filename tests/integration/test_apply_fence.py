@@ -59,5 +59,4 @@ def test_a_lease_released_while_its_outcome_is_written_waits_for_it(
         dup = conn.execute(select(ATTEMPT.c.duplicate).where(ATTEMPT.c.item_id == item_id)).all()
     assert (row.state, row.cost_pusd) == ("succeeded", 1234)
     assert dup == [(False,)]
-    rt.loop.close()
-    rt.engine.dispose()
+    rt.close()

@@ -40,10 +40,7 @@ def test_a_long_refilling_chunk_keeps_nothing_per_finished_item(
     try:
         report = rt.run(run.run(batch_id, ids[:LIMIT]))
     finally:
-        rt.run(rt.client("openai").close())
-        rt.run(rt.redis.aclose())
-        rt.loop.close()
-        rt.engine.dispose()
+        rt.close()
     assert report.succeeded == 40
     assert run._ended == set() and run._tasks == set() and run.in_flight == set()
 

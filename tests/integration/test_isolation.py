@@ -69,11 +69,7 @@ def rt(
     migrate.upgrade(engine)
     runtime = Runtime(settings, config, engine)
     yield runtime
-    for client in runtime._clients.values():
-        runtime.run(client.close())
-    runtime.run(runtime.redis.aclose())
-    runtime.loop.close()
-    engine.dispose()
+    runtime.close()
 
 
 def _probe_keys() -> list[str]:

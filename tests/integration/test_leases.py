@@ -37,7 +37,7 @@ def test_a_lease_renewal_is_not_queued_behind_a_write_that_waits(
         assert rt.run(scenario())
     finally:
         gate.set()
-        rt.loop.close()
+        rt.close()
     with rt.engine.connect() as conn:
         until = conn.execute(select(ITEM.c.lease_until).where(ITEM.c.batch_id == batch_id))
         assert all(u > time.time() + 500 for (u,) in until)

@@ -68,8 +68,7 @@ def test_a_second_caching_batch_is_served_from_the_first_without_a_call(
         second, ids2 = new_batch(rt, prompts, cache=True)
         report = _run(rt, second, ids2[:LIMIT])
     finally:
-        rt.run(rt.client("openai").close())
-        rt.run(rt.redis.aclose())
+        rt.close()
     assert report.succeeded == 20
     assert sim.stats()["total"]["calls"] == 20  # not one more call
     before = {r.custom_id: _body(r) for r in _items(rt, first)}
@@ -94,8 +93,7 @@ def test_a_batch_that_does_not_cache_neither_looks_up_nor_is_served(
         plain, ids2 = new_batch(rt, prompts, cache=False)
         assert _run(rt, plain, ids2).succeeded == LIMIT
     finally:
-        rt.run(rt.client("openai").close())
-        rt.run(rt.redis.aclose())
+        rt.close()
     assert sim.stats()["total"]["calls"] == 2 * LIMIT
     assert finds == [LIMIT]  # the caching batch's one lookup; the other asked nothing
     assert not any(r.cached for r in _items(rt, plain))

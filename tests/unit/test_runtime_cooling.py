@@ -42,8 +42,7 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
     )
     runtime.cooldowns = CountingCooldowns()  # type: ignore[assignment]
     yield runtime
-    runtime.loop.close()
-    runtime.engine.dispose()
+    runtime.close()
 
 
 def test_items_starting_together_share_one_read(rt: Runtime) -> None:
