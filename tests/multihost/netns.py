@@ -160,10 +160,10 @@ class TcpForwarder:
         # unacknowledged data), and end that connection's relay, closing the server's side.
         listen = (
             f"TCP-LISTEN:{port},bind={host},fork,reuseaddr,"
-            "keepalive,keepidle=1,keepintvl=1,keepcnt=2,setsockopt-int=6:18:3000"
+            "nodelay,keepalive,keepidle=1,keepintvl=1,keepcnt=2,setsockopt-int=6:18:3000"
         )
         self.proc = subprocess.Popen(
-            ["socat", listen, f"TCP:{self.target[0]}:{self.target[1]}"],
+            ["socat", listen, f"TCP:{self.target[0]}:{self.target[1]},nodelay"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -180,6 +180,10 @@ class TcpForwarder:
             return True
 
         wait_for(listening, 10, f"the forwarder on {host}:{port}", interval=0.05)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     def stop(self) -> None:
         if self.proc is not None:
