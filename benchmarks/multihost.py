@@ -1,9 +1,9 @@
 """Workers on one host vs two, across network-namespace hosts (issue 20's scaling benchmark).
 
-    sudo python benchmarks/multihost.py [--lines N] [--zero-lines N]
+    sudo python benchmarks/multihost.py [--lines N] [--zero-lines N] [--repeat N]
 
 Host A runs the simulator, the API and the reconciler; one or two worker hosts each run an
-OpenAI worker group; PostgreSQL (BATCHGATE_TEST_DATABASE_URL or the local server) and an
+OpenAI worker group; PostgreSQL (`--database-url`, on loopback: relayed by socat) and an
 embedded Valkey are reached over the virtual network. Two scenarios, each with 1 and 2 worker
 hosts in the same run:
   latency   200 ms, vendor limit 256: vendor-side lines/s vs C/L (target >= 0.95 for both: the
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -153,25 +154,44 @@ def _run(
         valkey.wait()
 
 
+LATENCY = {(1, 2): "1 host", (2, 2): "2 hosts"}
+ZERO = {(1, 2): "1 host", (2, 2): "2 hosts", (2, 1): "2 hosts, pool split"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=20_000, help="lines of the 200 ms scenario")
-    ap.add_argument("--zero-lines", type=int, default=10_000, help="lines at zero latency")
+    ap.add_argument("--zero-lines", type=int, default=20_000, help="lines at zero latency")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="rounds, each running every setup once in turn"
+    )
     ap.add_argument("--database-url", default=DEFAULT_PG)
     args = ap.parse_args()
     why = unavailable()
     if why:
         sys.exit(f"cannot run: {why}")
-    results = []
-    for hosts in (1, 2):
-        results.append(run(args.database_url, hosts, 256, 200, args.lines))
-        print(json.dumps(results[-1]), flush=True)
-    for hosts, per_host in ((1, 2), (2, 2), (2, 1)):
-        results.append(run(args.database_url, hosts, 64, 0, args.zero_lines, per_host))
-        print(json.dumps(results[-1]), flush=True)
-    one, two, split = (r["lines_per_s"] for r in results[2:5])
-    print(f"zero latency: two hosts / one host = {two / one:.2f} (2 pool processes each), "
-          f"{split / one:.2f} (the same 2 pool processes split over the hosts)")  # fmt: skip
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(args.repeat):
+        for (hosts, per_host), name in LATENCY.items():
+            out = run(args.database_url, hosts, 256, 200, args.lines, per_host)
+            seen.setdefault(f"200 ms, limit 256, {name}", []).append(out)
+            print(json.dumps(out), flush=True)
+        for (hosts, per_host), name in ZERO.items():
+            out = run(args.database_url, hosts, 64, 0, args.zero_lines, per_host)
+            seen.setdefault(f"zero latency, limit 64, {name}", []).append(out)
+            print(json.dumps(out), flush=True)
+    print("medians:")
+    for setup, runs in seen.items():
+        figures = {k: statistics.median(r[k] for r in runs) for k in _SUMMARY if k in runs[0]}
+        print(f"  {setup}: {json.dumps(figures)}")
+    one = statistics.median(r["lines_per_s"] for r in seen["zero latency, limit 64, 1 host"])
+    for name in ("2 hosts", "2 hosts, pool split"):
+        two = statistics.median(r["lines_per_s"] for r in seen[f"zero latency, limit 64, {name}"])
+        print(f"zero latency, {name} / 1 host: {two / one:.2f} (end to end, medians)")
+
+
+_SUMMARY = ("lines_per_s", "vendor_side_lines_per_s", "efficiency_vendor_side",
+            "efficiency_end_to_end", "machine_busy_cores")  # fmt: skip
 
 
 if __name__ == "__main__":
