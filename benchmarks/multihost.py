@@ -64,6 +64,16 @@ def _cpu_per_line(sampler: Sampler, lines: int) -> dict[str, float]:
     }
 
 
+def _mean_in_flight(ledger: list[dict[str, Any]], trim: float) -> float:
+    """Calls in flight at the vendor, averaged over the span without its first and last
+    `trim` share (the start's synchronised waves, the tail): the steady state."""
+    t0 = min(e["t_start"] for e in ledger)
+    t1 = max(e["t_end"] for e in ledger)
+    lo, hi = t0 + trim * (t1 - t0), t1 - trim * (t1 - t0)
+    busy = sum(max(0.0, min(e["t_end"], hi) - max(e["t_start"], lo)) for e in ledger)
+    return busy / (hi - lo)
+
+
 def run(
     pg_base: str,
     worker_hosts: int,
@@ -147,6 +157,7 @@ def _run(
             ideal = limit / (latency_ms / 1000)
             out["efficiency_vendor_side"] = round(len(ledger) / span / ideal, 3)
             out["efficiency_end_to_end"] = round(lines / wall / ideal, 3)
+            out["in_flight_steady"] = round(_mean_in_flight(ledger, 0.1), 1)
         return out
     finally:
         net.close()
@@ -191,7 +202,7 @@ def main() -> None:
 
 
 _SUMMARY = ("lines_per_s", "vendor_side_lines_per_s", "efficiency_vendor_side",
-            "efficiency_end_to_end", "machine_busy_cores")  # fmt: skip
+            "efficiency_end_to_end", "in_flight_steady", "machine_busy_cores")  # fmt: skip
 
 
 if __name__ == "__main__":
