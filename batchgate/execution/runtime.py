@@ -42,6 +42,9 @@ T = TypeVar("T")
 
 BATCH_CACHE_SECONDS = 1.0
 COOLING_CACHE_SECONDS = 0.5
+# A process that exits while Redis is unreachable does not wait longer than this to close: what
+# it still holds frees at its TTL.
+CLOSE_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -99,11 +102,11 @@ class Runtime:
         """End what the process holds: the slots' tasks, HTTP clients, Redis, the loop, the
         database threads and engine. The loop closes last, with no task of ours pending."""
         try:
-            self.run(self._aclose())
+            self.run(asyncio.wait_for(self._aclose(), CLOSE_SECONDS))
         finally:
             self.loop.close()
-            self._db.shutdown()
-            self._renewals.shutdown()
+            self._db.shutdown(wait=False, cancel_futures=True)
+            self._renewals.shutdown(wait=False, cancel_futures=True)
             self.engine.dispose()
 
     async def _aclose(self) -> None:

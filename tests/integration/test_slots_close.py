@@ -146,3 +146,20 @@ def test_a_pool_process_closes_its_runtime_as_it_exits(
     assert rt.loop.is_closed()
     assert _pending(rt.loop) == []
     assert runtime_module._runtime is None
+
+
+def test_closing_does_not_wait_on_an_unanswering_redis(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process exiting while Redis is blackholed: its slots' close would wait for the TCP
+    # timeout (minutes). It gives up after CLOSE_SECONDS and still closes its loop.
+    monkeypatch.setattr(runtime_module, "CLOSE_SECONDS", 0.2)
+    hang = asyncio.Event()  # never set
+
+    async def unanswered() -> None:
+        await hang.wait()
+
+    monkeypatch.setattr(rt.slots, "aclose", unanswered)
+    with pytest.raises(TimeoutError):
+        rt.close()
+    assert rt.loop.is_closed()
