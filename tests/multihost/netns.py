@@ -158,6 +158,8 @@ class TcpForwarder:
         # (which batchgate turns on: `store/db.py`) would only ever see the live relay. Do what
         # it would do: notice a host that went silent (keepalive, and TCP_USER_TIMEOUT = 18 for
         # unacknowledged data), and end that connection's relay, closing the server's side.
+        # `nodelay` on both sockets: PostgreSQL's messages are small, and Nagle held each one
+        # back for the peer's delayed ACK (the benchmark ran at half speed).
         listen = (
             f"TCP-LISTEN:{port},bind={host},fork,reuseaddr,"
             "nodelay,keepalive,keepidle=1,keepintvl=1,keepcnt=2,setsockopt-int=6:18:3000"
