@@ -14,7 +14,7 @@ from celery.signals import (
 from batchgate import redaction
 from batchgate.config import load_config
 from batchgate.errors import ConfigError
-from batchgate.memory import return_big_blocks
+from batchgate.memory import quiet_collector, return_big_blocks
 from batchgate.queueing import make_celery
 from batchgate.settings import get_settings
 from batchgate.store import migrate
@@ -41,10 +41,12 @@ def _schema_before_start(**_: object) -> None:
 
 
 @worker_process_init.connect
-def _return_big_blocks(**_: object) -> None:
+def _tune_memory(**_: object) -> None:
     """In each pool process, where the calls run and a batch's last chunk finalizes it (blocks of
-    output lines, fetched pages): big blocks are unmapped when freed (`batchgate.memory`)."""
+    output lines, fetched pages): big blocks are unmapped when freed, and the collector's pauses
+    are rare and short (`batchgate.memory`)."""
     return_big_blocks()
+    quiet_collector()
 
 
 @after_setup_logger.connect
