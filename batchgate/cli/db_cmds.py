@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from batchgate.settings import Settings, get_settings
 from batchgate.store import migrate
@@ -33,15 +35,34 @@ def settings_for(data_dir: Path | None, database_url: str | None) -> Settings:
     return get_settings().model_copy(update=overrides)
 
 
-def migrate_or_exit(settings: Settings) -> None:
+# A server started while its database is briefly unreachable (its host just back on the
+# network, a failover) waits this long for it, instead of exiting at the first refusal.
+START_WAIT_S = 60.0
+RETRY_S = 1.0
+
+
+def migrate_or_exit(settings: Settings, wait_s: float = START_WAIT_S) -> None:
     """Bring the database to this code's schema before a server starts; refuse one that a
-    newer batchgate has migrated, with a message instead of a traceback."""
+    newer batchgate has migrated, with a message instead of a traceback. An unreachable
+    database is tried again for `wait_s` seconds."""
     engine = make_engine(settings.resolved_database_url())
+    deadline = time.monotonic() + wait_s
     try:
-        migrate.upgrade(engine)
-    except migrate.SchemaTooNew as exc:
-        typer.secho(f"refusing to start: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        while True:
+            try:
+                migrate.upgrade(engine)
+                return
+            except migrate.SchemaTooNew as exc:
+                typer.secho(f"refusing to start: {exc}", fg="red", err=True)
+                raise typer.Exit(2) from None
+            except OperationalError as exc:
+                reason = str(exc.orig or exc).splitlines()[0]  # names the host, never the password
+                if time.monotonic() > deadline:
+                    typer.secho(f"refusing to start: the database is unreachable ({reason})",
+                                fg="red", err=True)  # fmt: skip
+                    raise typer.Exit(1) from None
+                typer.secho(f"waiting for the database: {reason}", err=True)
+                time.sleep(RETRY_S)
     finally:
         engine.dispose()
 
